@@ -1,1 +1,170 @@
-fn main() {}
+//! `immich-integrity`: a thin command line over the `immich-integrity` library.
+
+mod report;
+
+use clap::{Parser, Subcommand};
+use immich_integrity::{Completion, Identity, Level, ScanOptions};
+use report::{Format, ReportSink};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+const EXIT_CLEAN: u8 = 0;
+const EXIT_FAULTS: u8 = 1;
+const EXIT_FAILED: u8 = 2;
+const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Parser)]
+#[command(
+    name = "immich-integrity",
+    version,
+    about = "Find which Immich photos and videos are missing, misplaced, unreadable or corrupt"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check every file every asset row points at.
+    #[command(after_help = SCAN_EXAMPLES)]
+    Scan(ScanArgs),
+}
+
+const SCAN_EXAMPLES: &str = "Examples:
+  # Standard docker-compose install (UPLOAD_LOCATION=/srv/immich/library, server runs as 1000):
+  immich-integrity scan --db-url postgres://postgres:PASS@localhost:5432/immich \\
+      --media-root /srv/immich/library --as-user 1000:1000
+  # External library mounted at /mnt/photos in the container, /tank/photos on the host:
+  immich-integrity scan --media-root /srv/immich/library --map /mnt/photos=/tank/photos
+  # Machine-readable report for scripts:
+  immich-integrity scan --media-root /srv/immich/library --format jsonl --output report.jsonl
+
+Exit codes: 0 clean, 1 faults found, 2 could not run (bad flag, DB unreachable), 130 interrupted.";
+
+#[derive(clap::Args)]
+struct ScanArgs {
+    /// PostgreSQL URL of Immich's database.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    db_url: String,
+    /// Host folder holding Immich's upload/, thumbs/, encoded-video/ ... folders (UPLOAD_LOCATION).
+    #[arg(long)]
+    media_root: Option<PathBuf>,
+    /// Immich's media location inside the container (default: read from the database).
+    #[arg(long)]
+    media_location: Option<String>,
+    /// CONTAINER=HOST path mapping (repeatable), e.g. /mnt/photos=/tank/photos.
+    #[arg(long = "map", value_parser = parse_map)]
+    maps: Vec<(String, PathBuf)>,
+    /// Evaluate read access for the uid[:gid] the Immich server runs as.
+    #[arg(long, value_parser = Identity::parse)]
+    as_user: Option<Identity>,
+    /// How deep to check: exists.
+    #[arg(long, default_value = "exists")]
+    level: Level,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Write the report here (atomically) instead of standard output.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Worker threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    jobs: usize,
+    /// Also check assets in the trash.
+    #[arg(long)]
+    include_trashed: bool,
+    /// Rows fetched per database round trip.
+    #[arg(long, default_value_t = 2000, hide = true)]
+    batch_size: usize,
+}
+
+fn parse_map(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((c, h)) if !c.is_empty() && !h.is_empty() => Ok((c.to_string(), PathBuf::from(h))),
+        _ => Err(format!("--map wants CONTAINER=HOST, got {s:?}")),
+    }
+}
+
+static CANCEL: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+extern "C" fn on_signal(_: libc::c_int) {
+    if let Some(c) = CANCEL.get() {
+        c.store(true, Ordering::Relaxed);
+    }
+}
+
+fn install_signal_handlers(cancel: Arc<AtomicBool>) {
+    let _ = CANCEL.set(cancel);
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                EXIT_FAILED
+            } else {
+                EXIT_CLEAN
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Scan(args) => run_scan(args),
+    }
+}
+
+fn run_scan(args: ScanArgs) -> ExitCode {
+    let mut opts = ScanOptions::new(args.db_url);
+    opts.media_root = args.media_root;
+    opts.media_location = args.media_location;
+    opts.maps = args.maps;
+    opts.as_user = args.as_user;
+    opts.level = args.level;
+    opts.jobs = args.jobs;
+    opts.source.include_trashed = args.include_trashed;
+    opts.source.batch_size = args.batch_size.max(1);
+    install_signal_handlers(opts.cancel.clone());
+
+    let mut sink = match ReportSink::new(args.format, args.output.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("immich-integrity: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let result = immich_integrity::scan(&opts, &mut sink);
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            sink.abandon();
+            eprintln!("immich-integrity: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    if let Err(e) = sink.finish(&summary) {
+        eprintln!("immich-integrity: cannot write the report: {e}");
+        return ExitCode::from(EXIT_FAILED);
+    }
+    match &summary.completion {
+        Completion::Interrupted => {
+            eprintln!("immich-integrity: interrupted; the report holds the findings so far");
+            ExitCode::from(EXIT_INTERRUPTED)
+        }
+        Completion::Failed(why) => {
+            eprintln!("immich-integrity: scan stopped early: {why}");
+            ExitCode::from(EXIT_FAILED)
+        }
+        Completion::Complete if summary.is_clean() => ExitCode::from(EXIT_CLEAN),
+        Completion::Complete => ExitCode::from(EXIT_FAULTS),
+    }
+}

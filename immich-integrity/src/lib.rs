@@ -1,1 +1,40 @@
-pub fn placeholder() {}
+//! # immich-integrity
+//!
+//! Tells an Immich administrator which photos and videos are broken and why.
+//!
+//! The pipeline is a short chain of plain data: a [`Source`] streams [`AssetRow`]s out of
+//! Immich's PostgreSQL database in bounded, primary-key-ordered pages (inside one read-only
+//! snapshot); a [`PathMap`] turns each stored path ([`FileRef`]) into a host path; the checker
+//! observes every file in parallel on a rayon pool (one `openat2` + `fstat`, resolved beneath its
+//! root so nothing outside it is ever touched) and classifies what it saw into a [`Fault`]; each
+//! [`Finding`] carries the [`Repair`] to apply and is handed, in asset-id order, to an
+//! [`Observer`]. The library never prints: progress and findings go through that trait.
+//!
+//! ```no_run
+//! use immich_integrity::{scan, Finding, ScanOptions};
+//! let mut opts = ScanOptions::new("postgres://postgres@127.0.0.1/immich");
+//! opts.media_root = Some("/srv/immich/library".into());
+//! let mut findings: Vec<Finding> = Vec::new();
+//! let summary = scan(&mut opts, &mut findings).unwrap();
+//! println!("{} files checked, {} faults", summary.files_checked, findings.len());
+//! ```
+
+pub mod access;
+mod check;
+pub mod error;
+pub mod formats;
+pub mod model;
+pub mod pathmap;
+pub mod probe;
+pub mod roots;
+mod scan;
+pub mod schema;
+pub mod source;
+
+pub use access::Identity;
+pub use error::{Error, Result};
+pub use model::{AssetRow, Entity, Fault, FileKind, FileRef, Finding, Repair};
+pub use pathmap::PathMap;
+pub use scan::{build_map, scan, Completion, Level, Observer, Progress, ScanOptions, Summary};
+pub use schema::Schema;
+pub use source::{Source, SourceOptions};

@@ -1,0 +1,219 @@
+//! Report writers: table (for people), json, jsonl. Files are written atomically.
+
+use immich_integrity::{Finding, Observer, Progress, Summary};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Jsonl,
+}
+
+/// How many rows of each group the table shows.
+const TABLE_ROWS_PER_GROUP: usize = 10;
+
+/// Where the report goes: stdout, or a temp file renamed over `--output` when done.
+enum Target {
+    Stdout(io::Stdout),
+    File {
+        tmp: PathBuf,
+        dest: PathBuf,
+        w: BufWriter<File>,
+    },
+}
+
+impl Write for Target {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Target::Stdout(s) => s.write(b),
+            Target::File { w, .. } => w.write(b),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Target::Stdout(s) => s.flush(),
+            Target::File { w, .. } => w.flush(),
+        }
+    }
+}
+
+pub struct ReportSink {
+    format: Format,
+    out: Target,
+    /// Findings kept for formats that need them all (json array, table groups).
+    kept: Vec<Finding>,
+    bar: Option<ProgressBar>,
+    error: Option<io::Error>,
+}
+
+impl ReportSink {
+    pub fn new(format: Format, output: Option<&Path>) -> io::Result<ReportSink> {
+        let out = match output {
+            None => Target::Stdout(io::stdout()),
+            Some(dest) => {
+                let name = dest
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "report".into());
+                let tmp = dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+                let w =
+                    BufWriter::new(File::create(&tmp).map_err(|e| {
+                        io::Error::new(e.kind(), format!("{}: {e}", tmp.display()))
+                    })?);
+                Target::File {
+                    tmp,
+                    dest: dest.to_path_buf(),
+                    w,
+                }
+            }
+        };
+        // Progress goes to stderr, and only when a person is watching it.
+        let bar = io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::new_spinner();
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed_precise} {msg} ({per_sec})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b
+        });
+        Ok(ReportSink {
+            format,
+            out,
+            kept: Vec::new(),
+            bar,
+            error: None,
+        })
+    }
+
+    fn write_line(&mut self, value: &impl serde::Serialize) {
+        if self.error.is_some() {
+            return;
+        }
+        let r = serde_json::to_writer(&mut self.out, value)
+            .map_err(io::Error::from)
+            .and_then(|_| self.out.write_all(b"\n"));
+        if let Err(e) = r {
+            self.error = Some(e);
+        }
+    }
+
+    /// Writes the summary, flushes, and moves the file into place.
+    pub fn finish(mut self, summary: &Summary) -> io::Result<()> {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        if let Some(e) = self.error.take() {
+            self.abandon();
+            return Err(e);
+        }
+        let r = match self.format {
+            Format::Jsonl => {
+                self.write_line(summary);
+                self.error.take().map_or(Ok(()), Err)
+            }
+            Format::Json => {
+                let doc = serde_json::json!({ "findings": self.kept, "summary": summary });
+                serde_json::to_writer_pretty(&mut self.out, &doc)
+                    .map_err(io::Error::from)
+                    .and_then(|_| self.out.write_all(b"\n"))
+            }
+            Format::Table => write_table(&mut self.out, &self.kept, summary),
+        };
+        if let Err(e) = r.and_then(|_| self.out.flush()) {
+            self.abandon();
+            return Err(e);
+        }
+        if let Target::File { tmp, dest, w } = self.out {
+            let f = w.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &dest)?;
+        }
+        Ok(())
+    }
+
+    /// Drops a half-written temp file.
+    pub fn abandon(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        if let Target::File { tmp, .. } = &self.out {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+impl Observer for ReportSink {
+    fn finding(&mut self, f: &Finding) {
+        match self.format {
+            Format::Jsonl => self.write_line(f),
+            Format::Json | Format::Table => self.kept.push(f.clone()),
+        }
+    }
+
+    fn progress(&mut self, p: &Progress) {
+        if let Some(b) = &self.bar {
+            b.set_position(p.files_checked);
+            b.set_message(format!(
+                "{} rows, {} files checked, {} faults",
+                p.rows, p.files_checked, p.findings
+            ));
+        }
+    }
+}
+
+fn write_table(out: &mut impl Write, findings: &[Finding], s: &Summary) -> io::Result<()> {
+    let mut groups: BTreeMap<(String, String), Vec<&Finding>> = BTreeMap::new();
+    for f in findings {
+        let kind = f.file.map(|k| k.as_str()).unwrap_or("mount");
+        groups
+            .entry((f.fault.as_str().to_string(), kind.to_string()))
+            .or_default()
+            .push(f);
+    }
+    if !groups.is_empty() {
+        writeln!(out, "{:<18} {:<16} {:>8}  REPAIR", "FAULT", "FILE", "COUNT")?;
+        for ((fault, kind), fs) in &groups {
+            writeln!(
+                out,
+                "{fault:<18} {kind:<16} {:>8}  {}",
+                fs.len(),
+                fs[0].repair.as_str()
+            )?;
+        }
+        for ((fault, kind), fs) in &groups {
+            writeln!(out, "\n{fault} {kind} ({}):", fs.len())?;
+            for f in fs.iter().take(TABLE_ROWS_PER_GROUP) {
+                let id = f.asset_id.as_deref().unwrap_or("-");
+                let path = f.db_path.as_deref().unwrap_or("-");
+                writeln!(out, "  {id}  {path}")?;
+                if let Some(at) = &f.found_at {
+                    writeln!(out, "      found at {at}")?;
+                }
+                writeln!(out, "      {} -> {}", f.detail, f.repair.as_str())?;
+            }
+            if fs.len() > TABLE_ROWS_PER_GROUP {
+                writeln!(out, "  ... {} more", fs.len() - TABLE_ROWS_PER_GROUP)?;
+            }
+        }
+        writeln!(out)?;
+    }
+    writeln!(
+        out,
+        "immich-integrity: schema {}, {} rows, {} files checked, {} faults in {:.1}s{}",
+        s.schema,
+        s.rows,
+        s.files_checked,
+        s.findings,
+        s.elapsed_ms as f64 / 1000.0,
+        match &s.completion {
+            immich_integrity::Completion::Complete => String::new(),
+            immich_integrity::Completion::Interrupted => " (INTERRUPTED: incomplete)".into(),
+            immich_integrity::Completion::Failed(w) => format!(" (FAILED: incomplete: {w})"),
+        }
+    )
+}

@@ -1,0 +1,441 @@
+//! Per-row checking: map each stored path, observe the file, and classify what was seen.
+//! Classification happens here and only here, from the raw observation.
+
+use crate::access::{Identity, READ, SEARCH};
+use crate::model::{AssetRow, Fault, FileKind, FileRef, Finding, Repair};
+use crate::pathmap::{Mapped, PathMap};
+use crate::probe::{Meta, Observation, Root};
+use crate::roots::Roots;
+use dashmap::DashMap;
+use sha1::{Digest, Sha1};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Everything a worker needs, shared read-only across threads (the caches are concurrent).
+pub struct Checker {
+    pub map: PathMap,
+    pub roots: Roots,
+    /// Whose access to evaluate; `None` for root (reads everything).
+    pub identity: Option<Identity>,
+    /// Directory metadata by (root host, dir), for the search-bit walk.
+    dir_cache: DashMap<PathBuf, Option<Meta>>,
+    pub files_checked: AtomicU64,
+    pub bytes_read: AtomicU64,
+}
+
+/// A fault before the repair is decided (that needs the whole row).
+struct Fault0 {
+    fault: Fault,
+    host_path: Option<PathBuf>,
+    found_at: Option<PathBuf>,
+    detail: String,
+}
+
+impl Fault0 {
+    fn new(fault: Fault, host_path: Option<PathBuf>, detail: impl Into<String>) -> Fault0 {
+        Fault0 {
+            fault,
+            host_path,
+            found_at: None,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl Checker {
+    pub fn new(map: PathMap, roots: Roots, identity: Identity) -> Checker {
+        Checker {
+            map,
+            roots,
+            identity: (identity.uid != 0).then_some(identity),
+            dir_cache: DashMap::new(),
+            files_checked: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+        }
+    }
+
+    /// All findings for one row, in file order.
+    pub fn check_row(&self, row: &AssetRow) -> Vec<Finding> {
+        let mut raw: Vec<(&FileRef, Fault0)> = Vec::new();
+        for f in &row.files {
+            if let Some(fault) = self.check_file(row, f) {
+                raw.push((f, fault));
+            }
+        }
+        let original_ok = !raw.iter().any(|(f, _)| f.kind == FileKind::Original);
+        raw.into_iter()
+            .map(|(f, x)| {
+                let (repair, extra) = repair_for(f.kind, x.fault, original_ok);
+                let mut detail = x.detail;
+                if let Some(extra) = extra {
+                    detail = format!("{detail}; {extra}");
+                }
+                if f.edited {
+                    detail.push_str(" (edited rendition)");
+                }
+                Finding {
+                    asset_id: Some(row.id.clone()),
+                    owner_id: Some(row.owner_id.clone()),
+                    file: Some(f.kind),
+                    db_path: Some(f.db_path.clone()),
+                    host_path: x.host_path.map(lossy),
+                    fault: x.fault,
+                    found_at: x.found_at.map(lossy),
+                    repair,
+                    detail,
+                    affected: None,
+                }
+            })
+            .collect()
+    }
+
+    fn check_file(&self, row: &AssetRow, f: &FileRef) -> Option<Fault0> {
+        let (entry, rel, stale) = match self.map.map(&f.db_path) {
+            Mapped::Host { entry, rel } => (entry, rel, None),
+            Mapped::StalePrefix {
+                entry,
+                rel,
+                active_db_path,
+            } => (entry, rel, Some(active_db_path)),
+            Mapped::Empty => {
+                self.files_checked.fetch_add(1, Ordering::Relaxed);
+                return Some(Fault0::new(
+                    Fault::Missing,
+                    None,
+                    "empty path in the database",
+                ));
+            }
+            Mapped::Escapes { .. } => {
+                self.files_checked.fetch_add(1, Ordering::Relaxed);
+                return Some(Fault0::new(
+                    Fault::OutsideRoot,
+                    None,
+                    "the stored path climbs out of its root with '..'; not followed",
+                ));
+            }
+            Mapped::Unmapped => {
+                self.files_checked.fetch_add(1, Ordering::Relaxed);
+                return Some(Fault0::new(
+                    Fault::OutsideRoot,
+                    None,
+                    "not under the media location or any library import path \
+                     (add --map CONTAINER=HOST if it is mounted elsewhere)",
+                ));
+            }
+        };
+        let media = self.map.entries()[entry].media;
+        let root = self.roots.root_for(entry, &rel, media)?;
+        self.files_checked.fetch_add(1, Ordering::Relaxed);
+        let host = root.host.join(&rel);
+        let obs = root.observe(&rel);
+        if let Some(active) = stale {
+            return Some(self.stale_prefix(row, f, root, &rel, host, obs, &active));
+        }
+        match obs {
+            Observation::File(meta) => self.judge_file(root, &rel, host, meta),
+            Observation::NotFound => Some(self.missing(row, f, root, &rel, host, media)),
+            other => Some(judge_other(other, host)),
+        }
+    }
+
+    fn judge_file(&self, root: &Root, rel: &Path, host: PathBuf, meta: Meta) -> Option<Fault0> {
+        if let Some(why) = self.denied(root, rel, &meta) {
+            return Some(Fault0::new(Fault::PermissionDenied, Some(host), why));
+        }
+        if meta.size == 0 {
+            return Some(Fault0::new(Fault::Empty, Some(host), "file is 0 bytes"));
+        }
+        None
+    }
+
+    /// Why the configured identity cannot read `rel`, if it cannot.
+    fn denied(&self, root: &Root, rel: &Path, meta: &Meta) -> Option<String> {
+        let who = self.identity.as_ref()?;
+        let mut dir = PathBuf::new();
+        let parents = rel.parent().map(|p| p.components().count()).unwrap_or(0);
+        for i in 0..=parents {
+            if i > 0 {
+                dir.push(rel.components().nth(i - 1)?);
+            }
+            let key = root.host.join(&dir);
+            let m = *self
+                .dir_cache
+                .entry(key.clone())
+                .or_insert_with(|| root.dir_meta(&dir));
+            if let Some(m) = m {
+                if !who.allows(m.mode, m.uid, m.gid, SEARCH) {
+                    return Some(format!(
+                        "directory {} (mode {:04o}, owner {}:{}) is not searchable by {who}",
+                        key.display(),
+                        m.mode,
+                        m.uid,
+                        m.gid
+                    ));
+                }
+            }
+        }
+        if !who.allows(meta.mode, meta.uid, meta.gid, READ) {
+            return Some(format!(
+                "mode {:04o}, owner {}:{}: not readable by {who}",
+                meta.mode, meta.uid, meta.gid
+            ));
+        }
+        None
+    }
+
+    /// A missing file: look where known mistakes put it before calling it missing.
+    fn missing(
+        &self,
+        row: &AssetRow,
+        f: &FileRef,
+        root: &Root,
+        rel: &Path,
+        host: PathBuf,
+        media: bool,
+    ) -> Fault0 {
+        let mut rejected = None;
+        for cand in candidates(rel, media) {
+            if let Observation::File(meta) = root.observe(&cand) {
+                let found = root.host.join(&cand);
+                match self.matches(row, f.kind, &found, &meta) {
+                    Ok(why) => {
+                        let new_db = self.map_back(&f.db_path, rel, &cand);
+                        return Fault0 {
+                            fault: Fault::Moved,
+                            host_path: Some(host),
+                            found_at: Some(found),
+                            detail: format!("{why}; relink to {new_db}"),
+                        };
+                    }
+                    Err(why) => rejected = Some(format!("{} {why}", found.display())),
+                }
+            }
+        }
+        let detail = match rejected {
+            Some(r) => format!("no file at the stored path; a candidate was rejected: {r}"),
+            None => "no file at the stored path".to_string(),
+        };
+        Fault0::new(Fault::Missing, Some(host), detail)
+    }
+
+    /// A row stored under a media spelling Immich no longer uses.
+    #[allow(clippy::too_many_arguments)]
+    fn stale_prefix(
+        &self,
+        row: &AssetRow,
+        f: &FileRef,
+        root: &Root,
+        rel: &Path,
+        host: PathBuf,
+        obs: Observation,
+        active: &str,
+    ) -> Fault0 {
+        let active_root = self.map.active_media().unwrap_or("?");
+        match obs {
+            Observation::File(meta) => match self.matches(row, f.kind, &host, &meta) {
+                Ok(why) => Fault0 {
+                    fault: Fault::Moved,
+                    host_path: None,
+                    found_at: Some(host),
+                    detail: format!(
+                        "stored with a media prefix the server no longer uses \
+                         (media location is {active_root}); {why}; relink to {active}"
+                    ),
+                },
+                Err(why) => Fault0::new(
+                    Fault::Missing,
+                    None,
+                    format!("stale media prefix, and the file under {active_root} {why}"),
+                ),
+            },
+            Observation::NotFound => {
+                let mut x = self.missing(row, f, root, rel, host, true);
+                x.detail = format!(
+                    "stale media prefix (media location is {active_root}); {}",
+                    x.detail
+                );
+                x
+            }
+            other => judge_other(other, host),
+        }
+    }
+
+    /// Whether a candidate file is the one the row means.
+    fn matches(
+        &self,
+        row: &AssetRow,
+        kind: FileKind,
+        path: &Path,
+        meta: &Meta,
+    ) -> Result<String, String> {
+        if meta.size == 0 {
+            return Err("is empty".into());
+        }
+        if kind != FileKind::Original {
+            return Ok(format!(
+                "found a {}-byte file (Immich records no size for {kind} files)",
+                meta.size
+            ));
+        }
+        if let Some(want) = row.original_size {
+            return if want == meta.size {
+                Ok(format!("size matches ({want} bytes)"))
+            } else {
+                Err(format!("has {} bytes, Immich recorded {want}", meta.size))
+            };
+        }
+        match (&row.checksum, row.checksum_is_of_path) {
+            (Some(sum), false) => match sha1_file(path) {
+                Ok((digest, n)) => {
+                    self.bytes_read.fetch_add(n, Ordering::Relaxed);
+                    if digest.as_slice() == sum.as_slice() {
+                        Ok("sha1 matches".into())
+                    } else {
+                        Err("has a different sha1".into())
+                    }
+                }
+                Err(e) => Err(format!("could not be read: {e}")),
+            },
+            _ => Err("cannot be verified: no recorded size or content checksum".into()),
+        }
+    }
+
+    /// The stored path a candidate would have, in the row's own spelling.
+    fn map_back(&self, db_path: &str, rel: &Path, cand: &Path) -> String {
+        let rel_s = rel.to_string_lossy();
+        let cand_s = cand.to_string_lossy();
+        match db_path.strip_suffix(rel_s.as_ref()) {
+            Some(prefix) => format!("{prefix}{cand_s}"),
+            None => cand_s.into_owned(),
+        }
+    }
+}
+
+/// Where known mistakes put a file: a top folder doubled (`upload/upload/...`, a restore one
+/// level too deep) or, the other way round, undoubled.
+fn candidates(rel: &Path, media: bool) -> Vec<PathBuf> {
+    let mut parts = rel.components();
+    let Some(top) = parts.next() else {
+        return Vec::new();
+    };
+    let rest = parts.as_path();
+    let mut v = Vec::with_capacity(2);
+    if media {
+        v.push(Path::new(top.as_os_str()).join(top.as_os_str()).join(rest));
+        if let Ok(inner) = rest.strip_prefix(top.as_os_str()) {
+            v.push(Path::new(top.as_os_str()).join(inner));
+        }
+    }
+    v
+}
+
+fn judge_other(obs: Observation, host: PathBuf) -> Fault0 {
+    match obs {
+        Observation::Escapes => Fault0::new(
+            Fault::OutsideRoot,
+            Some(host),
+            "a symlink on the way points out of the root; not followed",
+        ),
+        Observation::AccessDenied => Fault0::new(
+            Fault::PermissionDenied,
+            Some(host),
+            "the scanning user was refused access (EACCES)",
+        ),
+        Observation::NotRegular { what } => Fault0::new(
+            Fault::NotAFile,
+            Some(host),
+            format!("a {what}, not a regular file"),
+        ),
+        Observation::SymlinkLoop => Fault0::new(
+            Fault::NotAFile,
+            Some(host),
+            "a symlink loop, not a regular file",
+        ),
+        Observation::Other(e) => {
+            Fault0::new(Fault::Missing, Some(host), format!("cannot stat: {e}"))
+        }
+        Observation::File(_) | Observation::NotFound => unreachable!("handled by the caller"),
+    }
+}
+
+/// The repair for a fault, and a note when the obvious one does not apply.
+fn repair_for(kind: FileKind, fault: Fault, original_ok: bool) -> (Repair, Option<&'static str>) {
+    match fault {
+        Fault::Moved => (Repair::Relink, None),
+        Fault::PermissionDenied => (Repair::FixPermissions, None),
+        Fault::OutsideRoot | Fault::MountMissing => (Repair::None, None),
+        _ => match kind {
+            FileKind::Original | FileKind::ProfileImage => (Repair::RestoreFromBackup, None),
+            FileKind::Sidecar | FileKind::PersonThumbnail => (Repair::Regenerate, None),
+            _ if original_ok => (Repair::Regenerate, None),
+            _ => (
+                Repair::RestoreFromBackup,
+                Some("the original is broken too: restore it, then regenerate"),
+            ),
+        },
+    }
+}
+
+fn sha1_file(path: &Path) -> std::io::Result<([u8; 20], u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha1::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        n += k as u64;
+        h.update(&buf[..k]);
+    }
+    Ok((h.finalize().into(), n))
+}
+
+fn lossy(p: PathBuf) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_double_and_undouble_the_top_folder() {
+        assert_eq!(
+            candidates(Path::new("upload/u/ab/x.jpg"), true),
+            vec![PathBuf::from("upload/upload/u/ab/x.jpg")]
+        );
+        assert_eq!(
+            candidates(Path::new("thumbs/thumbs/u/x.jpg"), true),
+            vec![
+                PathBuf::from("thumbs/thumbs/thumbs/u/x.jpg"),
+                PathBuf::from("thumbs/u/x.jpg")
+            ]
+        );
+        assert!(candidates(Path::new("2020/a.jpg"), false).is_empty());
+    }
+
+    #[test]
+    fn repairs_follow_the_contract() {
+        use FileKind::*;
+        assert_eq!(
+            repair_for(Preview, Fault::Missing, true).0,
+            Repair::Regenerate
+        );
+        assert_eq!(
+            repair_for(Preview, Fault::Missing, false).0,
+            Repair::RestoreFromBackup
+        );
+        assert_eq!(
+            repair_for(Original, Fault::Missing, true).0,
+            Repair::RestoreFromBackup
+        );
+        assert_eq!(repair_for(Original, Fault::Moved, true).0, Repair::Relink);
+        assert_eq!(
+            repair_for(Thumbnail, Fault::PermissionDenied, true).0,
+            Repair::FixPermissions
+        );
+    }
+}

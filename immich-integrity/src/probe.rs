@@ -1,0 +1,174 @@
+//! One look at one file: what the filesystem says, before any judgement.
+//!
+//! Files are opened with `openat2(O_PATH, RESOLVE_BENEATH)` relative to a handle on their root:
+//! the kernel itself refuses any `..` or symlink that leaves the root (EXDEV), a FIFO is never
+//! opened for reading (O_PATH), and one `fstat` on the handle gives type, size, owner and mode.
+
+use rustix::fd::OwnedFd;
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+use std::path::{Path, PathBuf};
+
+/// The raw observation the classifier judges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    File(Meta),
+    NotRegular {
+        what: &'static str,
+    },
+    NotFound,
+    /// A symlink or `..` on the way leaves the root.
+    Escapes,
+    /// The tool itself was refused (EACCES).
+    AccessDenied,
+    SymlinkLoop,
+    Other(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// An open handle on a root folder that files are resolved beneath.
+#[derive(Debug)]
+pub struct Root {
+    pub host: PathBuf,
+    fd: OwnedFd,
+}
+
+impl Root {
+    pub fn open(host: &Path) -> std::io::Result<Root> {
+        let fd = rustix::fs::open(
+            host,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Root {
+            host: host.to_path_buf(),
+            fd,
+        })
+    }
+
+    /// Looks at `rel` beneath this root. Never follows anything out of it.
+    pub fn observe(&self, rel: &Path) -> Observation {
+        if rel.as_os_str().is_empty() {
+            return Observation::NotRegular { what: "directory" };
+        }
+        let fd = match rustix::fs::openat2(
+            &self.fd,
+            rel,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Ok(fd) => fd,
+            Err(e) => return from_errno(e),
+        };
+        match rustix::fs::fstat(&fd) {
+            Ok(st) => meta_observation(&st),
+            Err(e) => from_errno(e),
+        }
+    }
+
+    /// Metadata of a directory beneath the root (for the search-bit walk).
+    pub fn dir_meta(&self, rel: &Path) -> Option<Meta> {
+        let fd = if rel.as_os_str().is_empty() {
+            return rustix::fs::fstat(&self.fd).ok().map(|st| meta(&st));
+        } else {
+            rustix::fs::openat2(
+                &self.fd,
+                rel,
+                OFlags::PATH | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+            )
+            .ok()?
+        };
+        rustix::fs::fstat(&fd).ok().map(|st| meta(&st))
+    }
+}
+
+fn meta(st: &rustix::fs::Stat) -> Meta {
+    Meta {
+        size: st.st_size as u64,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+    }
+}
+
+fn meta_observation(st: &rustix::fs::Stat) -> Observation {
+    let what = match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => return Observation::File(meta(st)),
+        FileType::Directory => "directory",
+        FileType::Fifo => "FIFO",
+        FileType::Socket => "socket",
+        FileType::CharacterDevice => "character device",
+        FileType::BlockDevice => "block device",
+        FileType::Symlink => "symlink",
+        FileType::Unknown => "unknown file type",
+    };
+    Observation::NotRegular { what }
+}
+
+fn from_errno(e: Errno) -> Observation {
+    match e {
+        Errno::NOENT | Errno::NOTDIR => Observation::NotFound,
+        Errno::XDEV => Observation::Escapes,
+        Errno::ACCESS | Errno::PERM => Observation::AccessDenied,
+        Errno::LOOP => Observation::SymlinkLoop,
+        Errno::NAMETOOLONG => Observation::Other("name too long".into()),
+        e => Observation::Other(std::io::Error::from(e).to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn observes_files_dirs_fifos_and_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::write(root.join("a/f.jpg"), b"abc").unwrap();
+        symlink("/etc/hostname", root.join("a/out")).unwrap();
+        symlink("f.jpg", root.join("a/in")).unwrap();
+        symlink("loop", root.join("a/loop")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("a/fifo").as_path(),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let r = Root::open(&root).unwrap();
+        let Observation::File(m) = r.observe(Path::new("a/f.jpg")) else {
+            panic!()
+        };
+        assert_eq!(m.size, 3);
+        assert_eq!(r.observe(Path::new("a/in")), Observation::File(m));
+        assert_eq!(r.observe(Path::new("a/out")), Observation::Escapes);
+        assert_eq!(
+            r.observe(Path::new("../root/a/f.jpg")),
+            Observation::Escapes
+        );
+        assert_eq!(r.observe(Path::new("a/nope")), Observation::NotFound);
+        assert_eq!(r.observe(Path::new("a/f.jpg/x")), Observation::NotFound);
+        assert_eq!(r.observe(Path::new("a/loop")), Observation::SymlinkLoop);
+        assert_eq!(
+            r.observe(Path::new("a/fifo")),
+            Observation::NotRegular { what: "FIFO" }
+        );
+        assert_eq!(
+            r.observe(Path::new("a")),
+            Observation::NotRegular { what: "directory" }
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! The pipeline: source -> path map -> checker (rayon) -> observer.
+
+use crate::access::Identity;
+use crate::check::Checker;
+use crate::error::{Error, Result};
+use crate::model::{Fault, Finding, Repair};
+use crate::pathmap::PathMap;
+use crate::roots::Roots;
+use crate::source::{Source, SourceInfo, SourceOptions};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How deep to look at each file (DESIGN §1). Each level includes the previous ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// One stat per file: missing, moved, not a file, empty, permission denied.
+    Exists,
+}
+
+impl std::str::FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Level, String> {
+        match s {
+            "exists" => Ok(Level::Exists),
+            "quick" | "full" | "hash" => Err(format!(
+                "level {s:?} is not implemented yet; available: exists"
+            )),
+            _ => Err(format!("unknown level {s:?}; available: exists")),
+        }
+    }
+}
+
+/// Everything a scan needs. Build with [`ScanOptions::new`] and set what you need.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    pub source: SourceOptions,
+    /// Host folder that holds Immich's `upload`, `thumbs`, ... folders.
+    pub media_root: Option<PathBuf>,
+    /// Immich's media location inside the container (`/data`, `/usr/src/app/upload`,
+    /// relative `upload`); default: read from the database.
+    pub media_location: Option<String>,
+    /// `CONTAINER=HOST` pairs.
+    pub maps: Vec<(String, PathBuf)>,
+    /// Whose read access to evaluate (the uid the Immich server runs as); default: ours.
+    pub as_user: Option<Identity>,
+    pub level: Level,
+    /// Worker threads; 0 = one per core.
+    pub jobs: usize,
+    /// Set to stop the scan at the next batch.
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl ScanOptions {
+    pub fn new(db_url: impl Into<String>) -> ScanOptions {
+        ScanOptions {
+            source: SourceOptions::new(db_url),
+            media_root: None,
+            media_location: None,
+            maps: Vec::new(),
+            as_user: None,
+            level: Level::Exists,
+            jobs: 0,
+            cancel: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// Progress after each batch.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Progress {
+    pub rows: u64,
+    pub files_checked: u64,
+    pub bytes_read: u64,
+    pub findings: u64,
+}
+
+/// Receives findings and progress. Called from one thread, in asset-id order.
+pub trait Observer {
+    fn finding(&mut self, finding: &Finding);
+    fn progress(&mut self, _progress: &Progress) {}
+}
+
+/// Collects findings in memory (for tests and small embedders).
+impl Observer for Vec<Finding> {
+    fn finding(&mut self, finding: &Finding) {
+        self.push(finding.clone());
+    }
+}
+
+/// How a scan ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status", content = "reason")]
+pub enum Completion {
+    Complete,
+    Interrupted,
+    Failed(String),
+}
+
+/// The summary line of a report (DESIGN §2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub summary: bool,
+    pub schema: String,
+    pub level: Level,
+    pub media_location: Option<String>,
+    pub rows: u64,
+    pub files_checked: u64,
+    pub bytes_read: u64,
+    pub findings: u64,
+    /// file kind (or `mount`) -> fault -> count.
+    pub counts: BTreeMap<String, BTreeMap<String, u64>>,
+    pub elapsed_ms: u64,
+    pub completion: Completion,
+}
+
+impl Summary {
+    pub fn is_clean(&self) -> bool {
+        self.findings == 0
+    }
+}
+
+/// Runs a scan, handing each finding to `observer` as soon as its batch is checked.
+/// Setup problems (DB unreachable, media root unusable) are errors; a failure mid-scan ends
+/// the scan with [`Completion::Failed`] after every finding so far was delivered.
+pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> {
+    let started = Instant::now();
+    let source = Source::open(opts.source.clone())?;
+    let map = build_map(opts, &source.info)?;
+    let roots = Roots::open(&map).map_err(|(path, reason)| Error::MediaRoot { path, reason })?;
+    let identity = opts.as_user.clone().unwrap_or_else(Identity::current);
+    let checker = Checker::new(map, roots, identity);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs)
+        .thread_name(|i| format!("immich-integrity-check-{i}"))
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("cannot start worker threads: {e}")))?;
+
+    let mut summary = Summary {
+        summary: true,
+        schema: source.info.schema.label.clone(),
+        level: opts.level,
+        media_location: checker.map.active_media().map(str::to_string),
+        rows: 0,
+        files_checked: 0,
+        bytes_read: 0,
+        findings: 0,
+        counts: BTreeMap::new(),
+        elapsed_ms: 0,
+        completion: Completion::Complete,
+    };
+    let emit = |f: &Finding, summary: &mut Summary, observer: &mut dyn Observer| {
+        summary.findings += 1;
+        let kind = f.file.map(|k| k.as_str()).unwrap_or("mount");
+        *summary
+            .counts
+            .entry(kind.to_string())
+            .or_default()
+            .entry(f.fault.as_str().to_string())
+            .or_default() += 1;
+        observer.finding(f);
+    };
+    for batch in source {
+        if opts.cancel.load(Ordering::Relaxed) {
+            summary.completion = Completion::Interrupted;
+            break;
+        }
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                summary.completion = Completion::Failed(e.to_string());
+                break;
+            }
+        };
+        let found: Vec<Vec<Finding>> =
+            pool.install(|| batch.par_iter().map(|row| checker.check_row(row)).collect());
+        summary.rows += batch.len() as u64;
+        for f in found.iter().flatten() {
+            emit(f, &mut summary, observer);
+        }
+        summary.files_checked = checker.files_checked.load(Ordering::Relaxed);
+        summary.bytes_read = checker.bytes_read.load(Ordering::Relaxed);
+        observer.progress(&Progress {
+            rows: summary.rows,
+            files_checked: summary.files_checked,
+            bytes_read: summary.bytes_read,
+            findings: summary.findings,
+        });
+    }
+    for m in &checker.roots.missing {
+        let affected = m.affected.load(Ordering::Relaxed);
+        let f = Finding {
+            asset_id: None,
+            owner_id: None,
+            file: None,
+            db_path: Some(m.container.clone()),
+            host_path: Some(m.host.to_string_lossy().into_owned()),
+            fault: Fault::MountMissing,
+            found_at: None,
+            repair: Repair::None,
+            detail: format!(
+                "{} (mapped from {}) is {}; {affected} referenced files under it were not checked: \
+                 mount it or pass --map {}=HOST",
+                m.host.display(),
+                m.container,
+                m.why,
+                m.container
+            ),
+            affected: Some(affected),
+        };
+        emit(&f, &mut summary, observer);
+    }
+    summary.files_checked = checker.files_checked.load(Ordering::Relaxed);
+    summary.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(summary)
+}
+
+/// Media spellings that mean "Immich's media root".
+fn is_media_spelling(s: &str) -> bool {
+    matches!(s, "upload" | "/usr/src/app/upload" | "/data")
+}
+
+/// Builds the path map from flags and from what the database says.
+pub fn build_map(opts: &ScanOptions, info: &SourceInfo) -> Result<PathMap> {
+    let explicit_media = opts.maps.iter().find(|(c, _)| {
+        is_media_spelling(c.trim_end_matches('/')) || Some(c) == opts.media_location.as_ref()
+    });
+    let active = opts
+        .media_location
+        .clone()
+        .or_else(|| info.media_location.clone())
+        .or_else(|| explicit_media.map(|(c, _)| c.trim_end_matches('/').to_string()))
+        .unwrap_or_else(|| {
+            if info.schema.asset_table == "assets" {
+                "upload".into()
+            } else {
+                "/usr/src/app/upload".into()
+            }
+        });
+    let mut map = PathMap::new();
+    let media_host = opts
+        .media_root
+        .clone()
+        .or_else(|| explicit_media.map(|(_, h)| h.clone()));
+    let Some(media_host) = media_host else {
+        return Err(Error::InvalidArgument(
+            "no media root: pass --media-root HOST_DIR (the folder holding upload/, thumbs/, ...) \
+             or --map CONTAINER=HOST for the media location"
+                .into(),
+        ));
+    };
+    if !media_host.is_dir() {
+        return Err(Error::MediaRoot {
+            path: media_host,
+            reason: "not a directory".into(),
+        });
+    }
+    map.add_media_root(&active, media_host);
+    for (c, h) in &opts.maps {
+        if explicit_media.is_some_and(|(ec, _)| ec == c) {
+            continue;
+        }
+        map.add(c, h.clone(), false);
+    }
+    // External libraries nobody mapped are looked for at the same path on this host.
+    for lib in &info.libraries {
+        for p in &lib.import_paths {
+            if !map.covers(p) {
+                map.add(p, PathBuf::from(p), false);
+            }
+        }
+    }
+    Ok(map)
+}

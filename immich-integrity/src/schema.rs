@@ -1,0 +1,192 @@
+//! Which Immich schema generation a database holds, read from `information_schema`
+//! (never from a version string: admins restore dumps across versions).
+
+use crate::error::{Error, Result};
+use serde::Serialize;
+use sqlx::PgConnection;
+use std::collections::{HashMap, HashSet};
+
+/// Table and column facts the source and the repairs build their SQL from.
+/// Every identifier here is a fixed string chosen by detection, never user input.
+#[derive(Debug, Clone, Serialize)]
+pub struct Schema {
+    /// Human label such as `v2.6+` (see [`Schema::label`]).
+    pub label: String,
+    pub asset_table: &'static str,
+    pub asset_file_table: Option<&'static str>,
+    pub exif_table: Option<&'static str>,
+    pub user_table: &'static str,
+    pub library_table: Option<&'static str>,
+    pub has_person: bool,
+    /// `(preview column, thumbnail column)` on the asset table, before `asset_files` existed.
+    pub preview_columns: Option<(&'static str, &'static str)>,
+    pub has_encoded_video_column: bool,
+    pub has_sidecar_column: bool,
+    pub has_checksum_algorithm: bool,
+    pub has_is_external: bool,
+    pub has_asset_file_is_edited: bool,
+    pub has_media_location_table: bool,
+}
+
+const TABLES: &[&str] = &[
+    "asset",
+    "assets",
+    "asset_file",
+    "asset_files",
+    "asset_exif",
+    "exif",
+    "user",
+    "users",
+    "library",
+    "libraries",
+    "person",
+    "system_metadata",
+];
+
+impl Schema {
+    /// Reads the public schema's tables and columns and works out the generation.
+    pub async fn detect(conn: &mut PgConnection) -> Result<Schema> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = ANY($1)",
+        )
+        .bind(TABLES)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::query("reading information_schema"))?;
+        let mut cols: HashMap<String, HashSet<String>> = HashMap::new();
+        for (t, c) in rows {
+            cols.entry(t).or_default().insert(c);
+        }
+        Schema::from_columns(&cols)
+    }
+
+    /// Pure part of detection, separated so it can be tested without a database.
+    pub fn from_columns(cols: &HashMap<String, HashSet<String>>) -> Result<Schema> {
+        let pick = |names: &[&'static str]| names.iter().copied().find(|n| cols.contains_key(*n));
+        let asset_table = pick(&["asset", "assets"]).ok_or_else(|| {
+            Error::UnknownSchema(
+                "neither table `asset` nor `assets` exists in schema public".into(),
+            )
+        })?;
+        let ac = &cols[asset_table];
+        for needed in ["id", "ownerId", "originalPath"] {
+            if !ac.contains(needed) {
+                return Err(Error::UnknownSchema(format!(
+                    "table {asset_table} has no column {needed}"
+                )));
+            }
+        }
+        let user_table = pick(&["user", "users"])
+            .ok_or_else(|| Error::UnknownSchema("no `user`/`users` table".into()))?;
+        let asset_file_table = pick(&["asset_file", "asset_files"]);
+        let preview_columns = if ac.contains("previewPath") {
+            Some(("previewPath", "thumbnailPath"))
+        } else if ac.contains("resizePath") {
+            Some(("resizePath", "webpPath"))
+        } else {
+            None
+        };
+        let has = |c: &str| ac.contains(c);
+        let has_encoded_video_column = has("encodedVideoPath");
+        let has_sidecar_column = has("sidecarPath");
+        let label = match (asset_table, asset_file_table.is_some()) {
+            ("assets", false) if preview_columns == Some(("resizePath", "webpPath")) => "v1.100-",
+            ("assets", false) => "v1.101-v1.112",
+            ("assets", true) => "v1.113-v1.135",
+            (_, _) if has_sidecar_column => "v1.136-v2.3",
+            (_, _) if has_encoded_video_column => "v2.4-v2.5",
+            _ => "v2.6+",
+        }
+        .to_string();
+        Ok(Schema {
+            label,
+            asset_table,
+            asset_file_table,
+            exif_table: pick(&["asset_exif", "exif"]),
+            user_table,
+            library_table: pick(&["library", "libraries"]),
+            has_person: cols
+                .get("person")
+                .is_some_and(|c| c.contains("thumbnailPath")),
+            preview_columns,
+            has_encoded_video_column,
+            has_sidecar_column,
+            has_checksum_algorithm: has("checksumAlgorithm"),
+            has_is_external: has("isExternal"),
+            has_asset_file_is_edited: asset_file_table
+                .is_some_and(|t| cols[t].contains("isEdited")),
+            has_media_location_table: cols.contains_key("system_metadata"),
+        })
+    }
+}
+
+/// `"name"`: identifiers are quoted because Immich uses camelCase and `user` is reserved.
+pub(crate) fn q(ident: &str) -> String {
+    debug_assert!(!ident.contains('"'));
+    format!("\"{ident}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cols(spec: &[(&str, &[&str])]) -> HashMap<String, HashSet<String>> {
+        spec.iter()
+            .map(|(t, cs)| (t.to_string(), cs.iter().map(|c| c.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn detects_each_generation() {
+        let base = ["id", "ownerId", "originalPath"];
+        let with = |extra: &[&'static str]| -> Vec<&'static str> {
+            base.iter().copied().chain(extra.iter().copied()).collect()
+        };
+        let v112 = with(&[
+            "previewPath",
+            "thumbnailPath",
+            "encodedVideoPath",
+            "sidecarPath",
+        ]);
+        let s = Schema::from_columns(&cols(&[("assets", &v112), ("users", &["id"])])).unwrap();
+        assert_eq!(s.label, "v1.101-v1.112");
+        assert_eq!(s.preview_columns, Some(("previewPath", "thumbnailPath")));
+
+        let v135 = with(&["encodedVideoPath", "sidecarPath"]);
+        let s = Schema::from_columns(&cols(&[
+            ("assets", &v135),
+            ("asset_files", &["path"]),
+            ("users", &["id"]),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (s.label.as_str(), s.asset_file_table),
+            ("v1.113-v1.135", Some("asset_files"))
+        );
+
+        let s = Schema::from_columns(&cols(&[
+            ("asset", &v135),
+            ("asset_file", &["path"]),
+            ("user", &["id"]),
+        ]))
+        .unwrap();
+        assert_eq!(s.label, "v1.136-v2.3");
+
+        let v26 = with(&["checksumAlgorithm"]);
+        let s = Schema::from_columns(&cols(&[
+            ("asset", &v26),
+            ("asset_file", &["path", "isEdited"]),
+            ("user", &["id"]),
+        ]))
+        .unwrap();
+        assert_eq!(s.label, "v2.6+");
+        assert!(s.has_asset_file_is_edited && s.has_checksum_algorithm);
+    }
+
+    #[test]
+    fn rejects_non_immich_databases() {
+        let err = Schema::from_columns(&cols(&[("users", &["id"])])).unwrap_err();
+        assert!(err.to_string().contains("neither table"));
+    }
+}

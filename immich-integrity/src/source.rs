@@ -1,0 +1,496 @@
+//! Streams [`AssetRow`]s out of Immich's database in bounded batches.
+//!
+//! A dedicated thread owns a tokio runtime and one connection inside a
+//! `REPEATABLE READ READ ONLY` transaction (one consistent snapshot of a live server, and no
+//! write is possible). It pages through the asset table by primary key (keyset pagination, so
+//! memory does not grow with the table and a page costs an index range scan) and hands each
+//! page to the checker through a bounded channel: when checking falls behind, the query side
+//! waits (backpressure) while the next page is already prefetched.
+
+use crate::error::{Error, Result};
+use crate::model::{AssetRow, Entity, FileKind, FileRef};
+use crate::schema::{q, Schema};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
+use sqlx::{ConnectOptions, Row};
+use std::str::FromStr;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What to read.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    pub db_url: String,
+    /// Rows per page.
+    pub batch_size: usize,
+    /// Pages buffered ahead of the checker.
+    pub prefetch: usize,
+    pub include_trashed: bool,
+}
+
+impl SourceOptions {
+    pub fn new(db_url: impl Into<String>) -> SourceOptions {
+        SourceOptions {
+            db_url: db_url.into(),
+            batch_size: 2000,
+            prefetch: 4,
+            include_trashed: false,
+        }
+    }
+}
+
+/// An external library: its id and the container paths it imports from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Library {
+    pub id: String,
+    pub import_paths: Vec<String>,
+}
+
+/// Facts read once before streaming.
+#[derive(Debug, Clone)]
+pub struct SourceInfo {
+    pub schema: Schema,
+    /// `system_metadata['MediaLocation'].location`, when Immich saved one.
+    pub media_location: Option<String>,
+    pub libraries: Vec<Library>,
+}
+
+/// A running stream of row batches. Iterating yields pages in primary-key order; an `Err`
+/// ends the stream (the database went away, a query failed).
+pub struct Source {
+    pub info: SourceInfo,
+    rx: Receiver<Result<Vec<AssetRow>>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Source {
+    /// Connects, detects the schema and starts streaming.
+    pub fn open(opts: SourceOptions) -> Result<Source> {
+        let (info_tx, info_rx) = sync_channel::<Result<SourceInfo>>(1);
+        let (tx, rx) = sync_channel(opts.prefetch.max(1));
+        let worker = std::thread::Builder::new()
+            .name("immich-integrity-source".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = info_tx.send(Err(Error::InvalidArgument(format!(
+                            "cannot start the database runtime: {e}"
+                        ))));
+                        return;
+                    }
+                };
+                rt.block_on(run(opts, info_tx, tx));
+            })
+            .map_err(|e| Error::InvalidArgument(format!("cannot spawn source thread: {e}")))?;
+        let info = info_rx
+            .recv()
+            .unwrap_or_else(|_| Err(Error::InvalidArgument("source thread ended early".into())))?;
+        Ok(Source {
+            info,
+            rx,
+            worker: Some(worker),
+        })
+    }
+}
+
+impl Iterator for Source {
+    type Item = Result<Vec<AssetRow>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.rx.recv().ok()
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        // Unblock the producer: dropping the receiver makes its next send fail.
+        let (_, rx) = sync_channel(0);
+        drop(std::mem::replace(&mut self.rx, rx));
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Connects with a bounded timeout; the URL's password never reaches an error message.
+pub async fn connect(url: &str) -> Result<PgConnection> {
+    let shown = redact_url(url);
+    let opts = PgConnectOptions::from_str(url).map_err(|e| Error::Connect {
+        url: shown.clone(),
+        source: e,
+    })?;
+    let opts = opts
+        .application_name("immich-integrity")
+        .disable_statement_logging();
+    match tokio::time::timeout(Duration::from_secs(15), opts.connect()).await {
+        Ok(r) => r.map_err(|e| Error::Connect {
+            url: shown,
+            source: e,
+        }),
+        Err(_) => Err(Error::Connect {
+            url: shown,
+            source: sqlx::Error::PoolTimedOut,
+        }),
+    }
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some(x) => x,
+        None => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+async fn run(
+    opts: SourceOptions,
+    info_tx: SyncSender<Result<SourceInfo>>,
+    tx: SyncSender<Result<Vec<AssetRow>>>,
+) {
+    let mut conn = match open_snapshot(&opts.db_url).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = info_tx.send(Err(e));
+            return;
+        }
+    };
+    let info = match read_info(&mut conn).await {
+        Ok(i) => i,
+        Err(e) => {
+            let _ = info_tx.send(Err(e));
+            return;
+        }
+    };
+    let queries = Queries::new(&info.schema, opts.include_trashed);
+    if info_tx.send(Ok(info)).is_err() {
+        return;
+    }
+    for (sql_first, sql_next, decode) in queries.pages() {
+        let mut after: Option<String> = None;
+        loop {
+            let limit = opts.batch_size as i64;
+            let res = match &after {
+                None => {
+                    sqlx::query(sql_first)
+                        .bind(limit)
+                        .fetch_all(&mut conn)
+                        .await
+                }
+                Some(id) => {
+                    sqlx::query(sql_next)
+                        .bind(id)
+                        .bind(limit)
+                        .fetch_all(&mut conn)
+                        .await
+                }
+            };
+            let rows = match res {
+                Ok(rows) => rows,
+                Err(e) => {
+                    let _ = tx.send(Err(Error::Query {
+                        context: "streaming rows",
+                        source: e,
+                    }));
+                    return;
+                }
+            };
+            let n = rows.len();
+            let batch: Result<Vec<AssetRow>> = rows.iter().map(|r| decode(&queries, r)).collect();
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            after = batch.last().map(|r| r.id.clone());
+            if !batch.is_empty() && tx.send(Ok(batch)).is_err() {
+                return; // the consumer stopped
+            }
+            if n < opts.batch_size {
+                break;
+            }
+        }
+    }
+    let _ = sqlx::query("COMMIT").execute(&mut conn).await;
+}
+
+async fn open_snapshot(url: &str) -> Result<PgConnection> {
+    let mut conn = connect(url).await?;
+    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut conn)
+        .await
+        .map_err(Error::query("starting a read-only snapshot"))?;
+    Ok(conn)
+}
+
+/// Detects the schema and reads the small tables needed before streaming.
+pub async fn read_info(conn: &mut PgConnection) -> Result<SourceInfo> {
+    let schema = Schema::detect(conn).await?;
+    let media_location = if schema.has_media_location_table {
+        sqlx::query_scalar::<_, Option<String>>(
+            "SELECT value->>'location' FROM system_metadata WHERE key = 'MediaLocation'",
+        )
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(Error::query("reading MediaLocation"))?
+        .flatten()
+    } else {
+        None
+    };
+    let libraries = match schema.library_table {
+        Some(t) => {
+            let sql = format!(
+                "SELECT id::text, COALESCE(\"importPaths\", '{{}}') FROM {} ORDER BY id",
+                q(t)
+            );
+            sqlx::query_as::<_, (String, Vec<String>)>(&sql)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(Error::query("reading libraries"))?
+                .into_iter()
+                .map(|(id, import_paths)| Library { id, import_paths })
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    Ok(SourceInfo {
+        schema,
+        media_location,
+        libraries,
+    })
+}
+
+type Decode = fn(&Queries, &PgRow) -> Result<AssetRow>;
+
+/// The SQL for each kind of row, built once from the detected schema's fixed identifiers.
+struct Queries {
+    assets: (String, String),
+    persons: Option<(String, String)>,
+    users: (String, String),
+    has_preview_columns: bool,
+    has_encoded_column: bool,
+    has_sidecar_column: bool,
+}
+
+/// First-page and next-page variants of a keyset query over `id`.
+fn keyset(select_from_where: &str, id: &str) -> (String, String) {
+    let joiner = if select_from_where.contains(" WHERE ") {
+        " AND"
+    } else {
+        " WHERE"
+    };
+    (
+        format!("{select_from_where} ORDER BY {id} LIMIT $1"),
+        format!("{select_from_where}{joiner} {id} > $1::uuid ORDER BY {id} LIMIT $2"),
+    )
+}
+
+impl Queries {
+    fn new(s: &Schema, include_trashed: bool) -> Queries {
+        let mut cols = vec![
+            "a.id::text AS id".to_string(),
+            "a.\"ownerId\"::text AS owner".into(),
+            "a.\"libraryId\"::text AS library".into(),
+            "a.type::text AS type".into(),
+            "a.\"originalPath\" AS original".into(),
+            "a.checksum AS checksum".into(),
+            "(a.\"deletedAt\" IS NOT NULL) AS trashed".into(),
+        ];
+        cols.push(if s.has_checksum_algorithm {
+            "(a.\"checksumAlgorithm\"::text = 'sha1-path') AS path_checksum".into()
+        } else if s.has_is_external {
+            "COALESCE(a.\"isExternal\", false) AS path_checksum".into()
+        } else {
+            "false AS path_checksum".into()
+        });
+        let mut from = format!("{} a", q(s.asset_table));
+        match s.exif_table {
+            Some(e) => {
+                cols.push("e.\"fileSizeInByte\" AS size".into());
+                from.push_str(&format!(" LEFT JOIN {} e ON e.\"assetId\" = a.id", q(e)));
+            }
+            None => cols.push("NULL::int8 AS size".into()),
+        }
+        if let Some((p, t)) = s.preview_columns {
+            cols.push(format!("a.{} AS preview", q(p)));
+            cols.push(format!("a.{} AS thumbnail", q(t)));
+        }
+        if s.has_encoded_video_column {
+            cols.push("a.\"encodedVideoPath\" AS encoded".into());
+        }
+        if s.has_sidecar_column {
+            cols.push("a.\"sidecarPath\" AS sidecar".into());
+        }
+        // One text[] of "type:edited:path" keeps a page to one round trip.
+        if let Some(f) = s.asset_file_table {
+            let edited = if s.has_asset_file_is_edited {
+                "(CASE WHEN f.\"isEdited\" THEN '1' ELSE '0' END)"
+            } else {
+                "'0'"
+            };
+            cols.push(format!(
+                "ARRAY(SELECT f.type::text || ':' || {edited} || ':' || f.path FROM {} f \
+                 WHERE f.\"assetId\" = a.id ORDER BY f.type, f.path) AS files",
+                q(f)
+            ));
+        }
+        let mut base = format!("SELECT {} FROM {from}", cols.join(", "));
+        if !include_trashed {
+            base.push_str(" WHERE a.\"deletedAt\" IS NULL");
+        }
+        let persons = s.has_person.then(|| {
+            keyset(
+                "SELECT id::text AS id, \"ownerId\"::text AS owner, \"thumbnailPath\" AS path \
+                 FROM person WHERE \"thumbnailPath\" <> ''",
+                "id",
+            )
+        });
+        let users = keyset(
+            &format!(
+                "SELECT id::text AS id, id::text AS owner, \"profileImagePath\" AS path FROM {} \
+                 WHERE \"profileImagePath\" <> ''",
+                q(s.user_table)
+            ),
+            "id",
+        );
+        Queries {
+            assets: keyset(&base, "a.id"),
+            persons,
+            users,
+            has_preview_columns: s.preview_columns.is_some(),
+            has_encoded_column: s.has_encoded_video_column,
+            has_sidecar_column: s.has_sidecar_column,
+        }
+    }
+
+    fn pages(&self) -> Vec<(&str, &str, Decode)> {
+        let mut v: Vec<(&str, &str, Decode)> = vec![(&self.assets.0, &self.assets.1, decode_asset)];
+        if let Some(p) = &self.persons {
+            v.push((&p.0, &p.1, decode_person));
+        }
+        v.push((&self.users.0, &self.users.1, decode_user));
+        v
+    }
+}
+
+fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
+    r: &'r PgRow,
+    col: &'static str,
+) -> Result<T> {
+    r.try_get(col).map_err(Error::query(col))
+}
+
+fn push_path(files: &mut Vec<FileRef>, kind: FileKind, path: Option<String>) {
+    if let Some(p) = path.filter(|p| !p.is_empty()) {
+        files.push(FileRef {
+            kind,
+            db_path: p,
+            edited: false,
+        });
+    }
+}
+
+fn decode_asset(qs: &Queries, r: &PgRow) -> Result<AssetRow> {
+    let mut files = Vec::with_capacity(4);
+    // An empty originalPath is still a reference: report it instead of skipping it.
+    files.push(FileRef {
+        kind: FileKind::Original,
+        db_path: get::<Option<String>>(r, "original")?.unwrap_or_default(),
+        edited: false,
+    });
+    if qs.has_preview_columns {
+        push_path(&mut files, FileKind::Preview, get(r, "preview")?);
+        push_path(&mut files, FileKind::Thumbnail, get(r, "thumbnail")?);
+    }
+    if qs.has_encoded_column {
+        push_path(&mut files, FileKind::EncodedVideo, get(r, "encoded")?);
+    }
+    if qs.has_sidecar_column {
+        push_path(&mut files, FileKind::Sidecar, get(r, "sidecar")?);
+    }
+    if let Ok(list) = r.try_get::<Vec<String>, _>("files") {
+        for item in list {
+            let mut parts = item.splitn(3, ':');
+            let (Some(t), Some(e), Some(p)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            // Unknown future types are skipped rather than guessed at.
+            if let Some(kind) = FileKind::from_asset_file_type(t) {
+                if !p.is_empty() {
+                    files.push(FileRef {
+                        kind,
+                        db_path: p.to_string(),
+                        edited: e == "1",
+                    });
+                }
+            }
+        }
+    }
+    Ok(AssetRow {
+        entity: Entity::Asset,
+        id: get(r, "id")?,
+        owner_id: get(r, "owner")?,
+        library_id: get(r, "library")?,
+        asset_type: get::<Option<String>>(r, "type")?.unwrap_or_default(),
+        checksum: get(r, "checksum")?,
+        checksum_is_of_path: get::<Option<bool>>(r, "path_checksum")?.unwrap_or(false),
+        original_size: get::<Option<i64>>(r, "size")?.and_then(|s| u64::try_from(s).ok()),
+        trashed: get(r, "trashed")?,
+        files,
+    })
+}
+
+fn decode_single(r: &PgRow, entity: Entity, kind: FileKind) -> Result<AssetRow> {
+    Ok(AssetRow {
+        entity,
+        id: get(r, "id")?,
+        owner_id: get(r, "owner")?,
+        library_id: None,
+        asset_type: String::new(),
+        checksum: None,
+        checksum_is_of_path: false,
+        original_size: None,
+        trashed: false,
+        files: vec![FileRef {
+            kind,
+            db_path: get(r, "path")?,
+            edited: false,
+        }],
+    })
+}
+
+fn decode_person(_: &Queries, r: &PgRow) -> Result<AssetRow> {
+    decode_single(r, Entity::Person, FileKind::PersonThumbnail)
+}
+
+fn decode_user(_: &Queries, r: &PgRow) -> Result<AssetRow> {
+    decode_single(r, Entity::User, FileKind::ProfileImage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://immich:s3cret@db:5432/immich"),
+            "postgres://immich:***@db:5432/immich"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@h/db"),
+            "postgres://postgres@h/db"
+        );
+    }
+}
