@@ -284,15 +284,14 @@ struct Queries {
 }
 
 /// First-page and next-page variants of a keyset query over `id`.
-fn keyset(select_from_where: &str, id: &str) -> (String, String) {
-    let joiner = if select_from_where.contains(" WHERE ") {
-        " AND"
-    } else {
-        " WHERE"
+fn keyset(select_from: &str, filter: Option<&str>, id: &str) -> (String, String) {
+    let (first, next) = match filter {
+        Some(f) => (format!(" WHERE {f}"), format!(" WHERE ({f}) AND")),
+        None => (String::new(), " WHERE".to_string()),
     };
     (
-        format!("{select_from_where} ORDER BY {id} LIMIT $1"),
-        format!("{select_from_where}{joiner} {id} > $1::uuid ORDER BY {id} LIMIT $2"),
+        format!("{select_from}{first} ORDER BY {id} LIMIT $1"),
+        format!("{select_from}{next} {id} > $1::uuid ORDER BY {id} LIMIT $2"),
     )
 }
 
@@ -345,27 +344,26 @@ impl Queries {
                 q(f)
             ));
         }
-        let mut base = format!("SELECT {} FROM {from}", cols.join(", "));
-        if !include_trashed {
-            base.push_str(" WHERE a.\"deletedAt\" IS NULL");
-        }
+        let base = format!("SELECT {} FROM {from}", cols.join(", "));
+        let live_only = (!include_trashed).then_some("a.\"deletedAt\" IS NULL");
         let persons = s.has_person.then(|| {
             keyset(
                 "SELECT id::text AS id, \"ownerId\"::text AS owner, \"thumbnailPath\" AS path \
-                 FROM person WHERE \"thumbnailPath\" <> ''",
+                 FROM person",
+                Some("\"thumbnailPath\" <> ''"),
                 "id",
             )
         });
         let users = keyset(
             &format!(
-                "SELECT id::text AS id, id::text AS owner, \"profileImagePath\" AS path FROM {} \
-                 WHERE \"profileImagePath\" <> ''",
+                "SELECT id::text AS id, id::text AS owner, \"profileImagePath\" AS path FROM {}",
                 q(s.user_table)
             ),
+            Some("\"profileImagePath\" <> ''"),
             "id",
         );
         Queries {
-            assets: keyset(&base, "a.id"),
+            assets: keyset(&base, live_only, "a.id"),
             persons,
             users,
             has_preview_columns: s.preview_columns.is_some(),
@@ -481,6 +479,15 @@ fn decode_user(_: &Queries, r: &PgRow) -> Result<AssetRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyset_filter_lands_in_the_where_clause() {
+        let (first, next) = keyset("SELECT x FROM t a LEFT JOIN e ON e.id = a.id", None, "a.id");
+        assert!(first.ends_with("LEFT JOIN e ON e.id = a.id ORDER BY a.id LIMIT $1"));
+        assert!(next.contains("a.id WHERE a.id > $1::uuid"));
+        let (_, next) = keyset("SELECT x FROM t a", Some("a.d IS NULL"), "a.id");
+        assert!(next.ends_with("WHERE (a.d IS NULL) AND a.id > $1::uuid ORDER BY a.id LIMIT $2"));
+    }
 
     #[test]
     fn redacts_passwords() {

@@ -1,0 +1,128 @@
+//! Shared helpers for the integration tests: generated fixtures on the real PostgreSQL.
+#![allow(dead_code)]
+
+use immich_fixtures::{Fixture, FixtureSpec, Generation, GroundTruth};
+use immich_integrity::{Finding, Identity, ScanOptions};
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+/// A fixture that drops its database and folder when the test ends, pass or fail.
+pub struct Lib {
+    pub fx: Fixture,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Drop for Lib {
+    fn drop(&mut self) {
+        let _ = self.rt.block_on(self.fx.destroy());
+    }
+}
+
+impl std::ops::Deref for Lib {
+    type Target = Fixture;
+    fn deref(&self) -> &Fixture {
+        &self.fx
+    }
+}
+
+/// A base folder every uid can enter, so permission checks see only the injected faults.
+pub fn base_dir() -> PathBuf {
+    let d = std::env::temp_dir().join("immich-integrity-tests");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+pub fn generate(generation: Generation, assets: usize, faults: bool) -> Lib {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let spec = FixtureSpec {
+        generation,
+        assets,
+        users: 3,
+        faults,
+        seed: 7,
+    };
+    let fx = rt
+        .block_on(immich_fixtures::generate(&spec, &base_dir()))
+        .unwrap_or_else(|e| panic!("fixture generation needs PostgreSQL at 127.0.0.1:5432: {e:#}"));
+    Lib { fx, rt }
+}
+
+/// Scan options that map every root the ground truth names, for the server's uid.
+pub fn options(truth: &GroundTruth) -> ScanOptions {
+    let mut o = ScanOptions::new(truth.db_url.clone());
+    o.media_root = Some(truth.media_root.clone());
+    o.maps = truth
+        .maps
+        .iter()
+        .filter(|(c, _)| c != &truth.container_root)
+        .cloned()
+        .collect();
+    o.as_user = Some(Identity::parse(&truth.as_user).unwrap());
+    o.jobs = 2;
+    o.source.batch_size = 16; // many pages even on small fixtures
+    o
+}
+
+/// The comparable identity of a finding: who, which file, which fault, where it was found.
+pub type Key = (
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<u64>,
+);
+
+pub fn finding_keys(findings: &[Finding]) -> BTreeSet<Key> {
+    findings
+        .iter()
+        .map(|f| {
+            let where_ = if f.fault == immich_integrity::Fault::MountMissing {
+                f.host_path.clone()
+            } else {
+                f.found_at.clone()
+            };
+            (
+                f.asset_id.clone(),
+                f.file.map(|k| k.as_str().to_string()),
+                f.fault.as_str().to_string(),
+                where_,
+                f.affected,
+            )
+        })
+        .collect()
+}
+
+pub fn truth_keys(faults: &[immich_fixtures::TruthFault]) -> BTreeSet<Key> {
+    faults
+        .iter()
+        .map(|t| {
+            let where_ = t
+                .found_at
+                .as_ref()
+                .or(t.root.as_ref())
+                .map(|p| p.to_string_lossy().into_owned());
+            (
+                t.asset_id.clone(),
+                t.file.clone(),
+                t.fault.clone(),
+                where_,
+                t.affected,
+            )
+        })
+        .collect()
+}
+
+/// Asserts precision and recall of 100 %, printing both differences when they disagree.
+pub fn assert_same(found: &BTreeSet<Key>, truth: &BTreeSet<Key>) {
+    let extra: Vec<_> = found.difference(truth).collect();
+    let missed: Vec<_> = truth.difference(found).collect();
+    assert!(
+        extra.is_empty() && missed.is_empty(),
+        "reported but not injected: {extra:#?}\ninjected but not reported: {missed:#?}"
+    );
+}
