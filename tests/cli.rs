@@ -1,0 +1,182 @@
+//! The built binary on a generated library: JSONL contract, summary line, exit codes, and a
+//! scan run unprivileged (setpriv) where the kernel itself refuses access.
+
+mod common;
+
+use common::*;
+use immich_fixtures::Generation;
+use immich_integrity::Finding;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// `target/<profile>/immich-integrity`, built by `cargo build --workspace --bins` (scripts/test.sh).
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("immich-integrity");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+fn scan_args(lib: &Lib) -> Vec<String> {
+    let t = &lib.truth;
+    let mut a = vec![
+        "scan".to_string(),
+        "--db-url".into(),
+        t.db_url.clone(),
+        "--media-root".into(),
+        t.media_root.to_string_lossy().into_owned(),
+    ];
+    for (c, h) in &t.maps {
+        if c != &t.container_root {
+            a.push("--map".into());
+            a.push(format!("{c}={}", h.display()));
+        }
+    }
+    a
+}
+
+fn run(args: &[String]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+fn parse_jsonl(out: &[u8]) -> (Vec<Finding>, serde_json::Value) {
+    let text = String::from_utf8(out.to_vec()).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let summary: serde_json::Value = serde_json::from_str(lines.pop().expect("a summary line")).unwrap();
+    let findings = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (findings, summary)
+}
+
+#[test]
+fn jsonl_report_matches_ground_truth_and_exits_1() {
+    let lib = generate(Generation::V1_137, 50, true);
+    let mut args = scan_args(&lib);
+    args.extend(["--as-user".into(), lib.truth.as_user.clone(), "--format".into(), "jsonl".into()]);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let (findings, summary) = parse_jsonl(&out.stdout);
+    assert_same(&finding_keys(&findings), &truth_keys(&lib.truth.faults));
+    assert_eq!(summary["summary"], true);
+    assert_eq!(summary["findings"].as_u64(), Some(findings.len() as u64));
+    assert_eq!(summary["schema"], "v1.136-v2.3");
+    assert_eq!(summary["completion"]["status"], "complete");
+    assert_eq!(summary["counts"]["original"]["moved"].as_u64(), Some(3));
+    // Field names are the contract.
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    for key in ["asset_id", "owner_id", "file", "db_path", "host_path", "fault", "found_at", "repair", "detail"] {
+        assert!(first.get(key).is_some(), "missing field {key} in {first}");
+    }
+}
+
+#[test]
+fn clean_library_exits_0_and_table_has_summary_line() {
+    let lib = generate(Generation::V2_6, 30, false);
+    let out = run(&scan_args(&lib));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.starts_with("immich-integrity: schema v2.6+") && last.contains(" 0 faults"),
+        "{text}"
+    );
+}
+
+#[test]
+fn table_report_written_atomically_to_output_file() {
+    let lib = generate(Generation::V1_112, 40, true);
+    let report = lib.dir.join("report.txt");
+    let mut args = scan_args(&lib);
+    args.extend(["--output".into(), report.to_string_lossy().into_owned()]);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "report went to the file, not stdout");
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(text.contains("moved") && text.contains("relink"), "{text}");
+    assert!(text.contains("mount_missing"), "{text}");
+    let leftovers: Vec<_> = std::fs::read_dir(&lib.dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn unreachable_database_exits_2_without_leaking_the_password() {
+    let out = run(&[
+        "scan".into(),
+        "--db-url".into(),
+        "postgres://immich:hunter2secret@127.0.0.1:1/immich".into(),
+        "--media-root".into(),
+        "/tmp".into(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
+    assert!(!err.contains("hunter2secret"), "{err}");
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    let lib = generate(Generation::V2_6, 20, false);
+    for (flag, value, says) in [
+        ("--level", "deepest", "unknown level"),
+        ("--as-user", "www-data", "--as-user wants"),
+        ("--map", "nonsense", "--map wants"),
+    ] {
+        let mut args = scan_args(&lib);
+        args.extend([flag.to_string(), value.to_string()]);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{flag}: {err}");
+    }
+    // A media root that does not exist.
+    let mut args = scan_args(&lib);
+    args[4] = "/nonexistent/media".into();
+    assert_eq!(run(&args).status.code(), Some(2));
+}
+
+#[test]
+fn unprivileged_process_reports_what_the_kernel_refuses() {
+    // Run the scanner itself as nobody (65534) without --as-user: the mode-000 original, the
+    // 0600 thumbnail of uid 4242 and the files in the 0700 directory are unreadable for it.
+    let lib = generate(Generation::V2_6, 40, true);
+    let bin = binary();
+    let mut dir = bin.parent();
+    while let Some(d) = dir {
+        // nobody must be able to reach the binary
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(d).unwrap().permissions());
+        assert!(mode & 0o001 != 0, "{} is not searchable by other users", d.display());
+        dir = d.parent();
+    }
+    let mut args = scan_args(&lib);
+    args.extend(["--format".into(), "jsonl".into()]);
+    let out = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(&bin)
+        .args(&args)
+        .output()
+        .expect("setpriv (util-linux) runs");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let (findings, _) = parse_jsonl(&out.stdout);
+    assert_same(&finding_keys(&findings), &truth_keys(&lib.truth.faults));
+    let refused = findings
+        .iter()
+        .filter(|f| f.detail.contains("EACCES"))
+        .count();
+    assert!(refused >= 1, "the 0700 directory is refused by the kernel itself: {findings:#?}");
+}
