@@ -51,7 +51,8 @@ fn run(args: &[String]) -> Output {
 fn parse_jsonl(out: &[u8]) -> (Vec<Finding>, serde_json::Value) {
     let text = String::from_utf8(out.to_vec()).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
-    let summary: serde_json::Value = serde_json::from_str(lines.pop().expect("a summary line")).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(lines.pop().expect("a summary line")).unwrap();
     let findings = lines
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -63,9 +64,19 @@ fn parse_jsonl(out: &[u8]) -> (Vec<Finding>, serde_json::Value) {
 fn jsonl_report_matches_ground_truth_and_exits_1() {
     let lib = generate(Generation::V1_137, 50, true);
     let mut args = scan_args(&lib);
-    args.extend(["--as-user".into(), lib.truth.as_user.clone(), "--format".into(), "jsonl".into()]);
+    args.extend([
+        "--as-user".into(),
+        lib.truth.as_user.clone(),
+        "--format".into(),
+        "jsonl".into(),
+    ]);
     let out = run(&args);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (findings, summary) = parse_jsonl(&out.stdout);
     assert_same(&finding_keys(&findings), &truth_keys(&lib.truth.faults));
     assert_eq!(summary["summary"], true);
@@ -76,7 +87,17 @@ fn jsonl_report_matches_ground_truth_and_exits_1() {
     // Field names are the contract.
     let first: serde_json::Value =
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
-    for key in ["asset_id", "owner_id", "file", "db_path", "host_path", "fault", "found_at", "repair", "detail"] {
+    for key in [
+        "asset_id",
+        "owner_id",
+        "file",
+        "db_path",
+        "host_path",
+        "fault",
+        "found_at",
+        "repair",
+        "detail",
+    ] {
         assert!(first.get(key).is_some(), "missing field {key} in {first}");
     }
 }
@@ -85,7 +106,12 @@ fn jsonl_report_matches_ground_truth_and_exits_1() {
 fn clean_library_exits_0_and_table_has_summary_line() {
     let lib = generate(Generation::V2_6, 30, false);
     let out = run(&scan_args(&lib));
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let last = text.lines().last().unwrap();
     assert!(
@@ -159,8 +185,13 @@ fn unprivileged_process_reports_what_the_kernel_refuses() {
     let mut dir = bin.parent();
     while let Some(d) = dir {
         // nobody must be able to reach the binary
-        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(d).unwrap().permissions());
-        assert!(mode & 0o001 != 0, "{} is not searchable by other users", d.display());
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(d).unwrap().permissions());
+        assert!(
+            mode & 0o001 != 0,
+            "{} is not searchable by other users",
+            d.display()
+        );
         dir = d.parent();
     }
     let mut args = scan_args(&lib);
@@ -171,12 +202,20 @@ fn unprivileged_process_reports_what_the_kernel_refuses() {
         .args(&args)
         .output()
         .expect("setpriv (util-linux) runs");
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (findings, _) = parse_jsonl(&out.stdout);
     assert_same(&finding_keys(&findings), &truth_keys(&lib.truth.faults));
     let refused = findings
         .iter()
         .filter(|f| f.detail.contains("EACCES"))
         .count();
-    assert!(refused >= 1, "the 0700 directory is refused by the kernel itself: {findings:#?}");
+    assert!(
+        refused >= 1,
+        "the 0700 directory is refused by the kernel itself: {findings:#?}"
+    );
 }

@@ -12,6 +12,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Directory verdicts kept before the cache is dropped, so memory stays flat.
+const DIR_CACHE_LIMIT: usize = 16_384;
+
 /// Everything a worker needs, shared read-only across threads (the caches are concurrent).
 pub struct Checker {
     pub map: PathMap,
@@ -159,6 +162,10 @@ impl Checker {
                 dir.push(rel.components().nth(i - 1)?);
             }
             let key = root.host.join(&dir);
+            if self.dir_cache.len() > DIR_CACHE_LIMIT {
+                // Bucket folders are countless in a big library: forget rather than grow.
+                self.dir_cache.clear();
+            }
             let m = *self
                 .dir_cache
                 .entry(key.clone())

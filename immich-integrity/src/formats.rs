@@ -1727,7 +1727,7 @@ mod tests {
             v.extend_from_slice(e);
         }
         let mut dqt = vec![0u8];
-        dqt.extend(std::iter::repeat(1u8).take(64));
+        dqt.extend(std::iter::repeat_n(1u8, 64));
         v.extend(seg(0xDB, &dqt));
         v.extend(seg(
             0xC0,
@@ -1753,7 +1753,7 @@ mod tests {
     fn bx(typ: &[u8; 4], payload_len: usize) -> Vec<u8> {
         let mut v = ((payload_len + 8) as u32).to_be_bytes().to_vec();
         v.extend_from_slice(typ);
-        v.extend(std::iter::repeat(0x5Au8).take(payload_len));
+        v.extend(std::iter::repeat_n(0x5Au8, payload_len));
         v
     }
 
@@ -1801,7 +1801,7 @@ mod tests {
         let mut body = b"WEBP".to_vec();
         body.extend(b"VP8L");
         body.extend((payload as u32).to_le_bytes());
-        body.extend(std::iter::repeat(0x2Fu8).take(payload));
+        body.extend(std::iter::repeat_n(0x2Fu8, payload));
         if payload % 2 == 1 {
             body.push(0);
         }
@@ -1836,7 +1836,7 @@ mod tests {
             Some(d) => v.extend(ebml_size(d)),
             None => v.extend([0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]),
         }
-        v.extend(std::iter::repeat(0x42u8).take(segment_payload));
+        v.extend(std::iter::repeat_n(0x42u8, segment_payload));
         v
     }
 
@@ -1845,7 +1845,7 @@ mod tests {
         let mut v = b"II*\0".to_vec();
         let ifd = 8 + strip;
         v.extend(ifd.to_le_bytes());
-        v.extend(std::iter::repeat(0x80u8).take(strip as usize));
+        v.extend(std::iter::repeat_n(0x80u8, strip as usize));
         let entries: [(u16, u16, u32, u32); 4] = [
             (0x100, 3, 1, 4),
             (0x101, 3, 1, 4),
@@ -2055,7 +2055,7 @@ mod tests {
         );
         // Much longer trailing data: the EOI is out of sight, so no EOI at end.
         let mut j = jpeg(5000);
-        j.extend(std::iter::repeat(7u8).take(1000));
+        j.extend(std::iter::repeat_n(7u8, 1000));
         assert!(truncated_with(&verdict(&j), "no EOI"));
     }
 
