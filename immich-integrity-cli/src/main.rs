@@ -61,7 +61,7 @@ struct ScanArgs {
     /// Evaluate read access for the uid[:gid] the Immich server runs as.
     #[arg(long, value_parser = Identity::parse)]
     as_user: Option<Identity>,
-    /// How deep to check: exists.
+    /// How deep to check: exists (one stat per file) or quick (also read head and tail).
     #[arg(long, default_value = "exists")]
     level: Level,
     /// Report format.

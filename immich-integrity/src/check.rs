@@ -2,7 +2,8 @@
 //! Classification happens here and only here, from the raw observation.
 
 use crate::access::{Identity, READ, SEARCH};
-use crate::model::{AssetRow, Fault, FileKind, FileRef, Finding, Repair};
+use crate::formats::{self, Verdict};
+use crate::model::{AssetRow, Fault, FileKind, FileRef, Finding, Level, Repair};
 use crate::pathmap::{Mapped, PathMap};
 use crate::probe::{Meta, Observation, Root};
 use crate::roots::Roots;
@@ -21,6 +22,7 @@ pub struct Checker {
     pub roots: Roots,
     /// Whose access to evaluate; `None` for root (reads everything).
     pub identity: Option<Identity>,
+    pub level: Level,
     /// Directory metadata by (root host, dir), for the search-bit walk.
     dir_cache: DashMap<PathBuf, Option<Meta>>,
     pub files_checked: AtomicU64,
@@ -47,11 +49,12 @@ impl Fault0 {
 }
 
 impl Checker {
-    pub fn new(map: PathMap, roots: Roots, identity: Identity) -> Checker {
+    pub fn new(map: PathMap, roots: Roots, identity: Identity, level: Level) -> Checker {
         Checker {
             map,
             roots,
             identity: (identity.uid != 0).then_some(identity),
+            level,
             dir_cache: DashMap::new(),
             files_checked: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
@@ -136,20 +139,86 @@ impl Checker {
             return Some(self.stale_prefix(row, f, root, &rel, host, obs, &active));
         }
         match obs {
-            Observation::File(meta) => self.judge_file(root, &rel, host, meta),
+            Observation::File(meta) => self.judge_file(row, f.kind, root, &rel, host, meta),
             Observation::NotFound => Some(self.missing(row, f, root, &rel, host, media)),
             other => Some(judge_other(other, host)),
         }
     }
 
-    fn judge_file(&self, root: &Root, rel: &Path, host: PathBuf, meta: Meta) -> Option<Fault0> {
+    fn judge_file(
+        &self,
+        row: &AssetRow,
+        kind: FileKind,
+        root: &Root,
+        rel: &Path,
+        host: PathBuf,
+        meta: Meta,
+    ) -> Option<Fault0> {
         if let Some(why) = self.denied(root, rel, &meta) {
             return Some(Fault0::new(Fault::PermissionDenied, Some(host), why));
         }
         if meta.size == 0 {
             return Some(Fault0::new(Fault::Empty, Some(host), "file is 0 bytes"));
         }
+        if self.level >= Level::Quick {
+            return self.quick(row, kind, root, rel, host, meta);
+        }
         None
+    }
+
+    /// Head and tail of the file: is it the format it claims, and was it written to the end?
+    fn quick(
+        &self,
+        row: &AssetRow,
+        kind: FileKind,
+        root: &Root,
+        rel: &Path,
+        host: PathBuf,
+        meta: Meta,
+    ) -> Option<Fault0> {
+        let file = match root.open_read(rel) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Some(Fault0::new(
+                    Fault::PermissionDenied,
+                    Some(host),
+                    "the scanning user was refused read access (EACCES)",
+                ))
+            }
+            Err(e) => {
+                return Some(Fault0::new(
+                    Fault::Corrupt,
+                    Some(host),
+                    format!("cannot open: {e}"),
+                ))
+            }
+        };
+        let ext = rel.extension().and_then(|e| e.to_str());
+        let report = match formats::check(&file, meta.size, ext) {
+            Ok(r) => r,
+            Err(e) => {
+                return Some(Fault0::new(
+                    Fault::Corrupt,
+                    Some(host),
+                    format!("read error: {e}"),
+                ))
+            }
+        };
+        self.bytes_read
+            .fetch_add(report.bytes_read, Ordering::Relaxed);
+        let note = report.note.map(|n| format!(" ({n})")).unwrap_or_default();
+        let (fault, detail) = match report.verdict {
+            Verdict::Truncated(d) => (Fault::Truncated, d),
+            Verdict::Corrupt(d) => (Fault::Corrupt, d),
+            Verdict::Ok => match row.original_size {
+                Some(want) if kind == FileKind::Original && want != meta.size => (
+                    Fault::SizeMismatch,
+                    format!("file has {} bytes, Immich recorded {want}", meta.size),
+                ),
+                _ => return None,
+            },
+        };
+        Some(Fault0::new(fault, Some(host), format!("{detail}{note}")))
     }
 
     /// Why the configured identity cannot read `rel`, if it cannot.

@@ -33,8 +33,8 @@ pub mod source;
 
 pub use access::Identity;
 pub use error::{Error, Result};
-pub use model::{AssetRow, Entity, Fault, FileKind, FileRef, Finding, Repair};
+pub use model::{AssetRow, Entity, Fault, FileKind, FileRef, Finding, Level, Repair};
 pub use pathmap::PathMap;
-pub use scan::{build_map, scan, Completion, Level, Observer, Progress, ScanOptions, Summary};
+pub use scan::{build_map, scan, Completion, Observer, Progress, ScanOptions, Summary};
 pub use schema::Schema;
 pub use source::{Source, SourceOptions};

@@ -146,6 +146,30 @@ impl Repair {
     }
 }
 
+/// How deep to look at each file (DESIGN §1). Each level includes the previous ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// One `openat2` + `fstat` per file: missing, moved, not a file, empty, permission denied.
+    Exists,
+    /// Also read each file's head and tail: format magic, end markers, box sizes, recorded size.
+    Quick,
+}
+
+impl std::str::FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Level, String> {
+        match s {
+            "exists" => Ok(Level::Exists),
+            "quick" => Ok(Level::Quick),
+            "full" | "hash" => Err(format!(
+                "level {s:?} is not implemented yet; available: exists, quick"
+            )),
+            _ => Err(format!("unknown level {s:?}; available: exists, quick")),
+        }
+    }
+}
+
 /// What kind of row a [`AssetRow`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

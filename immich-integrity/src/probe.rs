@@ -74,6 +74,19 @@ impl Root {
         }
     }
 
+    /// Opens `rel` for reading, still beneath the root. `O_NONBLOCK` so that a file swapped
+    /// for a FIFO since it was observed cannot hang the worker.
+    pub fn open_read(&self, rel: &Path) -> std::io::Result<std::fs::File> {
+        let fd = rustix::fs::openat2(
+            &self.fd,
+            rel,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        Ok(std::fs::File::from(fd))
+    }
+
     /// Metadata of a directory beneath the root (for the search-bit walk).
     pub fn dir_meta(&self, rel: &Path) -> Option<Meta> {
         let fd = if rel.as_os_str().is_empty() {

@@ -3,7 +3,7 @@
 use crate::access::Identity;
 use crate::check::Checker;
 use crate::error::{Error, Result};
-use crate::model::{Fault, Finding, Repair};
+use crate::model::{Fault, Finding, Level, Repair};
 use crate::pathmap::PathMap;
 use crate::roots::Roots;
 use crate::source::{Source, SourceInfo, SourceOptions};
@@ -14,27 +14,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// How deep to look at each file (DESIGN §1). Each level includes the previous ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    /// One stat per file: missing, moved, not a file, empty, permission denied.
-    Exists,
-}
-
-impl std::str::FromStr for Level {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Level, String> {
-        match s {
-            "exists" => Ok(Level::Exists),
-            "quick" | "full" | "hash" => Err(format!(
-                "level {s:?} is not implemented yet; available: exists"
-            )),
-            _ => Err(format!("unknown level {s:?}; available: exists")),
-        }
-    }
-}
 
 /// Everything a scan needs. Build with [`ScanOptions::new`] and set what you need.
 #[derive(Debug, Clone)]
@@ -134,7 +113,7 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
     let map = build_map(opts, &source.info)?;
     let roots = Roots::open(&map).map_err(|(path, reason)| Error::MediaRoot { path, reason })?;
     let identity = opts.as_user.clone().unwrap_or_else(Identity::current);
-    let checker = Checker::new(map, roots, identity);
+    let checker = Checker::new(map, roots, identity, opts.level);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs)
         .thread_name(|i| format!("immich-integrity-check-{i}"))
