@@ -118,6 +118,16 @@ fn clean_library_exits_0_and_table_has_summary_line() {
         last.starts_with("immich-integrity: schema v2.6+") && last.contains(" 0 faults"),
         "{text}"
     );
+    // Pointing at the folder above the media root works too: the .immich markers find it.
+    let mut args = scan_args(&lib);
+    args[4] = lib.dir.to_string_lossy().into_owned();
+    let out = run(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]

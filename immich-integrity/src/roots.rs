@@ -37,6 +37,30 @@ pub fn folder_state(media_host: &Path, folder: &str) -> FolderState {
     }
 }
 
+/// Finds Immich's media root at or just below `given` by its `.immich` markers, so that an
+/// admin may point at `/srv/immich` when the media root is `/srv/immich/library`.
+/// Returns `given` itself when no folder nearby has markers.
+pub fn detect_media_root(given: &Path) -> PathBuf {
+    let has_markers = |d: &Path| {
+        MEDIA_FOLDERS
+            .iter()
+            .any(|f| d.join(f).join(".immich").is_file())
+    };
+    if has_markers(given) {
+        return given.to_path_buf();
+    }
+    walkdir::WalkDir::new(given)
+        .min_depth(1)
+        .max_depth(2)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_dir())
+        .map(|e| e.into_path())
+        .find(|d| has_markers(d))
+        .unwrap_or_else(|| given.to_path_buf())
+}
+
 fn dir_has_entries(dir: &Path) -> bool {
     std::fs::read_dir(dir)
         .map(|mut d| d.next().is_some())
@@ -150,5 +174,44 @@ impl Roots {
             return None;
         }
         self.open[entry].as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_root_found_by_markers_below_the_given_folder() {
+        let t = tempfile::tempdir().unwrap();
+        let media = t.path().join("immich/library");
+        std::fs::create_dir_all(media.join("thumbs")).unwrap();
+        std::fs::write(media.join("thumbs/.immich"), b"1").unwrap();
+        std::fs::create_dir_all(t.path().join("immich/postgres")).unwrap();
+        assert_eq!(detect_media_root(&t.path().join("immich")), media);
+        assert_eq!(detect_media_root(&media), media);
+        let empty = t.path().join("immich/postgres");
+        assert_eq!(detect_media_root(&empty), empty);
+    }
+
+    #[test]
+    fn folder_states() {
+        let t = tempfile::tempdir().unwrap();
+        let m = t.path();
+        for (f, marker) in [
+            ("upload", "upload/.immich"),
+            ("profile", "profile/profile/.immich"),
+        ] {
+            std::fs::create_dir_all(m.join(marker).parent().unwrap()).unwrap();
+            std::fs::write(m.join(marker), b"1").unwrap();
+            let _ = f;
+        }
+        std::fs::create_dir_all(m.join("thumbs/u")).unwrap();
+        std::fs::create_dir_all(m.join("library")).unwrap();
+        assert_eq!(folder_state(m, "upload"), FolderState::Ok);
+        assert_eq!(folder_state(m, "profile"), FolderState::Nested);
+        assert_eq!(folder_state(m, "thumbs"), FolderState::NoMarker);
+        assert_eq!(folder_state(m, "library"), FolderState::Missing);
+        assert_eq!(folder_state(m, "encoded-video"), FolderState::Missing);
     }
 }

@@ -239,7 +239,7 @@ pub fn build_map(opts: &ScanOptions, info: &SourceInfo) -> Result<PathMap> {
             reason: "not a directory".into(),
         });
     }
-    map.add_media_root(&active, media_host);
+    map.add_media_root(&active, crate::roots::detect_media_root(&media_host));
     for (c, h) in &opts.maps {
         if explicit_media.is_some_and(|(ec, _)| ec == c) {
             continue;
