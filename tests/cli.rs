@@ -229,3 +229,47 @@ fn unprivileged_process_reports_what_the_kernel_refuses() {
         "the 0700 directory is refused by the kernel itself: {findings:#?}"
     );
 }
+
+#[test]
+fn sigterm_while_the_database_is_blocked_flushes_the_report_and_exits_130() {
+    use sqlx::Connection;
+    let lib = generate(Generation::V2_6, 30, true);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Another session holds an exclusive lock on the asset table: the scan's first page waits.
+    let mut locker = rt.block_on(async {
+        let mut c = sqlx::PgConnection::connect(&lib.truth.db_url)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN").execute(&mut c).await.unwrap();
+        sqlx::query("LOCK TABLE asset IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c
+    });
+    let report = lib.dir.join("interrupted.jsonl");
+    let mut args = scan_args(&lib);
+    args.extend([
+        "--format".into(),
+        "jsonl".into(),
+        "--output".into(),
+        report.to_string_lossy().into_owned(),
+    ]);
+    let mut child = Command::new(binary()).args(&args).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the scan should be waiting on the lock"
+    );
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    rt.block_on(async { sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap() });
+    assert_eq!(status.code(), Some(130));
+    let text = std::fs::read_to_string(&report).expect("the report is flushed before exiting");
+    let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["completion"]["status"], "interrupted", "{summary}");
+}

@@ -6,14 +6,14 @@ use crate::error::{Error, Result};
 use crate::model::{Fault, Finding, Level, Repair};
 use crate::pathmap::PathMap;
 use crate::roots::Roots;
-use crate::source::{Source, SourceInfo, SourceOptions};
+use crate::source::{Next, Source, SourceInfo, SourceOptions};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Everything a scan needs. Build with [`ScanOptions::new`] and set what you need.
 #[derive(Debug, Clone)]
@@ -144,17 +144,20 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
             .or_default() += 1;
         observer.finding(f);
     };
-    for batch in source {
+    let mut source = source;
+    loop {
         if opts.cancel.load(Ordering::Relaxed) {
             summary.completion = Completion::Interrupted;
             break;
         }
-        let batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
+        let batch = match source.next_within(Duration::from_millis(100)) {
+            Next::Batch(Ok(b)) => b,
+            Next::Batch(Err(e)) => {
                 summary.completion = Completion::Failed(e.to_string());
                 break;
             }
+            Next::Pending => continue,
+            Next::End => break,
         };
         let found: Vec<Vec<Finding>> =
             pool.install(|| batch.par_iter().map(|row| checker.check_row(row)).collect());

@@ -97,6 +97,27 @@ impl Source {
     }
 }
 
+/// What [`Source::next_within`] saw.
+#[derive(Debug)]
+pub enum Next {
+    Batch(Result<Vec<AssetRow>>),
+    /// Nothing arrived in time; the query is still running.
+    Pending,
+    End,
+}
+
+impl Source {
+    /// Waits at most `timeout` for the next page, so a caller can notice an interrupt even
+    /// while the database is slow or blocked by a lock.
+    pub fn next_within(&mut self, timeout: Duration) -> Next {
+        match self.rx.recv_timeout(timeout) {
+            Ok(b) => Next::Batch(b),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Next::Pending,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Next::End,
+        }
+    }
+}
+
 impl Iterator for Source {
     type Item = Result<Vec<AssetRow>>;
     fn next(&mut self) -> Option<Self::Item> {
@@ -106,11 +127,14 @@ impl Iterator for Source {
 
 impl Drop for Source {
     fn drop(&mut self) {
-        // Unblock the producer: dropping the receiver makes its next send fail.
+        // Dropping the receiver makes the producer's next send fail, so it stops. Join it only
+        // when it has already finished: a query blocked in the server must not block our exit.
         let (_, rx) = sync_channel(0);
         drop(std::mem::replace(&mut self.rx, rx));
         if let Some(w) = self.worker.take() {
-            let _ = w.join();
+            if w.is_finished() {
+                let _ = w.join();
+            }
         }
     }
 }
