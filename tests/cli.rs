@@ -273,3 +273,59 @@ fn sigterm_while_the_database_is_blocked_flushes_the_report_and_exits_130() {
     let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(summary["completion"]["status"], "interrupted", "{summary}");
 }
+
+#[test]
+fn database_killed_mid_scan_exits_2_with_report_marked_failed() {
+    use sqlx::Connection;
+    let lib = generate(Generation::V1_135, 30, true);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut locker = rt.block_on(async {
+        let mut c = sqlx::PgConnection::connect(&lib.truth.db_url)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN").execute(&mut c).await.unwrap();
+        sqlx::query("LOCK TABLE assets IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c
+    });
+    let report = lib.dir.join("failed.jsonl");
+    let mut args = scan_args(&lib);
+    args.extend([
+        "--format".into(),
+        "jsonl".into(),
+        "--output".into(),
+        report.to_string_lossy().into_owned(),
+    ]);
+    let child = Command::new(binary())
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed: i64 = rt.block_on(async {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'immich-integrity' AND datname = current_database()) t",
+        )
+        .fetch_one(&mut locker)
+        .await
+        .unwrap()
+    });
+    assert_eq!(killed, 1, "the scan's backend was found and terminated");
+    let out = child.wait_with_output().unwrap();
+    rt.block_on(async { sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap() });
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("scan stopped early") && err.contains("terminat"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&report).expect("the report is flushed");
+    let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["completion"]["status"], "failed", "{summary}");
+}
