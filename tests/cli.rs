@@ -329,3 +329,54 @@ fn database_killed_mid_scan_exits_2_with_report_marked_failed() {
     let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(summary["completion"]["status"], "failed", "{summary}");
 }
+
+#[test]
+fn env_file_alone_finds_the_ground_truth() {
+    // An install as docker compose lays it out: .env and docker-compose.yml side by side,
+    // UPLOAD_LOCATION relative, external libraries as bind mounts, the server's user set.
+    let lib = generate(Generation::V2_6, 40, true);
+    let t = &lib.truth;
+    let db_name = t.db_url.rsplit('/').next().unwrap();
+    std::fs::write(
+        lib.dir.join(".env"),
+        format!(
+            "# Immich\nUPLOAD_LOCATION=./media\nDB_DATA_LOCATION=./postgres\nTZ=Etc/UTC\n\
+             IMMICH_VERSION=release\nDB_HOSTNAME=127.0.0.1\nDB_USERNAME=postgres\n\
+             DB_DATABASE_NAME={db_name}\n"
+        ),
+    )
+    .unwrap();
+    let mounts: String = t
+        .maps
+        .iter()
+        .filter(|(c, _)| c != &t.container_root)
+        .map(|(c, h)| format!("      - {}:{c}:ro\n", h.display()))
+        .collect();
+    std::fs::write(
+        lib.dir.join("docker-compose.yml"),
+        format!(
+            "name: immich\nservices:\n  immich-server:\n    container_name: immich_server\n    \
+             image: ghcr.io/immich-app/immich-server:${{IMMICH_VERSION:-release}}\n    \
+             user: \"{}\"\n    volumes:\n      - ${{UPLOAD_LOCATION}}:/data\n      \
+             - /etc/localtime:/etc/localtime:ro\n{mounts}    env_file:\n      - .env\n  \
+             database:\n    volumes:\n      - ${{DB_DATA_LOCATION}}:/var/lib/postgresql/data\n",
+            t.as_user
+        ),
+    )
+    .unwrap();
+    let out = run(&[
+        "scan".into(),
+        "--env-file".into(),
+        lib.dir.join(".env").to_string_lossy().into_owned(),
+        "--format".into(),
+        "jsonl".into(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (findings, _) = parse_jsonl(&out.stdout);
+    assert_same(&finding_keys(&findings), &truth_keys(&t.faults));
+}

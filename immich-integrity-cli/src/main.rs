@@ -34,6 +34,8 @@ enum Command {
 }
 
 const SCAN_EXAMPLES: &str = "Examples:
+  # Let the install's .env and docker-compose.yml say where everything is:
+  immich-integrity scan --env-file /opt/immich/.env --as-user 1000:1000
   # Standard docker-compose install (UPLOAD_LOCATION=/srv/immich/library, server runs as 1000):
   immich-integrity scan --db-url postgres://postgres:PASS@localhost:5432/immich \\
       --media-root /srv/immich/library --as-user 1000:1000
@@ -48,7 +50,11 @@ Exit codes: 0 clean, 1 faults found, 2 could not run (bad flag, DB unreachable),
 struct ScanArgs {
     /// PostgreSQL URL of Immich's database.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    db_url: String,
+    db_url: Option<String>,
+    /// Immich's docker `.env` (beside docker-compose.yml): database, UPLOAD_LOCATION and the
+    /// server's bind mounts are read from it and the compose file. Explicit flags win.
+    #[arg(long)]
+    env_file: Option<PathBuf>,
     /// Host folder holding Immich's upload/, thumbs/, encoded-video/ ... folders (UPLOAD_LOCATION).
     #[arg(long)]
     media_root: Option<PathBuf>,
@@ -124,11 +130,39 @@ fn main() -> ExitCode {
 }
 
 fn run_scan(args: ScanArgs) -> ExitCode {
-    let mut opts = ScanOptions::new(args.db_url);
-    opts.media_root = args.media_root;
-    opts.media_location = args.media_location;
-    opts.maps = args.maps;
-    opts.as_user = args.as_user;
+    let install = match &args.env_file {
+        Some(p) => match immich_integrity::envfile::load(p) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("immich-integrity: cannot read {}: {e}", p.display());
+                return ExitCode::from(EXIT_FAILED);
+            }
+        },
+        None => Default::default(),
+    };
+    let Some(db_url) = args.db_url.or(install.db_url) else {
+        eprintln!("immich-integrity: no database: pass --db-url, --env-file or set DATABASE_URL");
+        return ExitCode::from(EXIT_FAILED);
+    };
+    let mut opts = ScanOptions::new(db_url);
+    opts.media_root = args.media_root.or(install.media_root);
+    opts.media_location = args.media_location.or(install.media_location);
+    opts.maps = install.maps;
+    for (c, h) in args.maps {
+        opts.maps.retain(|(ic, _)| ic != &c);
+        opts.maps.push((c, h));
+    }
+    opts.as_user = match (args.as_user, &install.server_user) {
+        (Some(u), _) => Some(u),
+        (None, Some(u)) => match Identity::parse(u) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                eprintln!("immich-integrity: the compose file's user: {e}");
+                return ExitCode::from(EXIT_FAILED);
+            }
+        },
+        (None, None) => None,
+    };
     opts.level = args.level;
     opts.jobs = args.jobs;
     opts.source.include_trashed = args.include_trashed;
