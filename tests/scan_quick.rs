@@ -116,3 +116,55 @@ fn quick_level_names_truncation_and_size_mismatch() {
     scan(&opts, &mut findings).unwrap();
     assert!(findings.is_empty(), "{findings:#?}");
 }
+
+#[test]
+fn hash_level_finds_a_changed_byte_and_skips_path_checksums() {
+    let lib = generate(Generation::V2_6, 30, false);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = lib.truth.db_url.clone();
+    let (id, path, external): (String, String, i64) = rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+        let (id, path): (String, String) = sqlx::query_as(
+            "SELECT id::text, \"originalPath\" FROM asset WHERE \"libraryId\" IS NULL AND type = 'IMAGE' \
+             AND \"deletedAt\" IS NULL AND \"originalPath\" LIKE '%.jpg' ORDER BY id LIMIT 1",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        let external: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM asset WHERE \"checksumAlgorithm\" = 'sha1-path' AND \"deletedAt\" IS NULL",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        (id, path, external)
+    });
+    assert!(external > 0, "the fixture has external-library assets");
+    // Flip one byte in the middle of the entropy-coded data: size and end marker unchanged.
+    let host = lib.truth.map_path(&path).unwrap();
+    let mut bytes = std::fs::read(&host).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&host, &bytes).unwrap();
+
+    let mut opts = options(&lib.truth);
+    opts.level = Level::Quick;
+    let mut findings: Vec<Finding> = Vec::new();
+    scan(&opts, &mut findings).unwrap();
+    assert!(
+        findings.is_empty(),
+        "quick cannot see a flipped byte: {findings:#?}"
+    );
+
+    opts.level = Level::Hash;
+    let mut findings: Vec<Finding> = Vec::new();
+    let summary = scan(&opts, &mut findings).unwrap();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0].fault, Fault::ChecksumMismatch);
+    assert_eq!(findings[0].asset_id.as_deref(), Some(id.as_str()));
+    assert_eq!(summary.checksums_skipped, external as u64);
+}

@@ -67,7 +67,8 @@ struct ScanArgs {
     /// Evaluate read access for the uid[:gid] the Immich server runs as.
     #[arg(long, value_parser = Identity::parse)]
     as_user: Option<Identity>,
-    /// How deep to check: exists (one stat per file) or quick (also read head and tail).
+    /// How deep to check: exists (one stat per file), quick (also read head and tail),
+    /// hash (also SHA-1 each original against Immich's checksum).
     #[arg(long, default_value = "exists")]
     level: Level,
     /// Report format.

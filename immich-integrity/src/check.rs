@@ -27,6 +27,8 @@ pub struct Checker {
     dir_cache: DashMap<PathBuf, Option<Meta>>,
     pub files_checked: AtomicU64,
     pub bytes_read: AtomicU64,
+    /// Originals whose checksum is of the path (external libraries), so not comparable.
+    pub checksums_skipped: AtomicU64,
 }
 
 /// A fault before the repair is decided (that needs the whole row).
@@ -58,6 +60,7 @@ impl Checker {
             dir_cache: DashMap::new(),
             files_checked: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
+            checksums_skipped: AtomicU64::new(0),
         }
     }
 
@@ -215,10 +218,45 @@ impl Checker {
                     Fault::SizeMismatch,
                     format!("file has {} bytes, Immich recorded {want}", meta.size),
                 ),
+                _ if self.level >= Level::Hash && kind == FileKind::Original => {
+                    return self.hash(row, file, host);
+                }
                 _ => return None,
             },
         };
         Some(Fault0::new(fault, Some(host), format!("{detail}{note}")))
+    }
+
+    /// SHA-1 of an original against `asset.checksum`.
+    fn hash(&self, row: &AssetRow, file: std::fs::File, host: PathBuf) -> Option<Fault0> {
+        let want = match (&row.checksum, row.checksum_is_of_path) {
+            (Some(sum), false) => sum,
+            _ => {
+                self.checksums_skipped.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        };
+        match sha1_reader(file) {
+            Ok((digest, n)) => {
+                self.bytes_read.fetch_add(n, Ordering::Relaxed);
+                (digest.as_slice() != want.as_slice()).then(|| {
+                    Fault0::new(
+                        Fault::ChecksumMismatch,
+                        Some(host),
+                        format!(
+                            "sha1 {} but Immich recorded {}",
+                            hex::encode(digest),
+                            hex::encode(want)
+                        ),
+                    )
+                })
+            }
+            Err(e) => Some(Fault0::new(
+                Fault::Corrupt,
+                Some(host),
+                format!("read error: {e}"),
+            )),
+        }
     }
 
     /// Why the configured identity cannot read `rel`, if it cannot.
@@ -454,7 +492,11 @@ fn repair_for(kind: FileKind, fault: Fault, original_ok: bool) -> (Repair, Optio
 }
 
 fn sha1_file(path: &Path) -> std::io::Result<([u8; 20], u64)> {
-    let mut f = std::fs::File::open(path)?;
+    sha1_reader(std::fs::File::open(path)?)
+}
+
+/// SHA-1 of a whole file, read in 1 MiB blocks.
+fn sha1_reader(mut f: std::fs::File) -> std::io::Result<([u8; 20], u64)> {
     let mut h = Sha1::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;

@@ -154,6 +154,8 @@ pub enum Level {
     Exists,
     /// Also read each file's head and tail: format magic, end markers, box sizes, recorded size.
     Quick,
+    /// Also SHA-1 every original against Immich's `checksum` (skipping path checksums).
+    Hash,
 }
 
 impl std::str::FromStr for Level {
@@ -162,10 +164,13 @@ impl std::str::FromStr for Level {
         match s {
             "exists" => Ok(Level::Exists),
             "quick" => Ok(Level::Quick),
-            "full" | "hash" => Err(format!(
-                "level {s:?} is not implemented yet; available: exists, quick"
+            "hash" => Ok(Level::Hash),
+            "full" => Err(format!(
+                "level {s:?} is not implemented yet; available: exists, quick, hash"
             )),
-            _ => Err(format!("unknown level {s:?}; available: exists, quick")),
+            _ => Err(format!(
+                "unknown level {s:?}; available: exists, quick, hash"
+            )),
         }
     }
 }

@@ -91,6 +91,8 @@ pub struct Summary {
     pub rows: u64,
     pub files_checked: u64,
     pub bytes_read: u64,
+    /// Originals not hashed at `--level hash` because their checksum is of the path.
+    pub checksums_skipped: u64,
     pub findings: u64,
     /// file kind (or `mount`) -> fault -> count.
     pub counts: BTreeMap<String, BTreeMap<String, u64>>,
@@ -128,6 +130,7 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
         rows: 0,
         files_checked: 0,
         bytes_read: 0,
+        checksums_skipped: 0,
         findings: 0,
         counts: BTreeMap::new(),
         elapsed_ms: 0,
@@ -198,6 +201,8 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
         emit(&f, &mut summary, observer);
     }
     summary.files_checked = checker.files_checked.load(Ordering::Relaxed);
+    summary.bytes_read = checker.bytes_read.load(Ordering::Relaxed);
+    summary.checksums_skipped = checker.checksums_skipped.load(Ordering::Relaxed);
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
 }
