@@ -8,18 +8,20 @@ use immich_integrity::{scan, Fault, FileKind, Finding, Level};
 use std::io::Write;
 
 #[test]
-fn quick_level_finds_exactly_the_exists_faults_on_healthy_real_files() {
+fn quick_and_hash_levels_find_exactly_the_exists_faults_on_healthy_real_files() {
     for generation in [Generation::V1_112, Generation::V2_6] {
         let lib = generate(generation, 40, true);
         let mut opts = options(&lib.truth);
-        opts.level = Level::Quick;
-        let mut findings: Vec<Finding> = Vec::new();
-        let summary = scan(&opts, &mut findings).unwrap();
-        assert_same(&finding_keys(&findings), &truth_keys(&lib.truth.faults));
-        assert!(
-            summary.bytes_read > 0,
-            "{generation}: quick reads file bytes"
-        );
+        for level in [Level::Quick, Level::Hash] {
+            opts.level = level;
+            let mut findings: Vec<Finding> = Vec::new();
+            let summary = scan(&opts, &mut findings).unwrap();
+            assert_same(&finding_keys(&findings), &truth_keys(&lib.truth.faults));
+            assert!(
+                summary.bytes_read > 0,
+                "{generation}: {level:?} reads file bytes"
+            );
+        }
     }
 }
 
