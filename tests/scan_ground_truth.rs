@@ -93,3 +93,41 @@ fn unmapped_external_library_is_one_mount_missing_finding() {
     assert!(f.affected.unwrap() > 0);
     assert!(f.detail.contains("--map"), "{}", f.detail);
 }
+
+#[test]
+fn three_shards_together_report_exactly_the_unsharded_findings() {
+    let lib = generate(Generation::V1_135, 80, true);
+    let mut whole: Vec<Finding> = Vec::new();
+    let full = scan(&options(&lib.truth), &mut whole).unwrap();
+    let mut merged: Vec<Finding> = Vec::new();
+    let mut files = 0;
+    let mut rows = 0;
+    for k in 0..3 {
+        let mut opts = options(&lib.truth);
+        opts.source.shard = Some(immich_integrity::Shard { index: k, count: 3 });
+        let mut part: Vec<Finding> = Vec::new();
+        let s = scan(&opts, &mut part).unwrap();
+        assert!(s.rows > 0 && s.rows < full.rows, "shard {k} has a share");
+        files += s.files_checked;
+        rows += s.rows;
+        merged.extend(part);
+    }
+    assert_eq!((rows, files), (full.rows, full.files_checked));
+    // Each shard reports a missing mount with its own share of affected files: sum them.
+    let mount_total: u64 = merged
+        .iter()
+        .filter(|f| f.fault == Fault::MountMissing)
+        .filter_map(|f| f.affected)
+        .sum();
+    merged.retain(|f| f.fault != Fault::MountMissing);
+    let mut whole_mounts: Vec<Finding> = whole
+        .iter()
+        .filter(|f| f.fault == Fault::MountMissing)
+        .cloned()
+        .collect();
+    whole.retain(|f| f.fault != Fault::MountMissing);
+    assert_eq!(whole_mounts.len(), 1);
+    assert_eq!(whole_mounts.pop().unwrap().affected, Some(mount_total));
+    assert_eq!(finding_keys(&merged), finding_keys(&whole));
+    assert_eq!(merged.len(), whole.len(), "no finding reported twice");
+}

@@ -80,6 +80,9 @@ struct ScanArgs {
     /// Worker threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     jobs: usize,
+    /// Check only shard K of N (0-based): N processes with K = 0..N cover every asset once.
+    #[arg(long)]
+    shard: Option<immich_integrity::Shard>,
     /// Also check assets in the trash.
     #[arg(long)]
     include_trashed: bool,
@@ -167,6 +170,7 @@ fn run_scan(args: ScanArgs) -> ExitCode {
     opts.level = args.level;
     opts.jobs = args.jobs;
     opts.source.include_trashed = args.include_trashed;
+    opts.source.shard = args.shard;
     opts.source.batch_size = args.batch_size.max(1);
     install_signal_handlers(opts.cancel.clone());
 

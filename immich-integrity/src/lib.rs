@@ -38,4 +38,4 @@ pub use model::{AssetRow, Entity, Fault, FileKind, FileRef, Finding, Level, Repa
 pub use pathmap::PathMap;
 pub use scan::{build_map, scan, Completion, Observer, Progress, ScanOptions, Summary};
 pub use schema::Schema;
-pub use source::{Source, SourceOptions};
+pub use source::{Shard, Source, SourceOptions};

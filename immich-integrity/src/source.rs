@@ -26,6 +26,30 @@ pub struct SourceOptions {
     /// Pages buffered ahead of the checker.
     pub prefetch: usize,
     pub include_trashed: bool,
+    /// Check only this shard of the rows (see [`Shard`]).
+    pub shard: Option<Shard>,
+}
+
+/// `--shard K/N`: N processes, each with its own K in `0..N`, together cover every row exactly
+/// once (rows are split by a hash of their id, so each shard gets a fair share of every owner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Shard, String> {
+        let bad = || format!("--shard wants K/N with 0 <= K < N, got {s:?}");
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: u32 = k.trim().parse().map_err(|_| bad())?;
+        let count: u32 = n.trim().parse().map_err(|_| bad())?;
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
 }
 
 impl SourceOptions {
@@ -35,6 +59,7 @@ impl SourceOptions {
             batch_size: 2000,
             prefetch: 4,
             include_trashed: false,
+            shard: None,
         }
     }
 }
@@ -195,7 +220,7 @@ async fn run(
             return;
         }
     };
-    let queries = Queries::new(&info.schema, opts.include_trashed);
+    let queries = Queries::new(&info.schema, opts.include_trashed, opts.shard);
     if info_tx.send(Ok(info)).is_err() {
         return;
     }
@@ -320,7 +345,20 @@ fn keyset(select_from: &str, filter: Option<&str>, id: &str) -> (String, String)
 }
 
 impl Queries {
-    fn new(s: &Schema, include_trashed: bool) -> Queries {
+    fn new(s: &Schema, include_trashed: bool, shard: Option<Shard>) -> Queries {
+        // Shard membership by a hash of the id: every row lands in exactly one of N shards.
+        let in_shard = |id: &str| {
+            shard.map(|sh| {
+                format!(
+                    "mod(abs(hashtext({id}::text)::bigint), {}) = {}",
+                    sh.count, sh.index
+                )
+            })
+        };
+        let all = |parts: Vec<Option<String>>| -> Option<String> {
+            let parts: Vec<String> = parts.into_iter().flatten().collect();
+            (!parts.is_empty()).then(|| parts.join(" AND "))
+        };
         let mut cols = vec![
             "a.id::text AS id".to_string(),
             "a.\"ownerId\"::text AS owner".into(),
@@ -369,12 +407,20 @@ impl Queries {
             ));
         }
         let base = format!("SELECT {} FROM {from}", cols.join(", "));
-        let live_only = (!include_trashed).then_some("a.\"deletedAt\" IS NULL");
+        let asset_filter = all(vec![
+            (!include_trashed).then(|| "a.\"deletedAt\" IS NULL".to_string()),
+            in_shard("a.id"),
+        ]);
+        let person_filter = all(vec![Some("\"thumbnailPath\" <> ''".into()), in_shard("id")]);
+        let user_filter = all(vec![
+            Some("\"profileImagePath\" <> ''".into()),
+            in_shard("id"),
+        ]);
         let persons = s.has_person.then(|| {
             keyset(
                 "SELECT id::text AS id, \"ownerId\"::text AS owner, \"thumbnailPath\" AS path \
                  FROM person",
-                Some("\"thumbnailPath\" <> ''"),
+                person_filter.as_deref(),
                 "id",
             )
         });
@@ -383,11 +429,11 @@ impl Queries {
                 "SELECT id::text AS id, id::text AS owner, \"profileImagePath\" AS path FROM {}",
                 q(s.user_table)
             ),
-            Some("\"profileImagePath\" <> ''"),
+            user_filter.as_deref(),
             "id",
         );
         Queries {
-            assets: keyset(&base, live_only, "a.id"),
+            assets: keyset(&base, asset_filter.as_deref(), "a.id"),
             persons,
             users,
             has_preview_columns: s.preview_columns.is_some(),
