@@ -131,3 +131,47 @@ fn three_shards_together_report_exactly_the_unsharded_findings() {
     assert_eq!(finding_keys(&merged), finding_keys(&whole));
     assert_eq!(merged.len(), whole.len(), "no finding reported twice");
 }
+
+#[test]
+fn scan_works_with_a_select_only_role_and_writes_nothing() {
+    use sqlx::Connection;
+    let lib = generate(Generation::V2_6, 30, true);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let role = format!("ro_{}", lib.db_name.trim_start_matches("imf_"));
+    let db = lib.truth.db_url.clone();
+    let db_name = lib.db_name.clone();
+    rt.block_on(async {
+        let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+        for sql in [
+            format!("CREATE ROLE {role} LOGIN"),
+            format!("GRANT CONNECT ON DATABASE \"{db_name}\" TO {role}"),
+            format!("GRANT USAGE ON SCHEMA public TO {role}"),
+            format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"),
+        ] {
+            sqlx::query(&sql).execute(&mut c).await.unwrap();
+        }
+    });
+    let mut opts = options(&lib.truth);
+    opts.source.db_url = db.replace("postgres://postgres@", &format!("postgres://{role}@"));
+    let mut findings: Vec<Finding> = Vec::new();
+    let result = scan(&opts, &mut findings);
+    rt.block_on(async {
+        let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+        sqlx::query(&format!("DROP OWNED BY {role}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        drop(c);
+        let admin = db.rsplit_once('/').unwrap().0.to_string() + "/postgres";
+        let mut a = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(&format!("DROP ROLE {role}"))
+            .execute(&mut a)
+            .await
+            .unwrap();
+    });
+    result.expect("a SELECT-only role is enough to scan");
+    assert_same(&finding_keys(&findings), &truth_keys(&lib.truth.faults));
+}
