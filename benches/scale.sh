@@ -18,7 +18,8 @@ json=target/bench/scale.json; echo "[" > "$json"; first=1
 measure() {
   local t; t=$(mktemp)
   /usr/bin/time -f '%e %U %S %M' -o "$t" "$@" > /dev/null 2>&1 || true
-  awk '{printf "%s %.2f %s", $1, $2+$3, $4}' "$t"; rm -f "$t"
+  # the last line: time(1) puts "Command exited with non-zero status N" above it
+  tail -n 1 "$t" | awk '{printf "%s %.2f %s", $1, $2+$3, $4}'; rm -f "$t"
 }
 
 printf '%-8s %-22s %8s %8s %9s %12s\n' assets what wall_s cpu_s rss_MiB files_per_s
@@ -28,21 +29,24 @@ for n in "${sizes[@]}"; do
   get() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$fx" "$1"; }
   db=$(get db_url); media=$(get media_root); dir=$(get dir); files=$(get files_referenced)
   maps=$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(' '.join('--map %s=%s' % (c, h) for c, h in d['maps'] if c != d['container_root']))" "$fx")
-  # shellcheck disable=SC2086
-  scan() { $BIN/immich-integrity scan --db-url "$db" --media-root "$media" $maps --format jsonl "$@"; }
+  # an array, not a function: time(1) must exec it
+  # shellcheck disable=SC2206
+  scan=($BIN/immich-integrity scan --db-url "$db" --media-root "$media" $maps --format jsonl)
   naive() {
     psql "$db" -Atc "SELECT \"originalPath\" FROM asset UNION ALL SELECT path FROM asset_file" \
       | sed "s#^/data#$media#" | tr '\n' '\0' | xargs -0 stat -c '%s' > /dev/null 2>&1 || true
   }
   bytes=$(du -sb "$dir" | cut -f1)
-  scan > /dev/null || true; find "$dir" -type f > /dev/null   # warm the caches
+  "${scan[@]}" > /dev/null || true; find "$dir" -type f > /dev/null   # warm the caches
   declare -A r
-  r[exists]=$(measure scan --level exists)
+  r[exists]=$(measure "${scan[@]}" --level exists)
   r[find]=$(measure find "$dir" -type f)
   r[naive]=$(measure bash -c "$(declare -f naive); db='$db' media='$media' naive")
-  r[quick]=$(measure scan --level quick)
+  r[quick]=$(measure "${scan[@]}" --level quick)
+  r[hash]=$(measure "${scan[@]}" --level hash)
+  r[sha1sum]=$(measure bash -c "find '$dir' -type f -print0 | xargs -0 sha1sum > /dev/null")
   r[cat]=$(measure bash -c "find '$dir' -type f -print0 | xargs -0 cat > /dev/null")
-  for k in exists find naive quick cat; do
+  for k in exists find naive quick cat hash sha1sum; do
     read -r wall cpu rss <<< "${r[$k]}"
     fps=$(python3 -c "print(int($files/max($wall,0.001)))")
     printf '%-8s %-22s %8s %8s %9s %12s\n' "$n" "$k" "$wall" "$cpu" "$((rss/1024))" "$fps"
@@ -50,10 +54,11 @@ for n in "${sizes[@]}"; do
     printf '{"assets":%s,"files":%s,"bytes":%s,"what":"%s","wall_s":%s,"cpu_s":%s,"peak_rss_kib":%s}' \
       "$n" "$files" "$bytes" "$k" "$wall" "$cpu" "$rss" >> "$json"
   done
-  python3 - "${r[exists]}" "${r[find]}" "${r[naive]}" "${r[quick]}" "${r[cat]}" <<'PY'
+  python3 - "${r[exists]}" "${r[find]}" "${r[naive]}" "${r[quick]}" "${r[cat]}" "${r[hash]}" "${r[sha1sum]}" <<'PY'
 import sys
-e, f, nv, q, c = (float(a.split()[0]) for a in sys.argv[1:])
-print(f"         ratios: exists/find {e/max(f,1e-3):.2f}x, naive/exists {nv/max(e,1e-3):.1f}x, quick/cat {q/max(c,1e-3):.2f}x")
+e, f, nv, q, c, h, s = (float(a.split()[0]) for a in sys.argv[1:])
+d = lambda a, b: a / max(b, 1e-3)
+print(f"         ratios: exists/find {d(e,f):.2f}x, naive/exists {d(nv,e):.1f}x, quick/cat {d(q,c):.2f}x, hash/sha1sum {d(h,s):.2f}x")
 PY
   $BIN/immich-fixture drop "$(get db_name)" --dir "$dir" > /dev/null; rm -rf "$base"
 done
