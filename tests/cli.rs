@@ -230,104 +230,103 @@ fn unprivileged_process_reports_what_the_kernel_refuses() {
     );
 }
 
-#[test]
-fn sigterm_while_the_database_is_blocked_flushes_the_report_and_exits_130() {
-    use sqlx::Connection;
-    let lib = generate(Generation::V2_6, 30, true);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    // Another session holds an exclusive lock on the asset table: the scan's first page waits.
-    let mut locker = rt.block_on(async {
-        let mut c = sqlx::PgConnection::connect(&lib.truth.db_url)
-            .await
-            .unwrap();
-        sqlx::query("BEGIN").execute(&mut c).await.unwrap();
-        sqlx::query("LOCK TABLE asset IN ACCESS EXCLUSIVE MODE")
-            .execute(&mut c)
-            .await
-            .unwrap();
-        c
-    });
-    let report = lib.dir.join("interrupted.jsonl");
-    let mut args = scan_args(&lib);
-    args.extend([
-        "--format".into(),
-        "jsonl".into(),
-        "--output".into(),
-        report.to_string_lossy().into_owned(),
-    ]);
-    let mut child = Command::new(binary()).args(&args).spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the scan should be waiting on the lock"
-    );
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    rt.block_on(async { sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap() });
-    assert_eq!(status.code(), Some(130));
-    let text = std::fs::read_to_string(&report).expect("the report is flushed before exiting");
-    let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
-    assert_eq!(summary["completion"]["status"], "interrupted", "{summary}");
+/// Another session holding an exclusive lock on `table`: a scan's first page waits on it.
+struct TableLock {
+    rt: tokio::runtime::Runtime,
+    conn: sqlx::PgConnection,
 }
 
-#[test]
-fn database_killed_mid_scan_exits_2_with_report_marked_failed() {
-    use sqlx::Connection;
-    let lib = generate(Generation::V1_135, 30, true);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut locker = rt.block_on(async {
-        let mut c = sqlx::PgConnection::connect(&lib.truth.db_url)
-            .await
+impl TableLock {
+    fn take(db_url: &str, table: &str) -> TableLock {
+        use sqlx::Connection;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
             .unwrap();
-        sqlx::query("BEGIN").execute(&mut c).await.unwrap();
-        sqlx::query("LOCK TABLE assets IN ACCESS EXCLUSIVE MODE")
-            .execute(&mut c)
-            .await
+        let conn = rt.block_on(async {
+            let mut c = sqlx::PgConnection::connect(db_url).await.unwrap();
+            sqlx::query("BEGIN").execute(&mut c).await.unwrap();
+            sqlx::query(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+                .execute(&mut c)
+                .await
+                .unwrap();
+            c
+        });
+        TableLock { rt, conn }
+    }
+
+    fn release(mut self) {
+        self.rt
+            .block_on(sqlx::query("ROLLBACK").execute(&mut self.conn))
             .unwrap();
-        c
-    });
-    let report = lib.dir.join("failed.jsonl");
-    let mut args = scan_args(&lib);
+    }
+}
+
+/// Starts a JSONL scan into `lib.dir/name` and gives it time to block on the lock.
+fn spawn_blocked_scan(lib: &Lib, name: &str) -> (std::process::Child, PathBuf) {
+    let report = lib.dir.join(name);
+    let mut args = scan_args(lib);
     args.extend([
         "--format".into(),
         "jsonl".into(),
         "--output".into(),
         report.to_string_lossy().into_owned(),
     ]);
-    let child = Command::new(binary())
+    let mut child = Command::new(binary())
         .args(&args)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let killed: i64 = rt.block_on(async {
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the scan should be waiting on the lock"
+    );
+    (child, report)
+}
+
+fn summary_of(report: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(report).expect("the report is flushed before exiting");
+    serde_json::from_str(text.lines().last().unwrap()).unwrap()
+}
+
+#[test]
+fn sigterm_while_the_database_is_blocked_flushes_the_report_and_exits_130() {
+    let lib = generate(Generation::V2_6, 30, true);
+    let lock = TableLock::take(&lib.truth.db_url, "asset");
+    let (child, report) = spawn_blocked_scan(&lib, "interrupted.jsonl");
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    lock.release();
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(summary_of(&report)["completion"]["status"], "interrupted");
+}
+
+#[test]
+fn database_killed_mid_scan_exits_2_with_report_marked_failed() {
+    let lib = generate(Generation::V1_135, 30, true);
+    let mut lock = TableLock::take(&lib.truth.db_url, "assets");
+    let (child, report) = spawn_blocked_scan(&lib, "failed.jsonl");
+    let killed: i64 = lock.rt.block_on(async {
         sqlx::query_scalar(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
              WHERE application_name = 'immich-integrity' AND datname = current_database()) t",
         )
-        .fetch_one(&mut locker)
+        .fetch_one(&mut lock.conn)
         .await
         .unwrap()
     });
     assert_eq!(killed, 1, "the scan's backend was found and terminated");
     let out = child.wait_with_output().unwrap();
-    rt.block_on(async { sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap() });
+    lock.release();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("scan stopped early") && err.contains("terminat"),
         "{err}"
     );
-    let text = std::fs::read_to_string(&report).expect("the report is flushed");
-    let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
-    assert_eq!(summary["completion"]["status"], "failed", "{summary}");
+    assert_eq!(summary_of(&report)["completion"]["status"], "failed");
 }
 
 #[test]
