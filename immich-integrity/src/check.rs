@@ -34,6 +34,7 @@ pub struct Checker {
 /// A fault before the repair is decided (that needs the whole row).
 struct Fault0 {
     fault: Fault,
+    relink_to: Option<String>,
     host_path: Option<PathBuf>,
     found_at: Option<PathBuf>,
     detail: String,
@@ -43,6 +44,7 @@ impl Fault0 {
     fn new(fault: Fault, host_path: Option<PathBuf>, detail: impl Into<String>) -> Fault0 {
         Fault0 {
             fault,
+            relink_to: None,
             host_path,
             found_at: None,
             detail: detail.into(),
@@ -94,6 +96,7 @@ impl Checker {
                     repair,
                     detail,
                     affected: None,
+                    relink_to: x.relink_to,
                 }
             })
             .collect()
@@ -317,6 +320,7 @@ impl Checker {
                         let new_db = self.map_back(&f.db_path, rel, &cand);
                         return Fault0 {
                             fault: Fault::Moved,
+                            relink_to: Some(new_db.clone()),
                             host_path: Some(host),
                             found_at: Some(found),
                             detail: format!("{why}; relink to {new_db}"),
@@ -350,6 +354,7 @@ impl Checker {
             Observation::File(meta) => match self.matches(row, f.kind, &host, &meta) {
                 Ok(why) => Fault0 {
                     fault: Fault::Moved,
+                    relink_to: Some(active.to_string()),
                     host_path: None,
                     found_at: Some(host),
                     detail: format!(

@@ -27,6 +27,7 @@ pub mod formats;
 pub mod model;
 pub mod pathmap;
 pub mod probe;
+pub mod relink;
 pub mod roots;
 mod scan;
 pub mod schema;

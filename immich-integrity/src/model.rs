@@ -229,4 +229,7 @@ pub struct Finding {
     /// For `mount_missing`: how many referenced files live under the missing root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affected: Option<u64>,
+    /// For `moved`: the path to store instead, in the row's own spelling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relink_to: Option<String>,
 }

@@ -197,6 +197,7 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
                 m.container
             ),
             affected: Some(affected),
+            relink_to: None,
         };
         emit(&f, &mut summary, observer);
     }
