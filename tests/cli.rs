@@ -9,34 +9,9 @@ use immich_integrity::Finding;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// `target/<profile>/immich-integrity`, built by `cargo build --workspace --bins` (scripts/test.sh).
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("immich-integrity");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
-}
-
 fn scan_args(lib: &Lib) -> Vec<String> {
-    let t = &lib.truth;
-    let mut a = vec![
-        "scan".to_string(),
-        "--db-url".into(),
-        t.db_url.clone(),
-        "--media-root".into(),
-        t.media_root.to_string_lossy().into_owned(),
-    ];
-    for (c, h) in &t.maps {
-        if c != &t.container_root {
-            a.push("--map".into());
-            a.push(format!("{c}={}", h.display()));
-        }
-    }
+    let mut a = vec!["scan".to_string()];
+    a.extend(library_flags(lib));
     a
 }
 

@@ -104,3 +104,58 @@ fn relink_and_undo_v1_137() {
 fn relink_and_undo_v2_6() {
     relink_generation(Generation::V2_6);
 }
+
+#[test]
+fn cli_relink_dry_run_apply_and_undo() {
+    use std::process::Command;
+    let lib = generate(Generation::V1_137, 40, true);
+    let before = dump(&lib);
+    let journal = lib.dir.join("cli.journal");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["relink".to_string()];
+        args.extend(library_flags(&lib));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Command::new(binary()).args(&args).output().unwrap()
+    };
+    let dry = run(&[]);
+    assert_eq!(
+        dry.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        text.contains("would relink original") && text.contains("dry run:"),
+        "{text}"
+    );
+    assert_eq!(dump(&lib), before, "a dry run changes nothing");
+
+    let journal_flag = journal.to_string_lossy().into_owned();
+    let applied = run(&["--apply", "--journal", &journal_flag]);
+    assert_eq!(
+        applied.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&applied.stdout)
+    );
+    assert_ne!(dump(&lib), before);
+    let mut findings: Vec<Finding> = Vec::new();
+    scan(&options(&lib.truth), &mut findings).unwrap();
+    assert!(
+        findings.iter().all(|f| f.fault != Fault::Moved),
+        "{findings:#?}"
+    );
+
+    let undo = Command::new(binary())
+        .args(["undo", &journal_flag, "--db-url", &lib.truth.db_url])
+        .output()
+        .unwrap();
+    assert_eq!(
+        undo.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&undo.stderr)
+    );
+    assert_eq!(dump(&lib), before, "undo restores the rows exactly");
+}

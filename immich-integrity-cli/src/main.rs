@@ -31,6 +31,39 @@ enum Command {
     /// Check every file every asset row points at.
     #[command(after_help = SCAN_EXAMPLES)]
     Scan(ScanArgs),
+    /// Point rows of `moved` files at where the files really are (dry run unless --apply).
+    Relink(RelinkArgs),
+    /// Restore what a relink journal changed (idempotent).
+    Undo(UndoArgs),
+}
+
+#[derive(clap::Args)]
+struct RelinkArgs {
+    #[command(flatten)]
+    library: LibraryArgs,
+    /// Take the moved findings from a saved `scan --format jsonl` report instead of scanning.
+    #[arg(long)]
+    from: Option<PathBuf>,
+    /// Change the database. Without it, only print the plan.
+    #[arg(long)]
+    apply: bool,
+    /// Undo journal (JSON Lines, fsync'd before each batch).
+    #[arg(long, default_value = "immich-integrity-relink.journal")]
+    journal: PathBuf,
+    /// Rows per transaction.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+}
+
+#[derive(clap::Args)]
+struct UndoArgs {
+    /// The journal a `relink --apply` wrote.
+    journal: PathBuf,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    db_url: Option<String>,
+    /// Read the database settings from Immich's `.env`.
+    #[arg(long)]
+    env_file: Option<PathBuf>,
 }
 
 const SCAN_EXAMPLES: &str = "Examples:
@@ -48,6 +81,23 @@ Exit codes: 0 clean, 1 faults found, 2 could not run (bad flag, DB unreachable),
 
 #[derive(clap::Args)]
 struct ScanArgs {
+    #[command(flatten)]
+    library: LibraryArgs,
+    /// How deep to check: exists (one stat per file), quick (also read head and tail),
+    /// hash (also SHA-1 each original against Immich's checksum).
+    #[arg(long, default_value = "exists")]
+    level: Level,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Write the report here (atomically) instead of standard output.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+/// Where the library is and whose access matters (shared by scan and relink).
+#[derive(clap::Args)]
+struct LibraryArgs {
     /// PostgreSQL URL of Immich's database.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     db_url: Option<String>,
@@ -67,16 +117,6 @@ struct ScanArgs {
     /// Evaluate read access for the uid[:gid] the Immich server runs as.
     #[arg(long, value_parser = Identity::parse)]
     as_user: Option<Identity>,
-    /// How deep to check: exists (one stat per file), quick (also read head and tail),
-    /// hash (also SHA-1 each original against Immich's checksum).
-    #[arg(long, default_value = "exists")]
-    level: Level,
-    /// Report format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-    /// Write the report here (atomically) instead of standard output.
-    #[arg(long)]
-    output: Option<PathBuf>,
     /// Worker threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     jobs: usize,
@@ -130,25 +170,38 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Scan(args) => run_scan(args),
+        Command::Relink(args) => run_relink(args),
+        Command::Undo(args) => run_undo(args),
     }
 }
 
-fn run_scan(args: ScanArgs) -> ExitCode {
-    let install = match &args.env_file {
-        Some(p) => match immich_integrity::envfile::load(p) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("immich-integrity: cannot read {}: {e}", p.display());
-                return ExitCode::from(EXIT_FAILED);
-            }
-        },
-        None => Default::default(),
-    };
-    let Some(db_url) = args.db_url.or(install.db_url) else {
-        eprintln!("immich-integrity: no database: pass --db-url, --env-file or set DATABASE_URL");
-        return ExitCode::from(EXIT_FAILED);
-    };
-    let mut opts = ScanOptions::new(db_url);
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("immich-integrity: {msg}");
+    ExitCode::from(EXIT_FAILED)
+}
+
+fn load_install(
+    env_file: Option<&std::path::Path>,
+) -> Result<immich_integrity::envfile::InstallConfig, String> {
+    match env_file {
+        Some(p) => immich_integrity::envfile::load(p)
+            .map_err(|e| format!("cannot read {}: {e}", p.display())),
+        None => Ok(Default::default()),
+    }
+}
+
+fn db_url_of(
+    flag: Option<String>,
+    install: &immich_integrity::envfile::InstallConfig,
+) -> Result<String, String> {
+    flag.or_else(|| install.db_url.clone())
+        .ok_or_else(|| "no database: pass --db-url, --env-file or set DATABASE_URL".to_string())
+}
+
+/// Scan options from flags, then the install's files: explicit flags win.
+fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
+    let install = load_install(args.env_file.as_deref())?;
+    let mut opts = ScanOptions::new(db_url_of(args.db_url, &install)?);
     opts.media_root = args.media_root.or(install.media_root);
     opts.media_location = args.media_location.or(install.media_location);
     opts.maps = install.maps;
@@ -158,21 +211,25 @@ fn run_scan(args: ScanArgs) -> ExitCode {
     }
     opts.as_user = match (args.as_user, &install.server_user) {
         (Some(u), _) => Some(u),
-        (None, Some(u)) => match Identity::parse(u) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                eprintln!("immich-integrity: the compose file's user: {e}");
-                return ExitCode::from(EXIT_FAILED);
-            }
-        },
+        (None, Some(u)) => {
+            Some(Identity::parse(u).map_err(|e| format!("the compose file's user: {e}"))?)
+        }
         (None, None) => None,
     };
-    opts.level = args.level;
     opts.jobs = args.jobs;
     opts.source.include_trashed = args.include_trashed;
     opts.source.shard = args.shard;
     opts.source.batch_size = args.batch_size.max(1);
     install_signal_handlers(opts.cancel.clone());
+    Ok(opts)
+}
+
+fn run_scan(args: ScanArgs) -> ExitCode {
+    let mut opts = match scan_options(args.library) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    opts.level = args.level;
 
     let mut sink = match ReportSink::new(args.format, args.output.as_deref()) {
         Ok(s) => s,
@@ -205,5 +262,79 @@ fn run_scan(args: ScanArgs) -> ExitCode {
         }
         Completion::Complete if summary.is_clean() => ExitCode::from(EXIT_CLEAN),
         Completion::Complete => ExitCode::from(EXIT_FAULTS),
+    }
+}
+
+fn run_relink(args: RelinkArgs) -> ExitCode {
+    use immich_integrity::relink;
+    let opts = match scan_options(args.library) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let steps = match &args.from {
+        Some(report) => match relink::plan_from_report(report) {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        },
+        None => {
+            let mut findings: Vec<immich_integrity::Finding> = Vec::new();
+            match immich_integrity::scan(&opts, &mut findings) {
+                Ok(s) if s.completion == Completion::Complete => relink::plan(&findings),
+                Ok(_) => return fail("the scan did not complete; nothing relinked"),
+                Err(e) => return fail(e),
+            }
+        }
+    };
+    for s in &steps {
+        println!(
+            "{} {} {}: {} -> {}",
+            if args.apply { "relink" } else { "would relink" },
+            s.file,
+            s.id,
+            s.old,
+            s.new
+        );
+    }
+    if !args.apply {
+        println!(
+            "dry run: {} rows would be relinked; pass --apply to change the database",
+            steps.len()
+        );
+        return ExitCode::from(EXIT_CLEAN);
+    }
+    match relink::apply(&opts.source.db_url, &steps, &args.journal, args.batch) {
+        Ok(report) => {
+            for (s, why) in &report.skipped {
+                println!("skipped {} {}: {why}", s.file, s.id);
+            }
+            println!(
+                "relinked {} rows in {} batches, skipped {}; undo with: immich-integrity undo {}",
+                report.applied.len(),
+                report.batches,
+                report.skipped.len(),
+                args.journal.display()
+            );
+            ExitCode::from(if report.skipped.is_empty() {
+                EXIT_CLEAN
+            } else {
+                EXIT_FAULTS
+            })
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn run_undo(args: UndoArgs) -> ExitCode {
+    let url = match load_install(args.env_file.as_deref()).and_then(|i| db_url_of(args.db_url, &i))
+    {
+        Ok(u) => u,
+        Err(e) => return fail(e),
+    };
+    match immich_integrity::relink::undo(&url, &args.journal) {
+        Ok(n) => {
+            println!("restored {n} rows from {}", args.journal.display());
+            ExitCode::from(EXIT_CLEAN)
+        }
+        Err(e) => fail(e),
     }
 }

@@ -126,3 +126,34 @@ pub fn assert_same(found: &BTreeSet<Key>, truth: &BTreeSet<Key>) {
         "reported but not injected: {extra:#?}\ninjected but not reported: {missed:#?}"
     );
 }
+
+/// `target/<profile>/immich-integrity`, built by `cargo build --workspace --bins` (scripts/test.sh).
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("immich-integrity");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The `--db-url`, `--media-root` and `--map` flags for a fixture.
+pub fn library_flags(lib: &Lib) -> Vec<String> {
+    let t = &lib.truth;
+    let mut a = vec![
+        "--db-url".to_string(),
+        t.db_url.clone(),
+        "--media-root".into(),
+        t.media_root.to_string_lossy().into_owned(),
+    ];
+    for (c, h) in &t.maps {
+        if c != &t.container_root {
+            a.push("--map".into());
+            a.push(format!("{c}={}", h.display()));
+        }
+    }
+    a
+}
