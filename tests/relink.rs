@@ -53,12 +53,24 @@ fn relink_generation(generation: Generation) {
     // Between scan and apply, one file moves again: it must be skipped, not relinked.
     let again = &steps[0];
     std::fs::rename(&again.found_at, again.found_at.with_extension("elsewhere")).unwrap();
+    // And another original was overwritten with different bytes: its size no longer matches.
+    let changed = steps
+        .iter()
+        .find(|s| s.file == immich_integrity::FileKind::Original && s != &again)
+        .unwrap();
+    std::fs::write(&changed.found_at, b"not the same photo").unwrap();
 
     let journal = lib.dir.join("relink.journal");
     let report = relink::apply(&lib.truth.db_url, &steps, &journal, 2).unwrap();
-    assert_eq!(report.applied.len(), moved - 1);
-    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(report.applied.len(), moved - 2);
+    assert_eq!(report.skipped.len(), 2);
     assert_eq!(report.skipped[0].0, *again);
+    assert_eq!(report.skipped[1].0, *changed);
+    assert!(
+        report.skipped[1].1.contains("bytes now"),
+        "{}",
+        report.skipped[1].1
+    );
 
     let mut after: Vec<Finding> = Vec::new();
     scan(&options(&lib.truth), &mut after).unwrap();
@@ -68,13 +80,13 @@ fn relink_generation(generation: Generation) {
     );
     assert_eq!(
         after.len(),
-        findings.len() - (moved - 1),
+        findings.len() - (moved - 2),
         "only the relinked ones disappeared"
     );
 
     assert_eq!(
         relink::undo(&lib.truth.db_url, &journal).unwrap(),
-        (moved - 1) as u64
+        (moved - 2) as u64
     );
     assert_eq!(dump(&lib), before, "undo restores every row exactly");
     assert_eq!(

@@ -501,7 +501,7 @@ fn sha1_file(path: &Path) -> std::io::Result<([u8; 20], u64)> {
 }
 
 /// SHA-1 of a whole file, read in 1 MiB blocks.
-fn sha1_reader(mut f: std::fs::File) -> std::io::Result<([u8; 20], u64)> {
+pub(crate) fn sha1_reader(mut f: std::fs::File) -> std::io::Result<([u8; 20], u64)> {
     let mut h = Sha1::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;

@@ -10,8 +10,9 @@
 use crate::error::{Error, Result};
 use crate::model::{Fault, FileKind, Finding};
 use crate::schema::{q, Schema};
-use crate::source::{connect, read_info};
+use crate::source::{connect, path_checksum_expr, read_info};
 use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -138,6 +139,59 @@ fn reverify(step: &RelinkStep) -> Option<String> {
     }
 }
 
+/// For an original: does the file at `found_at` still match what Immich recorded (size, and
+/// SHA-1 when the checksum is of the content)?
+async fn original_mismatch(
+    conn: &mut PgConnection,
+    schema: &Schema,
+    step: &RelinkStep,
+) -> Result<Option<String>> {
+    let size = match schema.exif_table {
+        Some(e) => format!(
+            "(SELECT \"fileSizeInByte\" FROM {} WHERE \"assetId\" = a.id)",
+            q(e)
+        ),
+        None => "NULL::int8".into(),
+    };
+    let sql = format!(
+        "SELECT {size}, a.checksum, {} FROM {} a WHERE a.id = $1::uuid",
+        path_checksum_expr(schema),
+        q(schema.asset_table)
+    );
+    let row: Option<(Option<i64>, Option<Vec<u8>>, Option<bool>)> = sqlx::query_as(&sql)
+        .bind(&step.id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(Error::query("reading the recorded size and checksum"))?;
+    let Some((want_size, checksum, of_path)) = row else {
+        return Ok(Some("the asset row is gone".into()));
+    };
+    let have = std::fs::metadata(&step.found_at)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    if let Some(want) = want_size {
+        if want as u64 != have {
+            return Ok(Some(format!(
+                "it has {have} bytes now, Immich recorded {want}"
+            )));
+        }
+    }
+    if let (Some(sum), Some(false) | None) = (checksum, of_path) {
+        let file = std::fs::File::open(&step.found_at).map_err(|e| Error::Io {
+            path: step.found_at.clone(),
+            source: e,
+        })?;
+        let (digest, _) = crate::check::sha1_reader(file).map_err(|e| Error::Io {
+            path: step.found_at.clone(),
+            source: e,
+        })?;
+        if digest.as_slice() != sum.as_slice() {
+            return Ok(Some("its sha1 no longer matches Immich's checksum".into()));
+        }
+    }
+    Ok(None)
+}
+
 fn rt() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -181,7 +235,11 @@ pub fn apply(
         let mut report = RelinkReport::default();
         let mut ready = Vec::new();
         for step in steps {
-            match (reverify(step), update_sql(&schema, step.file)) {
+            let mut why = reverify(step);
+            if why.is_none() && step.file == FileKind::Original {
+                why = original_mismatch(&mut conn, &schema, step).await?;
+            }
+            match (why, update_sql(&schema, step.file)) {
                 (Some(why), _) => report.skipped.push((step.clone(), why)),
                 (None, None) => report.skipped.push((
                     step.clone(),

@@ -320,6 +320,17 @@ pub async fn read_info(conn: &mut PgConnection) -> Result<SourceInfo> {
     })
 }
 
+/// SQL (over alias `a`) that is true when `checksum` hashes the path, not the content.
+pub(crate) fn path_checksum_expr(s: &Schema) -> &'static str {
+    if s.has_checksum_algorithm {
+        "(a.\"checksumAlgorithm\"::text = 'sha1-path')"
+    } else if s.has_is_external {
+        "COALESCE(a.\"isExternal\", false)"
+    } else {
+        "false"
+    }
+}
+
 type Decode = fn(&Queries, &PgRow) -> Result<AssetRow>;
 
 /// The SQL for each kind of row, built once from the detected schema's fixed identifiers.
@@ -368,13 +379,7 @@ impl Queries {
             "a.checksum AS checksum".into(),
             "(a.\"deletedAt\" IS NOT NULL) AS trashed".into(),
         ];
-        cols.push(if s.has_checksum_algorithm {
-            "(a.\"checksumAlgorithm\"::text = 'sha1-path') AS path_checksum".into()
-        } else if s.has_is_external {
-            "COALESCE(a.\"isExternal\", false) AS path_checksum".into()
-        } else {
-            "false AS path_checksum".into()
-        });
+        cols.push(format!("{} AS path_checksum", path_checksum_expr(s)));
         let mut from = format!("{} a", q(s.asset_table));
         match s.exif_table {
             Some(e) => {
