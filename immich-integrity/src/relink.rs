@@ -139,6 +139,9 @@ fn reverify(step: &RelinkStep) -> Option<String> {
     }
 }
 
+/// `fileSizeInByte`, `checksum`, and whether the checksum is of the path.
+type RecordedFacts = (Option<i64>, Option<Vec<u8>>, Option<bool>);
+
 /// For an original: does the file at `found_at` still match what Immich recorded (size, and
 /// SHA-1 when the checksum is of the content)?
 async fn original_mismatch(
@@ -158,7 +161,7 @@ async fn original_mismatch(
         path_checksum_expr(schema),
         q(schema.asset_table)
     );
-    let row: Option<(Option<i64>, Option<Vec<u8>>, Option<bool>)> = sqlx::query_as(&sql)
+    let row: Option<RecordedFacts> = sqlx::query_as(&sql)
         .bind(&step.id)
         .fetch_optional(&mut *conn)
         .await
