@@ -354,3 +354,29 @@ fn env_file_alone_finds_the_ground_truth() {
     let (findings, _) = parse_jsonl(&out.stdout);
     assert_same(&finding_keys(&findings), &truth_keys(&t.faults));
 }
+
+#[test]
+fn csv_report_has_a_header_and_one_row_per_finding() {
+    let lib = generate(Generation::V2_6, 40, true);
+    let mut args = scan_args(&lib);
+    args.extend([
+        "--as-user".into(),
+        lib.truth.as_user.clone(),
+        "--format".into(),
+        "csv".into(),
+    ]);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("asset_id,owner_id,file,db_path,host_path,fault,found_at,repair,detail,affected,relink_to")
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), lib.truth.faults.len());
+    assert!(rows
+        .iter()
+        .any(|r| r.contains(",moved,") && r.contains(",relink,")));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("faults"));
+}

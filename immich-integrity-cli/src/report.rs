@@ -12,6 +12,38 @@ pub enum Format {
     Table,
     Json,
     Jsonl,
+    /// One row per finding, for spreadsheets; the summary goes to stderr.
+    Csv,
+}
+
+const CSV_HEADER: &str =
+    "asset_id,owner_id,file,db_path,host_path,fault,found_at,repair,detail,affected,relink_to";
+
+/// RFC 4180 quoting: fields with a comma, quote or line break are quoted, quotes doubled.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn csv_row(f: &Finding) -> String {
+    let opt = |o: &Option<String>| o.as_deref().map(csv_field).unwrap_or_default();
+    [
+        opt(&f.asset_id),
+        opt(&f.owner_id),
+        f.file.map(|k| k.as_str().to_string()).unwrap_or_default(),
+        opt(&f.db_path),
+        opt(&f.host_path),
+        f.fault.as_str().to_string(),
+        opt(&f.found_at),
+        f.repair.as_str().to_string(),
+        csv_field(&f.detail),
+        f.affected.map(|a| a.to_string()).unwrap_or_default(),
+        opt(&f.relink_to),
+    ]
+    .join(",")
 }
 
 /// How many rows of each group the table shows.
@@ -81,13 +113,25 @@ impl ReportSink {
             );
             b
         });
-        Ok(ReportSink {
+        let mut sink = ReportSink {
             format,
             out,
             kept: Vec::new(),
             bar,
             error: None,
-        })
+        };
+        if format == Format::Csv {
+            sink.write_raw(CSV_HEADER);
+        }
+        Ok(sink)
+    }
+
+    fn write_raw(&mut self, line: &str) {
+        if self.error.is_none() {
+            if let Err(e) = writeln!(self.out, "{line}") {
+                self.error = Some(e);
+            }
+        }
     }
 
     fn write_line(&mut self, value: &impl serde::Serialize) {
@@ -123,6 +167,14 @@ impl ReportSink {
                     .and_then(|_| self.out.write_all(b"\n"))
             }
             Format::Table => write_table(&mut self.out, &self.kept, summary),
+            Format::Csv => {
+                // The header is written up front; the summary is for people, on stderr.
+                eprintln!(
+                    "immich-integrity: schema {}, {} rows, {} files checked, {} faults",
+                    summary.schema, summary.rows, summary.files_checked, summary.findings
+                );
+                self.error.take().map_or(Ok(()), Err)
+            }
         };
         if let Err(e) = r.and_then(|_| self.out.flush()) {
             self.abandon();
@@ -151,6 +203,7 @@ impl Observer for ReportSink {
     fn finding(&mut self, f: &Finding) {
         match self.format {
             Format::Jsonl => self.write_line(f),
+            Format::Csv => self.write_raw(&csv_row(f)),
             Format::Json | Format::Table => self.kept.push(f.clone()),
         }
     }
