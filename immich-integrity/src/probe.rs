@@ -53,22 +53,27 @@ impl Root {
         })
     }
 
+    /// The one way anything is opened: relative to the root handle, and the kernel refuses
+    /// any `..` or symlink that would leave it (EXDEV).
+    fn open_beneath(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
+        rustix::fs::openat2(
+            &self.fd,
+            rel,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        )
+    }
+
     /// Looks at `rel` beneath this root. Never follows anything out of it.
     pub fn observe(&self, rel: &Path) -> Observation {
         if rel.as_os_str().is_empty() {
             return Observation::NotRegular { what: "directory" };
         }
-        let fd = match rustix::fs::openat2(
-            &self.fd,
-            rel,
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            Ok(fd) => fd,
-            Err(e) => return from_errno(e),
-        };
-        match rustix::fs::fstat(&fd) {
+        match self
+            .open_beneath(rel, OFlags::PATH)
+            .and_then(|fd| rustix::fs::fstat(&fd))
+        {
             Ok(st) => meta_observation(&st),
             Err(e) => from_errno(e),
         }
@@ -77,31 +82,19 @@ impl Root {
     /// Opens `rel` for reading, still beneath the root. `O_NONBLOCK` so that a file swapped
     /// for a FIFO since it was observed cannot hang the worker.
     pub fn open_read(&self, rel: &Path) -> std::io::Result<std::fs::File> {
-        let fd = rustix::fs::openat2(
-            &self.fd,
-            rel,
-            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-        )?;
+        let fd = self.open_beneath(rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)?;
         Ok(std::fs::File::from(fd))
     }
 
     /// Metadata of a directory beneath the root (for the search-bit walk).
     pub fn dir_meta(&self, rel: &Path) -> Option<Meta> {
-        let fd = if rel.as_os_str().is_empty() {
-            return rustix::fs::fstat(&self.fd).ok().map(|st| meta(&st));
+        let st = if rel.as_os_str().is_empty() {
+            rustix::fs::fstat(&self.fd)
         } else {
-            rustix::fs::openat2(
-                &self.fd,
-                rel,
-                OFlags::PATH | OFlags::CLOEXEC,
-                Mode::empty(),
-                ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-            )
-            .ok()?
+            self.open_beneath(rel, OFlags::PATH)
+                .and_then(|fd| rustix::fs::fstat(&fd))
         };
-        rustix::fs::fstat(&fd).ok().map(|st| meta(&st))
+        st.ok().map(|st| meta(&st))
     }
 }
 
