@@ -213,13 +213,9 @@ struct TableLock {
 
 impl TableLock {
     fn take(db_url: &str, table: &str) -> TableLock {
-        use sqlx::Connection;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let conn = rt.block_on(async {
-            let mut c = sqlx::PgConnection::connect(db_url).await.unwrap();
+            let mut c = connect(db_url).await;
             sqlx::query("BEGIN").execute(&mut c).await.unwrap();
             sqlx::query(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
                 .execute(&mut c)

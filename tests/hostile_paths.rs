@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 
 #[test]
 fn odd_paths_get_the_right_fault_and_never_block() {
-    use sqlx::Connection;
     let lib = generate(Generation::V2_6, 30, false);
     let media = lib.truth.media_root.clone();
     let owner_dir = media.join("upload/odd");
@@ -51,14 +50,9 @@ fn odd_paths_get_the_right_fault_and_never_block() {
             Some(Fault::Missing),
         ),
     ];
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let ids: Vec<String> = rt.block_on(async {
-        let mut c = sqlx::PgConnection::connect(&lib.truth.db_url)
-            .await
-            .unwrap();
+        let mut c = connect(&lib.truth.db_url).await;
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id::text FROM asset WHERE \"libraryId\" IS NULL AND \"deletedAt\" IS NULL \
              AND type = 'IMAGE' ORDER BY id LIMIT $1",

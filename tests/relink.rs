@@ -11,7 +11,6 @@ use immich_integrity::{scan, Fault, Finding};
 
 /// Every row of every table that holds a path, as text, in a stable order.
 fn dump(lib: &Lib) -> String {
-    use sqlx::Connection;
     let t = lib.truth.generation.tables();
     let mut tables = vec![
         t.assets.to_string(),
@@ -21,12 +20,9 @@ fn dump(lib: &Lib) -> String {
     if let Some(f) = t.asset_files {
         tables.push(f.to_string());
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
-        let mut c = sqlx::PgConnection::connect(&lib.truth.db_url).await.unwrap();
+        let mut c = connect(&lib.truth.db_url).await;
         let mut out = String::new();
         for table in tables {
             let sql = format!(

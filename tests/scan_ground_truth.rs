@@ -134,17 +134,13 @@ fn three_shards_together_report_exactly_the_unsharded_findings() {
 
 #[test]
 fn scan_works_with_a_select_only_role_and_writes_nothing() {
-    use sqlx::Connection;
     let lib = generate(Generation::V2_6, 30, true);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let role = format!("ro_{}", lib.db_name.trim_start_matches("imf_"));
     let db = lib.truth.db_url.clone();
     let db_name = lib.db_name.clone();
     rt.block_on(async {
-        let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+        let mut c = connect(&db).await;
         for sql in [
             format!("CREATE ROLE {role} LOGIN"),
             format!("GRANT CONNECT ON DATABASE \"{db_name}\" TO {role}"),
@@ -159,14 +155,14 @@ fn scan_works_with_a_select_only_role_and_writes_nothing() {
     let mut findings: Vec<Finding> = Vec::new();
     let result = scan(&opts, &mut findings);
     rt.block_on(async {
-        let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+        let mut c = connect(&db).await;
         sqlx::query(&format!("DROP OWNED BY {role}"))
             .execute(&mut c)
             .await
             .unwrap();
         drop(c);
         let admin = db.rsplit_once('/').unwrap().0.to_string() + "/postgres";
-        let mut a = sqlx::PgConnection::connect(&admin).await.unwrap();
+        let mut a = connect(&admin).await;
         sqlx::query(&format!("DROP ROLE {role}"))
             .execute(&mut a)
             .await

@@ -28,15 +28,11 @@ fn quick_and_hash_levels_find_exactly_the_exists_faults_on_healthy_real_files() 
 #[test]
 fn quick_level_names_truncation_and_size_mismatch() {
     let lib = generate(Generation::V2_6, 30, false);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let db = lib.truth.db_url.clone();
     // Pick a JPEG preview, an encoded video and an image original from the database.
     let (preview, video, original_id, original_path): (String, String, String, String) = rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+        let mut c = connect(&db).await;
         let preview: String = sqlx::query_scalar(
             "SELECT path FROM asset_file WHERE type = 'preview' AND path LIKE '%.jpeg' ORDER BY path LIMIT 1",
         )
@@ -122,14 +118,10 @@ fn quick_level_names_truncation_and_size_mismatch() {
 #[test]
 fn hash_level_finds_a_changed_byte_and_skips_path_checksums() {
     let lib = generate(Generation::V2_6, 30, false);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let db = lib.truth.db_url.clone();
     let (id, path, external): (String, String, i64) = rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+        let mut c = connect(&db).await;
         let (id, path): (String, String) = sqlx::query_as(
             "SELECT id::text, \"originalPath\" FROM asset WHERE \"libraryId\" IS NULL AND type = 'IMAGE' \
              AND \"deletedAt\" IS NULL AND \"originalPath\" LIKE '%.jpg' ORDER BY id LIMIT 1",

@@ -34,11 +34,24 @@ pub fn base_dir() -> PathBuf {
     d
 }
 
-pub fn generate(generation: Generation, assets: usize, faults: bool) -> Lib {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// A single-threaded runtime for the few async calls a test makes itself.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// A connection of the test's own (to arrange rows, take locks, or dump tables).
+pub async fn connect(db_url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(db_url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {db_url}: {e}"))
+}
+
+pub fn generate(generation: Generation, assets: usize, faults: bool) -> Lib {
+    let rt = runtime();
     let spec = FixtureSpec {
         generation,
         assets,
