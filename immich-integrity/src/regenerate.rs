@@ -703,14 +703,13 @@ async fn plan_queue_on(
                     .fetch_all(&mut *conn)
                     .await
                     .map_err(Error::query("reading an asset_file row"))?;
-                match rows.into_iter().next() {
-                    Some((row_id, row)) => Some(QueueChange::DeleteAssetFile {
+                rows.into_iter()
+                    .next()
+                    .map(|(row_id, row)| QueueChange::DeleteAssetFile {
                         file: t.file,
                         row_id,
                         row,
-                    }),
-                    None => None,
-                }
+                    })
             }
             Slot::Column(col, blank) => {
                 let sql = format!(
@@ -933,7 +932,7 @@ pub fn apply_queue(
         let mut batches: Vec<Vec<&QueueStep>> = Vec::new();
         let mut cur: Vec<&QueueStep> = Vec::new();
         for s in &plan.steps {
-            let new_asset = cur.last().map_or(true, |l| l.asset_id != s.asset_id);
+            let new_asset = !matches!(cur.last(), Some(l) if l.asset_id == s.asset_id);
             if new_asset && cur.len() >= batch_size.max(1) {
                 batches.push(std::mem::take(&mut cur));
             }
