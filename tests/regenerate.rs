@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 /// A fault to inject into the next request that reaches the server.
 #[derive(Clone, Copy, Debug)]
 enum Fault {
+    /// No fault: answer as Immich would.
+    Pass,
     /// 429 with `Retry-After: secs`.
     TooMany(u64),
     /// 500 Internal Server Error.
@@ -1318,4 +1320,140 @@ fn cli_queue_dry_run_apply_and_undo() {
     for s in [&out_dry, &out_user, &out_applied, &journal_text] {
         assert!(!s.contains(ADMIN) && !s.contains(KEY_A), "a key leaked");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interruption and a read-only database role.
+
+fn synthetic_report(path: &Path, owner_id: &str, n: u32) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut text = String::new();
+    for i in 0..n {
+        let id = uuid(i, 7);
+        let f = Finding {
+            asset_id: Some(id.clone()),
+            owner_id: Some(owner_id.to_string()),
+            file: Some(FileKind::Preview),
+            db_path: Some(format!("/data/thumbs/{owner_id}/{id}_preview.jpeg")),
+            host_path: None,
+            fault: immich_integrity::Fault::Missing,
+            found_at: None,
+            repair: immich_integrity::Repair::Regenerate,
+            detail: "no such file".into(),
+            affected: None,
+            relink_to: None,
+        };
+        text.push_str(&serde_json::to_string(&f).unwrap());
+        text.push('\n');
+        ids.push(id);
+    }
+    text.push_str("{\"summary\":true}\n");
+    std::fs::write(path, text).unwrap();
+    ids
+}
+
+#[test]
+fn sigint_while_waiting_exits_130_and_the_rerun_sends_only_the_rest() {
+    let o1 = owner(1);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("scan.jsonl");
+    let ids = synthetic_report(&report, &o1, 9);
+    let mut world = World::default();
+    world.keys.insert(KEY_A.into(), o1.clone());
+    for id in &ids {
+        world.owners.insert(id.clone(), o1.clone());
+    }
+    let server = Server::start(world);
+    // The second request is told to come back in 30 s; we interrupt while it waits.
+    server.inject(&[Fault::Pass, Fault::TooMany(30)]);
+    let state = dir.path().join("state");
+    let args: Vec<String> = vec![
+        "regenerate".into(),
+        "--from".into(),
+        report.to_string_lossy().into_owned(),
+        "--server".into(),
+        server.url(),
+        "--api-key-for".into(),
+        format!("{o1}={KEY_A}"),
+        "--state".into(),
+        state.to_string_lossy().into_owned(),
+        "--batch".into(),
+        "3".into(),
+        "--apply".into(),
+    ];
+    let child = std::process::Command::new(binary())
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.log().len() < 2 {
+        assert!(Instant::now() < deadline, "the CLI never sent two requests");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    assert!(text(&out).contains("interrupted"), "{}", text(&out));
+    assert_eq!(
+        server.queued().len(),
+        3,
+        "one batch was accepted before the interrupt"
+    );
+    assert_eq!(regen::load_state(&state).unwrap().len(), 3);
+
+    let rerun = cli(&args);
+    assert_eq!(rerun.status.code(), Some(0), "{}", text(&rerun));
+    assert_eq!(server.queued().len(), 9);
+    assert!(server.queued().values().all(|n| *n == 1), "none twice");
+    assert!(!text(&out).contains(KEY_A) && !text(&rerun).contains(KEY_A));
+}
+
+#[test]
+fn queue_dry_run_works_with_a_select_only_role() {
+    let lib = generate(Generation::V2_6, 40, true);
+    let before = dump(&lib);
+    let role = format!("regen_ro_{}", std::process::id());
+    let db = lib.truth.db_url.rsplit('/').next().unwrap().to_string();
+    runtime().block_on(async {
+        let mut c = connect(&lib.truth.db_url).await;
+        for sql in [
+            format!("DROP ROLE IF EXISTS {role}"),
+            format!("CREATE ROLE {role} LOGIN"),
+            format!("GRANT CONNECT ON DATABASE \"{db}\" TO {role}"),
+            format!("GRANT USAGE ON SCHEMA public TO {role}"),
+            format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"),
+        ] {
+            sqlx::query(&sql).execute(&mut c).await.unwrap();
+        }
+    });
+    let ro_url = lib
+        .truth
+        .db_url
+        .replacen("postgres@", &format!("{role}@"), 1)
+        .replacen("://postgres:", &format!("://{role}:"), 1);
+    assert_ne!(
+        ro_url, lib.truth.db_url,
+        "the fixture URL names the postgres user"
+    );
+    let mut args = vec!["regenerate".to_string(), "--via".into(), "queue".into()];
+    args.extend(library_flags(&lib));
+    for a in args.iter_mut() {
+        if *a == lib.truth.db_url {
+            *a = ro_url.clone();
+        }
+    }
+    let out = cli(&args);
+    let result = (out.status.code(), text(&out));
+    runtime().block_on(async {
+        let mut c = connect(&lib.truth.db_url).await;
+        for sql in [format!("DROP OWNED BY {role}"), format!("DROP ROLE {role}")] {
+            sqlx::query(&sql).execute(&mut c).await.unwrap();
+        }
+    });
+    assert_eq!(result.0, Some(0), "{}", result.1);
+    assert!(result.1.contains("would delete the"), "{}", result.1);
+    assert_eq!(dump(&lib), before);
 }
