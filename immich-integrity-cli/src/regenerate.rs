@@ -434,6 +434,13 @@ fn run_queue(
     if let Err(e) = write_report(&rest.report, &report) {
         return fail(e);
     }
+    if !report.all_started() {
+        println!(
+            "the rows are changed but not every queue was started: start it in Immich \
+             (Administration > Jobs, \"Missing\") or restore the rows with: immich-integrity undo {}",
+            rest.journal.display()
+        );
+    }
     if report.interrupted {
         return ExitCode::from(EXIT_INTERRUPTED);
     }

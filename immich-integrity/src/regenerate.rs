@@ -467,12 +467,7 @@ pub fn run_api(run: ApiRun<'_>, batches: &[Batch], already_queued: u64) -> Resul
                     }
                     emit(&mut report, result(BatchStatus::Accepted { attempts }));
                 }
-                Outcome::Rejected {
-                    status: 400,
-                    message,
-                    ..
-                } if ids.len() > 1 => {
-                    let _ = message;
+                Outcome::Rejected { status: 400, .. } if ids.len() > 1 => {
                     let (a, b) = ids.split_at(ids.len() / 2);
                     // Depth-first, first half first.
                     pending.push(b.to_vec());
