@@ -405,6 +405,8 @@ fn targets_for(owner: &str, kind: u32, n: u32) -> Vec<Target> {
             file: FileKind::Thumbnail,
             job: JobName::RegenerateThumbnail,
             db_path: None,
+            host_path: None,
+            fault: immich_integrity::Fault::Missing,
         })
         .collect()
 }
@@ -480,7 +482,11 @@ fn batches_carry_only_their_owners_ids_with_the_owners_key_and_rerun_sends_nothi
     let state = dir.path().join("state.jsonl");
     let keys = keyring(&[(&o1, KEY_A), (&o2, KEY_B)]);
 
-    let batches = regen::plan_batches(&t, 500, &regen::load_state(&state).unwrap());
+    let batches = regen::plan_batches(
+        &t,
+        500,
+        &regen::load_state(&state, Some(&server.url())).unwrap(),
+    );
     let report = run(&server, &keys, &batches, Some(&state), fast_retry(3));
 
     let log = server.log();
@@ -538,8 +544,14 @@ fn batches_carry_only_their_owners_ids_with_the_owners_key_and_rerun_sends_nothi
     assert!(!report.all_accepted());
 
     // The rerun reads the state file: nothing is queued twice.
-    let done = regen::load_state(&state).unwrap();
+    let done = regen::load_state(&state, Some(&server.url())).unwrap();
     assert_eq!(done.len(), 1500);
+    assert!(
+        regen::load_state(&state, Some("http://another-server:2283"))
+            .unwrap()
+            .is_empty(),
+        "a state file only speaks for the server it was written against"
+    );
     let again = regen::plan_batches(&t, 500, &done);
     assert_eq!(again.len(), 1, "only the keyless owner's batch is left");
     assert_eq!(again[0].owner_id, o3);
@@ -1429,7 +1441,12 @@ fn sigint_while_waiting_exits_130_and_the_rerun_sends_only_the_rest() {
         3,
         "one batch was accepted before the interrupt"
     );
-    assert_eq!(regen::load_state(&state).unwrap().len(), 3);
+    assert_eq!(
+        regen::load_state(&state, Some(&server.url()))
+            .unwrap()
+            .len(),
+        3
+    );
 
     let rerun = cli(&args);
     assert_eq!(rerun.status.code(), Some(0), "{}", text(&rerun));
@@ -1483,4 +1500,39 @@ fn queue_dry_run_works_with_a_select_only_role() {
     assert_eq!(result.0, Some(0), "{}", result.1);
     assert!(result.1.contains("would delete the"), "{}", result.1);
     assert!(pg_dump(&lib) == before, "a dry run changes nothing");
+}
+
+#[test]
+fn a_journal_that_cannot_be_written_stops_before_any_database_change() {
+    let lib = generate(Generation::V1_135, 40, true);
+    let mut findings: Vec<Finding> = Vec::new();
+    scan(&options(&lib.truth), &mut findings).unwrap();
+    let targets = regen::targets(&findings, Purpose::Derivatives);
+    let plan = regen::plan_queue(&lib.truth.db_url, &targets).unwrap();
+    assert!(!plan.steps.is_empty());
+    let before = pg_dump(&lib);
+    let mut world = World::default();
+    world.keys.insert(ADMIN.into(), owner(9));
+    world.admins.insert(ADMIN.into());
+    let server = Server::start(world);
+    let client = Client::new(&server.url(), fast_retry(2)).unwrap();
+    // Every write to /dev/full fails with ENOSPC, as on a full disk.
+    let err = regen::apply_queue(
+        &lib.truth.db_url,
+        &plan,
+        Path::new("/dev/full"),
+        2,
+        &client,
+        &ApiKey::new(ADMIN).unwrap(),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("/dev/full"), "{err}");
+    assert!(
+        pg_dump(&lib) == before,
+        "no database change after a failed journal write"
+    );
+    assert!(server.log().is_empty(), "no queue started");
+    assert!(!err.contains(ADMIN));
 }

@@ -225,7 +225,7 @@ fn run_api(
     keys: Keys,
     cancel: Arc<AtomicBool>,
 ) -> ExitCode {
-    let done = match regen::load_state(&rest.state) {
+    let done = match regen::load_state(&rest.state, client.as_ref().map(|c| c.base())) {
         Ok(d) => d,
         Err(e) => return fail(e),
     };

@@ -18,14 +18,14 @@
 
 use crate::api::{ApiKey, Client, Outcome};
 use crate::error::{Error, Result};
-use crate::model::{FileKind, Finding, Repair};
+use crate::model::{Fault, FileKind, Finding, Repair};
 use crate::schema::{q, Schema};
 use crate::source::{connect, read_info};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -91,6 +91,26 @@ pub struct Target {
     pub job: JobName,
     /// The path the row held when the scan saw the file broken.
     pub db_path: Option<String>,
+    /// Where the scan looked on this host, and what it saw there.
+    #[serde(default)]
+    pub host_path: Option<String>,
+    #[serde(default = "missing_fault")]
+    pub fault: Fault,
+}
+
+fn missing_fault() -> Fault {
+    Fault::Missing
+}
+
+impl Target {
+    /// For a file the scan saw missing or empty: is it now a non-empty regular file (put back,
+    /// or rebuilt by Immich since)? Then there is nothing to clear.
+    pub fn is_back(&self) -> bool {
+        matches!(self.fault, Fault::Missing | Fault::Empty | Fault::NotAFile)
+            && self.host_path.as_ref().is_some_and(|p| {
+                std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() > 0)
+            })
+    }
 }
 
 /// Findings this purpose repairs: repair `regenerate` and a file kind with an asset job
@@ -114,6 +134,8 @@ pub fn targets(findings: &[Finding], purpose: Purpose) -> Vec<Target> {
                 file,
                 job: JobName::for_kind(file)?,
                 db_path: f.db_path.clone(),
+                host_path: f.host_path.clone(),
+                fault: f.fault,
             })
         })
         .collect()
@@ -237,12 +259,14 @@ pub struct StateLine {
     pub job: JobName,
     pub asset_ids: Vec<String>,
     pub server: String,
+    /// Seconds since the Unix epoch.
     pub accepted_at: String,
 }
 
-/// (job, asset id) pairs already accepted according to a state file (missing file = none).
+/// (job, asset id) pairs already accepted according to a state file (missing file = none), by
+/// `server` when given (a state file reused against another server does not hide its assets).
 /// A torn last line (crash mid-write) is ignored: that batch was not recorded as accepted.
-pub fn load_state(path: &Path) -> Result<HashSet<(JobName, String)>> {
+pub fn load_state(path: &Path, server: Option<&str>) -> Result<HashSet<(JobName, String)>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
@@ -256,6 +280,9 @@ pub fn load_state(path: &Path) -> Result<HashSet<(JobName, String)>> {
     let mut done = HashSet::new();
     for line in text.lines() {
         if let Ok(s) = serde_json::from_str::<StateLine>(line) {
+            if server.is_some_and(|want| want != s.server) {
+                continue;
+            }
             for id in s.asset_ids {
                 done.insert((s.job, id));
             }
@@ -460,10 +487,18 @@ pub fn run_api(run: ApiRun<'_>, batches: &[Batch], already_queued: u64) -> Resul
                             job: batch.job,
                             asset_ids: ids.clone(),
                             server: client.base().to_string(),
-                            accepted_at: chrono_now(),
+                            accepted_at: epoch_seconds(),
                         };
                         let line = serde_json::to_string(&line).expect("plain data serialises");
-                        append_synced(file, path, &[line])?;
+                        append_synced(file, path, &[line]).map_err(|e| {
+                            Error::InvalidArgument(format!(
+                                "Immich accepted a batch of {} assets of owner {} but it could not \
+                                 be recorded in the state file; stopped so a rerun cannot miss it \
+                                 by more than this batch: {e}",
+                                ids.len(),
+                                batch.owner_id
+                            ))
+                        })?;
                     }
                     emit(&mut report, result(BatchStatus::Accepted { attempts }));
                 }
@@ -547,8 +582,8 @@ pub fn run_api(run: ApiRun<'_>, batches: &[Batch], already_queued: u64) -> Resul
     Ok(report)
 }
 
-fn chrono_now() -> String {
-    // Seconds since the epoch are enough to order lines; no clock crate needed.
+/// Seconds since the Unix epoch, as text (enough to order state lines).
+fn epoch_seconds() -> String {
     let s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -672,6 +707,13 @@ async fn plan_queue_on(
     let mut status_done: HashSet<String> = HashSet::new();
     let mut queues: BTreeSet<&'static str> = BTreeSet::new();
     for t in targets {
+        if t.is_back() {
+            plan.skipped.push((
+                t.clone(),
+                "the file is back (a non-empty regular file again)".into(),
+            ));
+            continue;
+        }
         let Some(db_path) = t.db_path.clone() else {
             plan.skipped
                 .push((t.clone(), "the finding names no stored path".into()));
@@ -1048,15 +1090,9 @@ fn rt() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| Error::InvalidArgument(format!("cannot start the database runtime: {e}")))
 }
 
-/// Default file names, beside the working directory.
-pub fn default_state_path() -> PathBuf {
-    PathBuf::from("immich-integrity-regenerate.state")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Fault;
 
     fn finding(asset: &str, owner: &str, file: FileKind, repair: Repair) -> Finding {
         Finding {
@@ -1105,6 +1141,28 @@ mod tests {
         let m = targets(&f, Purpose::Metadata);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].job, JobName::RefreshMetadata);
+    }
+
+    #[test]
+    fn a_missing_file_that_is_back_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x_preview.jpeg");
+        let mut t = Target {
+            asset_id: "a".into(),
+            owner_id: "o".into(),
+            file: FileKind::Preview,
+            job: JobName::RegenerateThumbnail,
+            db_path: None,
+            host_path: Some(p.to_string_lossy().into_owned()),
+            fault: Fault::Missing,
+        };
+        assert!(!t.is_back());
+        std::fs::write(&p, b"").unwrap();
+        assert!(!t.is_back(), "empty is still broken");
+        std::fs::write(&p, b"jpeg").unwrap();
+        assert!(t.is_back());
+        t.fault = Fault::Corrupt;
+        assert!(!t.is_back(), "a corrupt file being there proves nothing");
     }
 
     #[test]
