@@ -1365,14 +1365,24 @@ fn cli_queue_dry_run_apply_and_undo() {
 // Interruption and a read-only database role.
 
 fn synthetic_report(path: &Path, owner_id: &str, n: u32) -> Vec<String> {
+    synthetic_report_of(path, owner_id, n, FileKind::Preview, 7)
+}
+
+fn synthetic_report_of(
+    path: &Path,
+    owner_id: &str,
+    n: u32,
+    file: FileKind,
+    tag: u32,
+) -> Vec<String> {
     let mut ids = Vec::new();
     let mut text = String::new();
     for i in 0..n {
-        let id = uuid(i, 7);
+        let id = uuid(i, tag);
         let f = Finding {
             asset_id: Some(id.clone()),
             owner_id: Some(owner_id.to_string()),
-            file: Some(FileKind::Preview),
+            file: Some(file),
             db_path: Some(format!("/data/thumbs/{owner_id}/{id}_preview.jpeg")),
             host_path: None,
             fault: immich_integrity::Fault::Missing,
@@ -1535,4 +1545,63 @@ fn a_journal_that_cannot_be_written_stops_before_any_database_change() {
     );
     assert!(server.log().is_empty(), "no queue started");
     assert!(!err.contains(ADMIN));
+}
+
+#[test]
+fn refresh_metadata_sends_only_sidecar_assets_and_regenerate_only_derivatives() {
+    let o1 = owner(1);
+    let dir = tempfile::tempdir().unwrap();
+    let previews = dir.path().join("previews.jsonl");
+    let sidecars = dir.path().join("sidecars.jsonl");
+    let preview_ids = synthetic_report_of(&previews, &o1, 3, FileKind::Preview, 8);
+    let sidecar_ids = synthetic_report_of(&sidecars, &o1, 2, FileKind::Sidecar, 9);
+    // One report holding both kinds.
+    let both = dir.path().join("both.jsonl");
+    std::fs::write(
+        &both,
+        std::fs::read_to_string(&previews).unwrap() + &std::fs::read_to_string(&sidecars).unwrap(),
+    )
+    .unwrap();
+    let mut world = World::default();
+    world.keys.insert(KEY_A.into(), o1.clone());
+    for id in preview_ids.iter().chain(&sidecar_ids) {
+        world.owners.insert(id.clone(), o1.clone());
+    }
+    let server = Server::start(world);
+    let run_cmd = |cmd: &str| {
+        cli(&[
+            cmd.into(),
+            "--from".into(),
+            both.to_string_lossy().into_owned(),
+            "--server".into(),
+            server.url(),
+            "--api-key".into(),
+            KEY_A.into(),
+            "--state".into(),
+            dir.path()
+                .join(format!("{cmd}.state"))
+                .to_string_lossy()
+                .into_owned(),
+            "--apply".into(),
+        ])
+    };
+    let out = run_cmd("refresh-metadata");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let queued: Vec<(String, String)> = server.queued().keys().cloned().collect();
+    let mut want: Vec<(String, String)> = sidecar_ids
+        .iter()
+        .map(|i| ("refresh-metadata".to_string(), i.clone()))
+        .collect();
+    want.sort();
+    assert_eq!(queued, want);
+    let out = run_cmd("regenerate");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let regen_ids: Vec<String> = server
+        .queued()
+        .keys()
+        .filter(|(job, _)| job == "regenerate-thumbnail")
+        .map(|(_, id)| id.clone())
+        .collect();
+    assert_eq!(regen_ids, preview_ids);
+    assert_eq!(server.queued().len(), 5);
 }
