@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 enum Fault {
     /// No fault: answer as Immich would.
     Pass,
+    /// 308 to another address.
+    Redirect,
     /// 429 with `Retry-After: secs`.
     TooMany(u64),
     /// 500 Internal Server Error.
@@ -200,6 +202,7 @@ fn respond(mut stream: TcpStream, status: u16, extra: &str, body: &str) {
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
+        308 => "Permanent Redirect",
         429 => "Too Many Requests",
         _ => "Internal Server Error",
     };
@@ -245,6 +248,11 @@ fn handle(stream: TcpStream, world: &Arc<Mutex<World>>, fault: Option<Fault>) {
             429,
             format!("retry-after: {secs}\r\n"),
             error_body(429, "Too Many Requests", json!("ThrottlerException")),
+        ),
+        Some(Fault::Redirect) => (
+            308,
+            "location: https://elsewhere.invalid/api/assets/jobs\r\n".to_string(),
+            String::new(),
         ),
         Some(Fault::Internal) => (
             500,
@@ -757,6 +765,39 @@ fn bad_key_is_401_for_that_owner_only_and_foreign_assets_are_isolated() {
     assert_eq!(report.owners[&o2].batches_skipped, 1);
     let debug = format!("{report:?}{keys:?}");
     assert!(!debug.contains(KEY_A) && !debug.contains("KEY-wrong-for-o2"));
+}
+
+#[test]
+fn a_redirect_is_not_followed_and_not_taken_for_success() {
+    let o1 = owner(1);
+    let t = targets_for(&o1, 1, 2);
+    let mut world = World::default();
+    world.keys.insert(KEY_A.into(), o1.clone());
+    for x in &t {
+        world.owners.insert(x.asset_id.clone(), o1.clone());
+    }
+    let server = Server::start(world);
+    server.inject(&[Fault::Redirect]);
+    let batches = regen::plan_batches(&t, 10, &HashSet::new());
+    let report = run(
+        &server,
+        &keyring(&[(&o1, KEY_A)]),
+        &batches,
+        None,
+        fast_retry(3),
+    );
+    match &report.results[0].status {
+        BatchStatus::Failed {
+            http_status: Some(308),
+            reason,
+        } => assert!(
+            reason.contains("redirected to https://elsewhere.invalid"),
+            "{reason}"
+        ),
+        s => panic!("{s:?}"),
+    }
+    assert_eq!(server.log().len(), 1, "not retried, not followed");
+    assert!(server.queued().is_empty());
 }
 
 #[test]

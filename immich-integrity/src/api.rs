@@ -264,9 +264,17 @@ impl Client {
         match req.send_string(body) {
             Ok(resp) => {
                 let status = resp.status();
-                // Read the body so the connection can be reused; its content is not needed.
-                let _ = resp.into_string();
-                Attempt::Done(status)
+                if (200..300).contains(&status) {
+                    // Read the body so the connection can be reused; its content is not needed.
+                    let _ = resp.into_string();
+                    return Attempt::Done(status);
+                }
+                // Redirects are not followed: the key must not travel to another address.
+                let to = resp.header("location").unwrap_or("?").to_string();
+                Attempt::Final(
+                    status,
+                    format!("redirected to {to}; pass the final address as --server"),
+                )
             }
             Err(ureq::Error::Status(status, resp)) => {
                 let retry_after = resp

@@ -819,6 +819,8 @@ async fn plan_queue_on(
             }
         }
     }
+    // An asset's steps side by side, so a batch boundary never splits them.
+    plan.steps.sort_by(|a, b| a.asset_id.cmp(&b.asset_id));
     plan.queues = queues.into_iter().collect();
     Ok(plan)
 }
