@@ -1,5 +1,6 @@
 //! `immich-integrity`: a thin command line over the `immich-integrity` library.
 
+mod regenerate;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -33,8 +34,15 @@ enum Command {
     Scan(ScanArgs),
     /// Point rows of `moved` files at where the files really are (dry run unless --apply).
     Relink(RelinkArgs),
-    /// Restore what a relink journal changed (idempotent).
+    /// Restore what a relink or `regenerate --via queue` journal changed (idempotent).
     Undo(UndoArgs),
+    /// Have Immich rebuild broken previews, thumbnails, fullsize images and encoded videos
+    /// (dry run unless --apply).
+    #[command(after_help = regenerate::REGEN_HELP)]
+    Regenerate(regenerate::RegenArgs),
+    /// Have Immich re-read metadata of assets whose sidecar is broken (dry run unless --apply).
+    #[command(after_help = regenerate::REGEN_HELP)]
+    RefreshMetadata(regenerate::RegenArgs),
 }
 
 #[derive(clap::Args)]
@@ -172,6 +180,12 @@ fn main() -> ExitCode {
         Command::Scan(args) => run_scan(args),
         Command::Relink(args) => run_relink(args),
         Command::Undo(args) => run_undo(args),
+        Command::Regenerate(args) => {
+            regenerate::run(args, immich_integrity::regenerate::Purpose::Derivatives)
+        }
+        Command::RefreshMetadata(args) => {
+            regenerate::run(args, immich_integrity::regenerate::Purpose::Metadata)
+        }
     }
 }
 
@@ -330,6 +344,15 @@ fn run_undo(args: UndoArgs) -> ExitCode {
         Ok(u) => u,
         Err(e) => return fail(e),
     };
+    if immich_integrity::regenerate::is_queue_journal(&args.journal) {
+        return match immich_integrity::regenerate::undo_queue(&url, &args.journal) {
+            Ok(n) => {
+                println!("restored {n} rows from {}", args.journal.display());
+                ExitCode::from(EXIT_CLEAN)
+            }
+            Err(e) => fail(e),
+        };
+    }
     match immich_integrity::relink::undo(&url, &args.journal) {
         Ok(n) => {
             println!("restored {n} rows from {}", args.journal.display());

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod access;
+pub mod api;
 mod check;
 pub mod envfile;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod formats;
 pub mod model;
 pub mod pathmap;
 pub mod probe;
+pub mod regenerate;
 pub mod relink;
 pub mod roots;
 mod scan;

@@ -1,0 +1,452 @@
+//! `regenerate` and `refresh-metadata`: have Immich rebuild broken derivatives / re-read
+//! metadata, through its API per owner (`--via api`) or by making the database say the files
+//! are missing and starting the queue in "Missing" mode (`--via queue`).
+
+use crate::{LibraryArgs, EXIT_CLEAN, EXIT_FAULTS, EXIT_INTERRUPTED};
+use immich_integrity::api::{ApiKey, Client, Outcome, RetryPolicy};
+use immich_integrity::regenerate::{self as regen, BatchStatus, Keys, Purpose};
+use immich_integrity::Completion;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// POST /api/assets/jobs per owner (needs each owner's key).
+    Api,
+    /// Clear the broken rows (journaled) and start the queue in "Missing" mode (one admin key).
+    Queue,
+}
+
+pub const REGEN_HELP: &str = "Keys: Immich lets only an asset's owner queue its jobs, so --via api \
+needs a key per owner (--api-key-for OWNER_ID=KEY or --api-keys-file); --api-key is used for owners \
+without their own key. Prefer --api-keys-file or IMMICH_API_KEY over flags: command lines are visible \
+to other local users. Keys are never printed.
+
+Exit codes: 0 everything queued (or dry run), 1 some batches failed or were not sent, 2 could not run, \
+130 interrupted.";
+
+#[derive(clap::Args)]
+pub struct RegenArgs {
+    #[command(flatten)]
+    library: LibraryArgs,
+    /// Take the findings from a saved `scan --format jsonl` report instead of scanning.
+    #[arg(long)]
+    from: Option<PathBuf>,
+    /// Send the requests (and, with --via queue, change the database). Without it, only print
+    /// the batches and requests.
+    #[arg(long)]
+    apply: bool,
+    /// How to have Immich rebuild the files.
+    #[arg(long, value_enum, default_value_t = Via::Api)]
+    via: Via,
+    /// Immich's URL, e.g. http://localhost:2283.
+    #[arg(long, env = "IMMICH_SERVER")]
+    server: Option<String>,
+    /// API key used for owners without their own key; with --via queue, the admin key.
+    #[arg(
+        long,
+        env = "IMMICH_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    api_key: Option<String>,
+    /// A key for one owner's assets (repeatable).
+    #[arg(long = "api-key-for", value_name = "OWNER_ID=KEY")]
+    api_key_for: Vec<String>,
+    /// File of `OWNER_ID=KEY` lines (# comments allowed).
+    #[arg(long)]
+    api_keys_file: Option<PathBuf>,
+    /// Asset ids per request (--via api) or rows per transaction (--via queue).
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// State file of accepted batches (JSON Lines, fsync'd): a rerun skips what it lists.
+    #[arg(long, default_value = "immich-integrity-regenerate.state")]
+    state: PathBuf,
+    /// Undo journal of --via queue (JSON Lines, fsync'd before each transaction).
+    #[arg(long, default_value = "immich-integrity-regenerate.journal")]
+    journal: PathBuf,
+    /// Also write the final report as JSON here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Attempts per request (429, 5xx, timeouts and connection errors are retried).
+    #[arg(long, default_value_t = 6)]
+    attempts: u32,
+    /// First retry delay in milliseconds (doubles after each failure, at most 60 s).
+    #[arg(long, default_value_t = 500)]
+    retry_delay_ms: u64,
+    /// Seconds before one request times out.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    crate::fail(msg)
+}
+
+pub fn run(args: RegenArgs, purpose: Purpose) -> ExitCode {
+    if args.batch == 0 {
+        return fail("--batch must be at least 1");
+    }
+    // Keys first: a bad key file should stop us before any scan.
+    let mut keys = Keys::default();
+    if let Some(k) = &args.api_key {
+        match ApiKey::new(k.clone()) {
+            Ok(k) => keys.fallback = Some(k),
+            Err(e) => return fail(format!("--api-key: {e}")),
+        }
+    }
+    for pair in &args.api_key_for {
+        if let Err(e) = keys.add_pair(pair) {
+            return fail(format!("--api-key-for: {e}"));
+        }
+    }
+    if let Some(f) = &args.api_keys_file {
+        if let Err(e) = keys.add_file(f) {
+            return fail(e);
+        }
+    }
+    let retry = RetryPolicy {
+        attempts: args.attempts.max(1),
+        base_delay: Duration::from_millis(args.retry_delay_ms),
+        max_delay: Duration::from_secs(60),
+        timeout: Duration::from_secs(args.timeout.max(1)),
+    };
+    let client = match &args.server {
+        Some(s) => match Client::new(s, retry) {
+            Ok(c) => Some(c),
+            Err(e) => return fail(e),
+        },
+        None if args.apply => return fail("--apply needs --server URL (or IMMICH_SERVER)"),
+        None => None,
+    };
+
+    // Findings: from a saved report, or a scan now.
+    let rest = Rest {
+        via: args.via,
+        apply: args.apply,
+        batch: args.batch,
+        state: args.state,
+        journal: args.journal,
+        report: args.report,
+    };
+    let (targets, db_url, cancel) = match &args.from {
+        None => {
+            let opts = match crate::scan_options(args.library) {
+                Ok(o) => o,
+                Err(e) => return fail(e),
+            };
+            let mut findings: Vec<immich_integrity::Finding> = Vec::new();
+            match immich_integrity::scan(&opts, &mut findings) {
+                Ok(s) if s.completion == Completion::Complete => {}
+                Ok(s) if s.completion == Completion::Interrupted => {
+                    eprintln!("immich-integrity: interrupted during the scan; nothing sent");
+                    return ExitCode::from(EXIT_INTERRUPTED);
+                }
+                Ok(_) => return fail("the scan did not complete; nothing sent"),
+                Err(e) => return fail(e),
+            }
+            (
+                regen::targets(&findings, purpose),
+                Some(opts.source.db_url.clone()),
+                opts.cancel.clone(),
+            )
+        }
+        Some(from) => {
+            let cancel = Arc::new(AtomicBool::new(false));
+            crate::install_signal_handlers(cancel.clone());
+            let url = if rest.via == Via::Queue {
+                match crate::load_install(args.library.env_file.as_deref())
+                    .and_then(|i| crate::db_url_of(args.library.db_url.clone(), &i))
+                {
+                    Ok(u) => Some(u),
+                    Err(e) => return fail(e),
+                }
+            } else {
+                None
+            };
+            match regen::targets_from_report(from, purpose) {
+                Ok(t) => (t, url, cancel),
+                Err(e) => return fail(e),
+            }
+        }
+    };
+    finish(&rest, purpose, targets, db_url, client, keys, cancel)
+}
+
+/// The flags that matter after the findings are known.
+struct Rest {
+    via: Via,
+    apply: bool,
+    batch: usize,
+    state: PathBuf,
+    journal: PathBuf,
+    report: Option<PathBuf>,
+}
+
+fn finish(
+    rest: &Rest,
+    purpose: Purpose,
+    targets: Vec<regen::Target>,
+    db_url: Option<String>,
+    client: Option<Client>,
+    keys: Keys,
+    cancel: Arc<AtomicBool>,
+) -> ExitCode {
+    let client = client.map(|c| c.with_cancel(cancel.clone()));
+    let what = match purpose {
+        Purpose::Derivatives => "derivative",
+        Purpose::Metadata => "sidecar",
+    };
+    println!("{} broken {what} file(s) to rebuild", targets.len());
+    match rest.via {
+        Via::Api => run_api(rest, targets, client, keys, cancel),
+        Via::Queue => {
+            let Some(url) = db_url else {
+                return fail("--via queue needs the database (--db-url, --env-file)");
+            };
+            run_queue(rest, targets, &url, client, keys, cancel)
+        }
+    }
+}
+
+fn write_report<T: serde::Serialize>(path: &Option<PathBuf>, value: &T) -> Result<(), String> {
+    let Some(p) = path else { return Ok(()) };
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    std::fs::write(p, text + "\n").map_err(|e| format!("cannot write {}: {e}", p.display()))
+}
+
+fn run_api(
+    rest: &Rest,
+    targets: Vec<regen::Target>,
+    client: Option<Client>,
+    keys: Keys,
+    cancel: Arc<AtomicBool>,
+) -> ExitCode {
+    let done = match regen::load_state(&rest.state, client.as_ref().map(|c| c.base())) {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    let already = targets
+        .iter()
+        .filter(|t| done.contains(&(t.job, t.asset_id.clone())))
+        .map(|t| (t.job, t.asset_id.clone()))
+        .collect::<std::collections::HashSet<_>>()
+        .len() as u64;
+    let batches = regen::plan_batches(&targets, rest.batch, &done);
+    if already > 0 {
+        println!(
+            "{already} asset(s) already queued according to {}; not sent again",
+            rest.state.display()
+        );
+    }
+    let url = client
+        .as_ref()
+        .map(|c| c.url("/api/assets/jobs"))
+        .unwrap_or_else(|| "<--server>/api/assets/jobs".into());
+    if !rest.apply {
+        let mut without: std::collections::BTreeSet<&str> = Default::default();
+        for (n, b) in batches.iter().enumerate() {
+            let key = if keys.per_owner.contains_key(&b.owner_id) {
+                "owner's key"
+            } else if keys.fallback.is_some() {
+                "--api-key"
+            } else {
+                without.insert(&b.owner_id);
+                "NO KEY: would not be sent"
+            };
+            println!(
+                "batch {}/{}: owner {} ({key}): POST {url} name={} ids={} body={} bytes",
+                n + 1,
+                batches.len(),
+                b.owner_id,
+                b.job,
+                b.asset_ids.len(),
+                b.body().len()
+            );
+        }
+        for o in &without {
+            println!("owner {o} has no API key: its assets would not be queued");
+        }
+        println!(
+            "dry run: {} request(s) for {} asset(s); pass --apply to send them",
+            batches.len(),
+            batches.iter().map(|b| b.asset_ids.len()).sum::<usize>()
+        );
+        return ExitCode::from(EXIT_CLEAN);
+    }
+    let client = client.expect("checked: --apply needs --server");
+    let mut progress = |r: &regen::BatchResult| {
+        let ids = r.asset_ids.len();
+        match &r.status {
+            BatchStatus::Accepted { attempts } => println!(
+                "accepted: owner {} {} ids={ids} (attempts {attempts})",
+                r.owner_id, r.job
+            ),
+            BatchStatus::Failed { reason, .. } => {
+                println!("failed: owner {} {} ids={ids}: {reason}", r.owner_id, r.job);
+                if ids <= 5 {
+                    println!("  assets: {}", r.asset_ids.join(", "));
+                }
+            }
+            BatchStatus::Skipped { reason } => println!(
+                "not sent: owner {} {} ids={ids}: {reason}",
+                r.owner_id, r.job
+            ),
+        }
+    };
+    let run = regen::ApiRun {
+        client: &client,
+        keys: &keys,
+        state: Some(&rest.state),
+        cancel: Some(cancel),
+        on_result: Some(&mut progress),
+    };
+    let report = match regen::run_api(run, &batches, already) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    for (owner, t) in &report.owners {
+        println!(
+            "owner {owner}: batches accepted {}, failed {}, skipped {} (assets {} / {} / {})",
+            t.batches_accepted,
+            t.batches_failed,
+            t.batches_skipped,
+            t.assets_accepted,
+            t.assets_failed,
+            t.assets_skipped
+        );
+    }
+    for o in &report.owners_without_key {
+        println!(
+            "owner {o} has no API key: its assets were not queued (add --api-key-for {o}=KEY)"
+        );
+    }
+    if let Err(e) = write_report(&rest.report, &report) {
+        return fail(e);
+    }
+    if report.interrupted {
+        eprintln!(
+            "immich-integrity: interrupted; accepted batches are recorded in {}",
+            rest.state.display()
+        );
+        return ExitCode::from(EXIT_INTERRUPTED);
+    }
+    ExitCode::from(if report.all_accepted() {
+        EXIT_CLEAN
+    } else {
+        EXIT_FAULTS
+    })
+}
+
+fn run_queue(
+    rest: &Rest,
+    targets: Vec<regen::Target>,
+    db_url: &str,
+    client: Option<Client>,
+    keys: Keys,
+    cancel: Arc<AtomicBool>,
+) -> ExitCode {
+    if rest.apply && keys.fallback.is_none() {
+        return fail("--via queue --apply needs an admin key: --api-key (or IMMICH_API_KEY)");
+    }
+    let plan = match regen::plan_queue(db_url, &targets) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let verb = if rest.apply { "" } else { "would " };
+    for s in &plan.steps {
+        let what = match &s.change {
+            regen::QueueChange::DeleteAssetFile { file, row, .. } => format!(
+                "delete the {file} row ({})",
+                row.get("path").and_then(|p| p.as_str()).unwrap_or("?")
+            ),
+            regen::QueueChange::BlankColumn { file, old, .. } => {
+                format!("blank the {file} path ({old})")
+            }
+            regen::QueueChange::ClearThumbhash { .. } => "clear thumbhash".into(),
+            regen::QueueChange::ClearMetadataExtractedAt { .. } => {
+                "clear asset_job_status.metadataExtractedAt".into()
+            }
+        };
+        println!("{verb}{what} of asset {}", s.asset_id);
+    }
+    for (t, why) in &plan.skipped {
+        println!("skipped {} of asset {}: {why}", t.file, t.asset_id);
+    }
+    let base = client
+        .as_ref()
+        .map(|c| c.base().to_string())
+        .unwrap_or_else(|| "<--server>".into());
+    let body = immich_integrity::api::start_queue_body();
+    for q in &plan.queues {
+        println!(
+            "{}PUT {base}/api/jobs/{q} body={} bytes {body}",
+            if rest.apply { "" } else { "would send: " },
+            body.len()
+        );
+    }
+    if !rest.apply {
+        println!(
+            "dry run: {} row change(s), {} queue(s); pass --apply to change the database and start them",
+            plan.steps.len(),
+            plan.queues.len()
+        );
+        return ExitCode::from(EXIT_CLEAN);
+    }
+    let client = client.expect("checked: --apply needs --server");
+    let admin = keys.fallback.as_ref().expect("checked above");
+    let report = match regen::apply_queue(
+        db_url,
+        &plan,
+        &rest.journal,
+        rest.batch,
+        &client,
+        admin,
+        Some(cancel),
+    ) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    println!(
+        "changed {} row(s) in {} transaction(s) ({} had changed since planning); undo with: immich-integrity undo {}",
+        report.applied,
+        report.batches,
+        report.unchanged,
+        rest.journal.display()
+    );
+    for (q, outcome) in &report.queues {
+        match outcome {
+            Outcome::Accepted { status, attempts } => {
+                println!("started queue {q} ({status}, attempts {attempts})")
+            }
+            Outcome::Rejected {
+                status, message, ..
+            } => println!("queue {q} not started: {status}: {message}"),
+            Outcome::GaveUp { reason, attempts } => {
+                println!("queue {q} not started after {attempts} attempts: {reason}")
+            }
+            Outcome::Interrupted { .. } => println!("queue {q} not started: interrupted"),
+        }
+    }
+    if let Err(e) = write_report(&rest.report, &report) {
+        return fail(e);
+    }
+    if !report.all_started() {
+        println!(
+            "the rows are changed but not every queue was started: start it in Immich \
+             (Administration > Jobs, \"Missing\") or restore the rows with: immich-integrity undo {}",
+            rest.journal.display()
+        );
+    }
+    if report.interrupted {
+        return ExitCode::from(EXIT_INTERRUPTED);
+    }
+    ExitCode::from(if report.all_started() {
+        EXIT_CLEAN
+    } else {
+        EXIT_FAULTS
+    })
+}
