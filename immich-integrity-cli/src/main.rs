@@ -1,5 +1,6 @@
 //! `immich-integrity`: a thin command line over the `immich-integrity` library.
 
+mod doctor;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,10 @@ enum Command {
     Relink(RelinkArgs),
     /// Restore what a relink journal changed (idempotent).
     Undo(UndoArgs),
+    /// Check what stops Immich from showing photos: database, migrations, media location,
+    /// folders and markers, permissions, free space, backups, missing thumbnails.
+    #[command(after_help = doctor::DOCTOR_HELP)]
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(clap::Args)]
@@ -172,6 +177,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => run_scan(args),
         Command::Relink(args) => run_relink(args),
         Command::Undo(args) => run_undo(args),
+        Command::Doctor(args) => doctor::run(args),
     }
 }
 
