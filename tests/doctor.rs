@@ -605,3 +605,44 @@ fn cli_json_report_of_a_healthy_install_exits_0() {
         "{ml}"
     );
 }
+
+#[test]
+fn reads_everything_from_immichs_env_file_and_never_prints_the_password() {
+    let lib = healthy(Generation::V2_6);
+    let env = lib.dir.join(".env");
+    std::fs::write(
+        &env,
+        format!(
+            "UPLOAD_LOCATION=./media\nDB_HOSTNAME=127.0.0.1\nDB_PORT=5432\n\
+             DB_USERNAME=postgres\nDB_PASSWORD=hunter2-secret\nDB_DATABASE_NAME={}\n",
+            lib.db_name
+        ),
+    )
+    .unwrap();
+    let out = Command::new(binary())
+        .arg("doctor")
+        .arg("--env-file")
+        .arg(&env)
+        .args(["--as-user", "1000:1000", "--min-free-percent", "0"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "OK   credentials: logged in as postgres://postgres:***@127.0.0.1:5432/{}",
+            lib.db_name
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "OK   media location: /data -> {}",
+            lib.truth.media_root.display()
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with(" 0 WARN, 0 FAIL\n"), "{text}");
+}

@@ -626,15 +626,22 @@ async fn stored_prefixes(
     if let Some(t) = schema.asset_file_table {
         parts.push(format!("SELECT path FROM {}", q(t)));
     }
+    // One CASE arm per known root, each bound as a parameter: a plain scan, no per-row subquery.
+    let arms: String = (0..known.len())
+        .map(|i| format!("WHEN starts_with(p, ${} || '/') THEN ${} ", i + 1, i + 1))
+        .collect();
     let sql = format!(
-        "SELECT COALESCE(\
-            (SELECT r FROM unnest($1::text[]) WITH ORDINALITY k(r, i) \
-             WHERE starts_with(p, r || '/') ORDER BY i LIMIT 1), \
-            substring(p from '^(.*?)/(?:{folders})/'), '?') AS prefix, count(*) \
+        "SELECT CASE {arms}\
+            ELSE COALESCE(substring(p from '^(.*?)/(?:{folders})/'), '?') END AS prefix, \
+            count(*) \
          FROM ({}) s GROUP BY 1 ORDER BY 2 DESC, 1",
         parts.join(" UNION ALL ")
     );
-    sqlx::query_as(&sql).bind(known).fetch_all(&mut *conn).await
+    let mut query = sqlx::query_as(&sql);
+    for r in &known {
+        query = query.bind(r);
+    }
+    query.fetch_all(&mut *conn).await
 }
 
 /// `upload` and `/usr/src/app/upload` name the same folder (the container's working directory
@@ -1023,30 +1030,39 @@ async fn thumbnails_check(conn: &mut PgConnection, s: &Schema) -> Check {
     };
     let mut filter = vec!["a.\"deletedAt\" IS NULL".to_string()];
     filter.extend(visible.map(str::to_string));
-    let lacks = |kind: &str, column: &str| match s.asset_file_table {
-        Some(t) => format!(
-            "NOT EXISTS (SELECT 1 FROM {} f WHERE f.\"assetId\" = a.id AND f.type = '{kind}' \
-             AND f.path <> '')",
-            q(t)
-        ),
-        None => format!("COALESCE(a.{}, '') = ''", q(column)),
-    };
     let (pcol, tcol) = s
         .preview_columns
         .unwrap_or(("previewPath", "thumbnailPath"));
-    if s.asset_file_table.is_none() && s.preview_columns.is_none() {
-        return Check::warn(
-            NAME,
-            "this schema has neither asset files nor preview columns",
-            "report this schema to the immich-integrity authors",
-        );
-    }
+    // "Has both" as two EXISTS in an AND: PostgreSQL runs them as semi-joins (hash or merge),
+    // where a NOT EXISTS under an OR would be one index probe per asset.
+    let complete = match s.asset_file_table {
+        Some(t) => {
+            let has = |kind: &str| {
+                format!(
+                    "EXISTS (SELECT 1 FROM {} f WHERE f.\"assetId\" = a.id AND f.type = '{kind}' \
+                     AND f.path <> '')",
+                    q(t)
+                )
+            };
+            format!("{} AND {}", has("thumbnail"), has("preview"))
+        }
+        None if s.preview_columns.is_some() => format!(
+            "COALESCE(a.{}, '') <> '' AND COALESCE(a.{}, '') <> ''",
+            q(tcol),
+            q(pcol)
+        ),
+        None => {
+            return Check::warn(
+                NAME,
+                "this schema has neither asset files nor preview columns",
+                "report this schema to the immich-integrity authors",
+            )
+        }
+    };
+    let from = format!("{} a WHERE {}", q(s.asset_table), filter.join(" AND "));
     let sql = format!(
-        "SELECT count(*) FILTER (WHERE {} OR {}), count(*) FROM {} a WHERE {}",
-        lacks("thumbnail", tcol),
-        lacks("preview", pcol),
-        q(s.asset_table),
-        filter.join(" AND ")
+        "SELECT (SELECT count(*) FROM {from}) - (SELECT count(*) FROM {from} AND {complete}), \
+                (SELECT count(*) FROM {from})"
     );
     match sqlx::query_as::<_, (i64, i64)>(&sql)
         .fetch_one(&mut *conn)
