@@ -610,11 +610,13 @@ fn cli_json_report_of_a_healthy_install_exits_0() {
 fn reads_everything_from_immichs_env_file_and_never_prints_the_password() {
     let lib = healthy(Generation::V2_6);
     let env = lib.dir.join(".env");
+    std::fs::create_dir(lib.dir.join("postgres")).unwrap();
     std::fs::write(
         &env,
         format!(
-            "UPLOAD_LOCATION=./media\nDB_HOSTNAME=127.0.0.1\nDB_PORT=5432\n\
-             DB_USERNAME=postgres\nDB_PASSWORD=hunter2-secret\nDB_DATABASE_NAME={}\n",
+            "UPLOAD_LOCATION=./media\nDB_DATA_LOCATION=./postgres\nDB_HOSTNAME=127.0.0.1\n\
+             DB_PORT=5432\nDB_USERNAME=postgres\nDB_PASSWORD=hunter2-secret\n\
+             DB_DATABASE_NAME={}\n",
             lib.db_name
         ),
     )
@@ -641,6 +643,14 @@ fn reads_everything_from_immichs_env_file_and_never_prints_the_password() {
         text.contains(&format!(
             "OK   media location: /data -> {}",
             lib.truth.media_root.display()
+        )),
+        "{text}"
+    );
+    // DB_DATA_LOCATION names PostgreSQL's folder on the host.
+    assert!(
+        text.contains(&format!(
+            "OK   disk {}: PostgreSQL data directory",
+            lib.dir.join("postgres").display()
         )),
         "{text}"
     );

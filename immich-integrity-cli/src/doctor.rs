@@ -38,6 +38,10 @@ pub struct DoctorArgs {
 }
 
 pub fn run(args: DoctorArgs) -> ExitCode {
+    let db_data_dir = match crate::load_install(args.library.env_file.as_deref()) {
+        Ok(i) => i.db_data_location,
+        Err(e) => return crate::fail(e),
+    };
     let scan = match scan_options(args.library) {
         Ok(o) => o,
         Err(e) => return crate::fail(e),
@@ -46,6 +50,7 @@ pub fn run(args: DoctorArgs) -> ExitCode {
     opts.media_root = scan.media_root;
     opts.media_location = scan.media_location;
     opts.maps = scan.maps;
+    opts.db_data_dir = db_data_dir;
     opts.as_user = scan.as_user;
     opts.min_free_percent = args.min_free_percent;
     opts.max_backup_age = Duration::from_secs(args.max_backup_age_days.saturating_mul(86400));

@@ -159,6 +159,9 @@ pub struct DoctorOptions {
     pub media_root: Option<PathBuf>,
     /// Immich's media location inside the container when known (`IMMICH_MEDIA_LOCATION`).
     pub media_location: Option<String>,
+    /// PostgreSQL's data folder on this host (`DB_DATA_LOCATION` of a docker install), checked
+    /// for free space; default: `SHOW data_directory` when the database is on this host.
+    pub db_data_dir: Option<PathBuf>,
     /// `CONTAINER=HOST` pairs: their host folders get a disk check too.
     pub maps: Vec<(String, PathBuf)>,
     /// The uid the server runs as; default: ours.
@@ -176,6 +179,7 @@ impl DoctorOptions {
             db_url: db_url.into(),
             media_root: None,
             media_location: None,
+            db_data_dir: None,
             maps: Vec::new(),
             as_user: None,
             min_free_percent: 10.0,
@@ -903,7 +907,9 @@ fn disk_checks(
             paths.push((h.clone(), "mapped folder"));
         }
     }
-    if let Some(db) = db {
+    if let Some(d) = &opts.db_data_dir {
+        paths.push((d.clone(), "PostgreSQL data directory"));
+    } else if let Some(db) = db {
         match (&db.data_directory, db.local) {
             (Some(d), true) if Path::new(d).is_dir() => {
                 paths.push((PathBuf::from(d), "PostgreSQL data directory"))
@@ -911,7 +917,7 @@ fn disk_checks(
             (Some(d), _) => checks.push(Check::ok(
                 format!("disk {d}"),
                 "PostgreSQL data directory is not on this host (inside a container or on another \
-                 machine): not checked here; check DB_DATA_LOCATION's disk there",
+                 machine): not checked; --env-file with DB_DATA_LOCATION names its host folder",
             )),
             (None, _) => {}
         }
