@@ -219,6 +219,16 @@ fn a_missing_marker_fails_its_folder() {
 #[test]
 fn paths_under_another_root_than_media_location_fail() {
     let lib = healthy(Generation::V2_6);
+    // IMMICH_MEDIA_LOCATION other than the saved root: the next start rewrites every path.
+    let mut moving = options(&lib);
+    moving.media_location = Some("/usr/src/app/upload".into());
+    let c = doctor::run(&moving).get("media location").unwrap().clone();
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(
+        c.message.contains("rewrites every path from /data"),
+        "{c:?}"
+    );
+
     // The saved MediaLocation disagrees with every stored path.
     sql(
         &lib,
@@ -252,6 +262,7 @@ fn paths_under_another_root_than_media_location_fail() {
     assert_eq!(c.status, Status::Fail, "{c:?}");
     assert!(c.message.starts_with("3 of "), "{c:?}");
     assert!(c.message.contains("3 under /usr/src/app/upload"), "{c:?}");
+    assert!(c.fix.as_ref().unwrap().contains("relink --apply"), "{c:?}");
 }
 
 #[test]

@@ -12,8 +12,8 @@ pub const DOCTOR_HELP: &str = "Examples:
   immich-integrity doctor --db-url postgres://postgres:PASS@localhost:5432/immich \\
       --media-root /srv/immich/library --as-user 1000:1000
 
-Exit codes: 0 every check OK or WARN, 1 some check FAILed, 2 the database could not be reached
-or logged into (the file checks still ran and are shown), or a bad flag.";
+Exit codes: 0 every check OK or WARN, 1 some check FAILed, 2 the database could not be reached,
+logged into or recognised as Immich's (the file checks still ran and are shown), or a bad flag.";
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum DoctorFormat {
@@ -23,7 +23,13 @@ pub enum DoctorFormat {
     Json,
 }
 
+/// The library flags that only matter to a scan are accepted but not shown.
 #[derive(clap::Args)]
+#[command(
+    mut_arg("jobs", |a| a.hide(true)),
+    mut_arg("shard", |a| a.hide(true)),
+    mut_arg("include_trashed", |a| a.hide(true))
+)]
 pub struct DoctorArgs {
     #[command(flatten)]
     library: LibraryArgs,

@@ -99,8 +99,8 @@ impl Check {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub checks: Vec<Check>,
-    /// False when the database could not be reached or logged into, so the database checks
-    /// did not run (the CLI exits 2).
+    /// False when the database could not be reached, logged into or recognised as Immich's, so
+    /// the database checks did not run (the CLI exits 2).
     pub database_checked: bool,
 }
 
@@ -681,47 +681,77 @@ fn media_location_check(opts: &DoctorOptions, db: &DbFacts, host: Option<&Path>)
         .map(|(p, n)| format!("{n} under {p}"))
         .collect();
     let dominant = prefixes.first().map(|(p, _)| p.as_str());
-    // The root the server compares the stored paths with.
-    let expected = saved.or(opts.media_location.as_deref()).or(dominant);
+    // The root the server compares the stored paths with: the saved one, or (before v1.137,
+    // when nothing is saved) the root most paths use.
+    let expected = saved.or(dominant);
+    let boot_error = "Immich stops at boot with \"Detected an inconsistent media location\"";
+    let mixed = prefixes.len() > 1;
     if let Some(exp) = expected {
-        let off: Vec<&(String, i64)> = prefixes
+        let off: i64 = prefixes
             .iter()
             .filter(|(p, _)| !same_root(p, exp))
-            .collect();
-        if !off.is_empty() {
-            let n: i64 = off.iter().map(|(_, n)| n).sum();
-            let what = match saved {
+            .map(|(_, n)| n)
+            .sum();
+        if off > 0 && !mixed {
+            // Every path agrees on a root, but not the one saved: the saved value is stale.
+            let root = dominant.unwrap_or("?");
+            return Check::fail(
+                NAME,
+                format!(
+                    "all {total} stored paths start with {root} but MediaLocation in \
+                     system_metadata is {exp}: {boot_error}"
+                ),
+                format!(
+                    "with Immich stopped and a database backup taken, save the root the paths \
+                     use: UPDATE system_metadata SET value = '{{\"location\": \"{root}\"}}' \
+                     WHERE key = 'MediaLocation'; Immich moves them to its own root at the next \
+                     start"
+                ),
+            );
+        }
+        if off > 0 {
+            let against = match saved {
                 Some(s) => format!("MediaLocation in system_metadata is {s}"),
-                None => format!("most paths start with {exp}"),
+                None => format!("most start with {exp}"),
             };
             return Check::fail(
                 NAME,
                 format!(
-                    "{n} of {total} stored paths do not start with the media location ({}; {what}): \
-                     Immich stops at boot with \"Detected an inconsistent media location\"",
-                    shown.join(", ")
+                    "{off} of {total} stored paths do not start with the media location ({}; \
+                     {against}): the server cannot open them, and {}",
+                    shown.join(", "),
+                    if saved.is_some() {
+                        boot_error.to_string()
+                    } else {
+                        format!("{boot_error} when it samples one of them")
+                    }
                 ),
                 format!(
-                    "set IMMICH_MEDIA_LOCATION to the root the paths were written under and \
-                     restart, or rewrite the stale paths with `immich-integrity scan` then \
-                     `relink --apply` (stale_prefix findings); `immich-admin \
-                     change-media-location` moves every path to {exp}"
+                    "`immich-integrity scan` reports those rows as `moved` and `immich-integrity \
+                     relink --apply` rewrites them under {exp}"
                 ),
             );
         }
     }
-    if let (Some(s), Some(env)) = (saved, opts.media_location.as_deref()) {
+    if let (Some(s), Some(env)) = (expected, opts.media_location.as_deref()) {
         if !same_root(s, env) {
             return Check::warn(
                 NAME,
                 format!(
-                    "MediaLocation saved in the database is {s} but IMMICH_MEDIA_LOCATION is \
-                     {env}: the next start rewrites every path from {s} to {env}"
+                    "the stored paths use {s} but IMMICH_MEDIA_LOCATION is {env}: the next \
+                     start rewrites every path from {s} to {env}"
                 ),
                 "make sure that is intended (back up the database first), or set \
                  IMMICH_MEDIA_LOCATION back",
             );
         }
+    }
+    if let Some(h) = host.filter(|h| !h.is_dir()) {
+        return Check::fail(
+            NAME,
+            format!("the media root {} is not a directory", h.display()),
+            "pass the host folder of UPLOAD_LOCATION as --media-root",
+        );
     }
     let Some(host) = host else {
         return Check::warn(
