@@ -214,6 +214,19 @@ fn a_missing_marker_fails_its_folder() {
     assert!(backups.message.contains("absent or empty"), "{backups:?}");
     assert_eq!(status(&r, "backups"), Status::Warn);
     only_problem(&r, &["folder thumbs", "folder backups", "backups"]);
+
+    // A folder Immich never checked (its mountChecks flag unset) gets its marker written at the
+    // next start: a warning, not a failure.
+    sql(
+        &lib,
+        &["UPDATE system_metadata SET value = jsonb_set(value, '{mountChecks,backups}', 'false') \
+           WHERE key = 'system-flags'"],
+    );
+    let r = doctor::run(&options(&lib));
+    let backups = r.get("folder backups").unwrap();
+    assert_eq!(backups.status, Status::Warn, "{backups:?}");
+    assert!(backups.message.contains("never checked"), "{backups:?}");
+    assert_eq!(status(&r, "folder thumbs"), Status::Fail);
 }
 
 #[test]

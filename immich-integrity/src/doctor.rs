@@ -32,6 +32,7 @@ use crate::source::{connect, read_info, redact_url, SourceInfo};
 use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::PgConnection;
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -212,7 +213,12 @@ pub fn run(opts: &DoctorOptions) -> Report {
         checks.push(media_location_check(opts, db, media_host.as_deref()));
     }
     match &media_host {
-        Some(host) => folder_checks(opts, host, &mut checks),
+        Some(host) => folder_checks(
+            opts,
+            host,
+            db.as_ref().and_then(|d| d.mount_checks.as_ref()),
+            &mut checks,
+        ),
         None => checks.push(Check::warn(
             "folders",
             "no media root given, so the top folders were not checked",
@@ -240,6 +246,9 @@ struct DbFacts {
     data_directory: Option<String>,
     local: bool,
     thumbnails: Check,
+    /// `system-flags.mountChecks`: folders whose marker Immich already wrote once (and now
+    /// requires). `None` when unknown: every marker is then required.
+    mount_checks: Option<HashMap<String, bool>>,
 }
 
 fn media_host(opts: &DoctorOptions) -> Option<PathBuf> {
@@ -287,10 +296,13 @@ async fn database_checks(opts: &DoctorOptions, checks: &mut Vec<Check>) -> Optio
             return None;
         }
     };
-    // A stuck lock must not make the doctor hang.
-    let _ = sqlx::query("SET statement_timeout = '20s'")
-        .execute(&mut conn)
-        .await;
+    // A stuck lock must not make the doctor hang, and nothing it runs may write.
+    for set in [
+        "SET statement_timeout = '20s'",
+        "SET default_transaction_read_only = on",
+    ] {
+        let _ = sqlx::query(set).execute(&mut conn).await;
+    }
     let info = match read_info(&mut conn).await {
         Ok(i) => {
             checks.push(Check::ok(
@@ -334,7 +346,23 @@ async fn database_checks(opts: &DoctorOptions, checks: &mut Vec<Check>) -> Optio
         })
         .unwrap_or(false);
     let thumbnails = thumbnails_check(&mut conn, &info.schema).await;
+    let mount_checks = if info.schema.has_media_location_table {
+        sqlx::query_scalar::<_, Option<serde_json::Value>>(
+            "SELECT value->'mountChecks' FROM system_metadata WHERE key = 'system-flags'",
+        )
+        .fetch_optional(&mut conn)
+        .await
+        .ok()
+        .map(|v| {
+            v.flatten()
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default()
+        })
+    } else {
+        None
+    };
     Some(DbFacts {
+        mount_checks,
         info,
         prefixes,
         data_directory,
@@ -814,7 +842,12 @@ fn blocked_ancestor(dir: &Path, who: &Identity) -> Option<PathBuf> {
     blocked
 }
 
-fn folder_checks(opts: &DoctorOptions, host: &Path, checks: &mut Vec<Check>) {
+fn folder_checks(
+    opts: &DoctorOptions,
+    host: &Path,
+    mount_checks: Option<&HashMap<String, bool>>,
+    checks: &mut Vec<Check>,
+) {
     let who = opts.as_user.clone().unwrap_or_else(Identity::current);
     let chown = format!("chown {who} ");
     for folder in MEDIA_FOLDERS {
@@ -822,7 +855,21 @@ fn folder_checks(opts: &DoctorOptions, host: &Path, checks: &mut Vec<Check>) {
         let dir = host.join(folder);
         let marker = dir.join(".immich");
         let state = folder_state(host, folder);
+        // Immich writes a folder's first marker itself and requires it only from then on.
+        let first_start = mount_checks.is_some_and(|m| m.get(folder) != Some(&true));
         let check = match state {
+            FolderState::Missing | FolderState::NoMarker if first_start => Check::warn(
+                name,
+                format!(
+                    "{} has no .immich marker yet, and Immich never checked this folder: it \
+                     writes the marker at its next start",
+                    dir.display()
+                ),
+                format!(
+                    "make sure {} is the folder the server mounts, and writable by its user",
+                    dir.display()
+                ),
+            ),
             FolderState::Missing => Check::fail(
                 name,
                 format!(
@@ -1128,7 +1175,7 @@ async fn thumbnails_check(conn: &mut PgConnection, s: &Schema) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::{HashMap, HashSet};
+    use std::collections::HashSet;
 
     fn schema(asset: &str, cols: &[&str], files: Option<(&str, &[&str])>) -> Schema {
         let mut m: HashMap<String, HashSet<String>> = HashMap::new();
