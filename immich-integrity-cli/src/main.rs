@@ -1,6 +1,7 @@
 //! `immich-integrity`: a thin command line over the `immich-integrity` library.
 
 mod regenerate;
+mod doctor;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +44,10 @@ enum Command {
     /// Have Immich re-read metadata of assets whose sidecar is broken (dry run unless --apply).
     #[command(after_help = regenerate::REGEN_HELP)]
     RefreshMetadata(regenerate::RegenArgs),
+    /// Check what stops Immich from showing photos: database, migrations, media location,
+    /// folders and markers, permissions, free space, backups, missing thumbnails.
+    #[command(after_help = doctor::DOCTOR_HELP)]
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(clap::Args)]
@@ -186,6 +191,7 @@ fn main() -> ExitCode {
         Command::RefreshMetadata(args) => {
             regenerate::run(args, immich_integrity::regenerate::Purpose::Metadata)
         }
+        Command::Doctor(args) => doctor::run(args),
     }
 }
 

@@ -17,6 +17,8 @@ pub struct InstallConfig {
     pub maps: Vec<(String, PathBuf)>,
     /// The server service's `user:` (`UID[:GID]`), whose access matters.
     pub server_user: Option<String>,
+    /// `DB_DATA_LOCATION`, made absolute: PostgreSQL's data folder on the host.
+    pub db_data_location: Option<PathBuf>,
 }
 
 /// Parses `KEY=VALUE` lines as docker compose does: `#` comments, optional `export`, single or
@@ -81,6 +83,7 @@ pub fn load(path: &Path) -> std::io::Result<InstallConfig> {
     });
     let media_root = get("UPLOAD_LOCATION").map(|u| absolute(dir, &u));
     let media_location = get("IMMICH_MEDIA_LOCATION");
+    let db_data_location = get("DB_DATA_LOCATION").map(|d| absolute(dir, &d));
     let mut maps = Vec::new();
     let mut server_user = None;
     for name in [
@@ -105,6 +108,7 @@ pub fn load(path: &Path) -> std::io::Result<InstallConfig> {
         media_location,
         maps,
         server_user,
+        db_data_location,
     })
 }
 
@@ -258,6 +262,7 @@ mod tests {
             vec![("/mnt/photos".to_string(), PathBuf::from("/tank/photos"))]
         );
         assert_eq!(c.server_user.as_deref(), Some("1000:1000"));
+        assert_eq!(c.db_data_location, Some(t.path().join("postgres")));
     }
 
     #[test]

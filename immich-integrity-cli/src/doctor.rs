@@ -1,0 +1,106 @@
+//! `immich-integrity doctor`: one line per check (OK / WARN / FAIL, the finding, the fix).
+
+use crate::{scan_options, LibraryArgs, EXIT_CLEAN, EXIT_FAILED, EXIT_FAULTS};
+use immich_integrity::doctor::{self, DoctorOptions, Report, Status};
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub const DOCTOR_HELP: &str = "Examples:
+  # Everything from the install's .env (database, UPLOAD_LOCATION, the server's user):
+  immich-integrity doctor --env-file /opt/immich/.env
+  # Explicit, for a server running as uid 1000:
+  immich-integrity doctor --db-url postgres://postgres:PASS@localhost:5432/immich \\
+      --media-root /srv/immich/library --as-user 1000:1000
+
+Exit codes: 0 every check OK or WARN, 1 some check FAILed, 2 the database could not be reached,
+logged into or recognised as Immich's (the file checks still ran and are shown), or a bad flag.";
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum DoctorFormat {
+    /// One line per check.
+    Text,
+    /// One JSON object: {"checks": [...], "database_checked": bool}.
+    Json,
+}
+
+/// The library flags that only matter to a scan are accepted but not shown.
+#[derive(clap::Args)]
+#[command(
+    mut_arg("jobs", |a| a.hide(true)),
+    mut_arg("shard", |a| a.hide(true)),
+    mut_arg("include_trashed", |a| a.hide(true))
+)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    library: LibraryArgs,
+    #[arg(long, value_enum, default_value_t = DoctorFormat::Text)]
+    format: DoctorFormat,
+    /// WARN when less than this percentage of a disk's space or inodes is free.
+    #[arg(long, default_value_t = 10.0)]
+    min_free_percent: f64,
+    /// WARN when the newest file in backups/ is older than this many days.
+    #[arg(long, default_value_t = 7)]
+    max_backup_age_days: u64,
+}
+
+pub fn run(args: DoctorArgs) -> ExitCode {
+    let db_data_dir = match crate::load_install(args.library.env_file.as_deref()) {
+        Ok(i) => i.db_data_location,
+        Err(e) => return crate::fail(e),
+    };
+    let scan = match scan_options(args.library) {
+        Ok(o) => o,
+        Err(e) => return crate::fail(e),
+    };
+    let mut opts = DoctorOptions::new(scan.source.db_url);
+    opts.media_root = scan.media_root;
+    opts.media_location = scan.media_location;
+    opts.maps = scan.maps;
+    opts.db_data_dir = db_data_dir;
+    opts.as_user = scan.as_user;
+    opts.min_free_percent = args.min_free_percent;
+    opts.max_backup_age = Duration::from_secs(args.max_backup_age_days.saturating_mul(86400));
+    let report = doctor::run(&opts);
+    match args.format {
+        DoctorFormat::Text => print!("{}", render(&report)),
+        DoctorFormat::Json => match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => return crate::fail(format!("cannot encode the report: {e}")),
+        },
+    }
+    ExitCode::from(exit_code(&report))
+}
+
+fn exit_code(report: &Report) -> u8 {
+    if !report.database_checked {
+        EXIT_FAILED
+    } else if report.worst() == Status::Fail {
+        EXIT_FAULTS
+    } else {
+        EXIT_CLEAN
+    }
+}
+
+fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let count = |s: Status| report.checks.iter().filter(|c| c.status == s).count();
+    for c in &report.checks {
+        out.push_str(&format!(
+            "{:<4} {}: {}",
+            c.status.as_str(),
+            c.name,
+            c.message
+        ));
+        if let Some(fix) = &c.fix {
+            out.push_str(&format!(" -- fix: {fix}"));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "{} OK, {} WARN, {} FAIL\n",
+        count(Status::Ok),
+        count(Status::Warn),
+        count(Status::Fail)
+    ));
+    out
+}
