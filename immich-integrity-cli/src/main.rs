@@ -1,5 +1,6 @@
 //! `immich-integrity`: a thin command line over the `immich-integrity` library.
 
+mod orphans;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Command {
     Relink(RelinkArgs),
     /// Restore what a relink journal changed (idempotent).
     Undo(UndoArgs),
+    /// List files under the media root that no row references (exit 1 when there are any).
+    Orphans(orphans::OrphansArgs),
 }
 
 #[derive(clap::Args)]
@@ -97,7 +100,7 @@ struct ScanArgs {
 
 /// Where the library is and whose access matters (shared by scan and relink).
 #[derive(clap::Args)]
-struct LibraryArgs {
+pub(crate) struct LibraryArgs {
     /// PostgreSQL URL of Immich's database.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     db_url: Option<String>,
@@ -172,10 +175,11 @@ fn main() -> ExitCode {
         Command::Scan(args) => run_scan(args),
         Command::Relink(args) => run_relink(args),
         Command::Undo(args) => run_undo(args),
+        Command::Orphans(args) => orphans::run_orphans(args),
     }
 }
 
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
+pub(crate) fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("immich-integrity: {msg}");
     ExitCode::from(EXIT_FAILED)
 }
@@ -199,7 +203,7 @@ fn db_url_of(
 }
 
 /// Scan options from flags, then the install's files: explicit flags win.
-fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
+pub(crate) fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
     let install = load_install(args.env_file.as_deref())?;
     let mut opts = ScanOptions::new(db_url_of(args.db_url, &install)?);
     opts.media_root = args.media_root.or(install.media_root);
