@@ -56,6 +56,10 @@ struct RelinkArgs {
     /// Rows per transaction.
     #[arg(long, default_value_t = 500)]
     batch: usize,
+    /// Plan a top folder whose moved rows all moved the same way (e.g. `upload/` ->
+    /// `upload/upload/`) as one prefix rewrite once it has at least this many rows (0 = never).
+    #[arg(long, default_value_t = 10)]
+    prefix_min: usize,
 }
 
 #[derive(clap::Args)]
@@ -289,25 +293,62 @@ fn run_relink(args: RelinkArgs) -> ExitCode {
             }
         }
     };
-    for s in &steps {
-        println!(
-            "{} {} {}: {} -> {}",
-            if args.apply { "relink" } else { "would relink" },
-            s.file,
-            s.id,
-            s.old,
-            s.new
-        );
-    }
+    let plan = relink::plan_prefixes(steps, args.prefix_min);
+    let print_rows = |rows: &[relink::RelinkStep]| {
+        for s in rows {
+            println!(
+                "{} {} {}: {} -> {}",
+                if args.apply { "relink" } else { "would relink" },
+                s.file,
+                s.id,
+                s.old,
+                s.new
+            );
+        }
+    };
     if !args.apply {
+        let checks = match relink::check_prefixes(&opts.source.db_url, &plan) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        let (mut rewritten, mut single) = (0u64, plan.rows.len());
+        for (p, c) in plan.prefixes.iter().zip(&checks) {
+            match &c.verdict {
+                Ok(n) => {
+                    rewritten += n;
+                    println!(
+                        "prefix rewrite {} -> {}, {n} rows",
+                        c.old_prefix, c.new_prefix
+                    )
+                }
+                Err(why) => {
+                    println!(
+                        "prefix {} -> {} cannot be one rewrite ({why}); its {} rows one by one:",
+                        c.old_prefix,
+                        c.new_prefix,
+                        p.steps.len()
+                    );
+                    print_rows(&p.steps);
+                    single += p.steps.len();
+                }
+            }
+        }
+        print_rows(&plan.rows);
         println!(
-            "dry run: {} rows would be relinked; pass --apply to change the database",
-            steps.len()
+            "dry run: {} rows would be relinked ({rewritten} by prefix rewrite, {single} one by \
+             one); pass --apply to change the database",
+            rewritten as usize + single
         );
         return ExitCode::from(EXIT_CLEAN);
     }
-    match relink::apply(&opts.source.db_url, &steps, &args.journal, args.batch) {
+    match relink::apply_plan(&opts.source.db_url, &plan, &args.journal, args.batch) {
         Ok(report) => {
+            for (p, q, n) in &report.prefix_rewrites {
+                println!("prefix rewrite {p} -> {q}, {n} rows");
+            }
+            for (p, q, why) in &report.prefix_fallbacks {
+                println!("prefix {p} -> {q} was relinked row by row: {why}");
+            }
             for (s, why) in &report.skipped {
                 println!("skipped {} {}: {why}", s.file, s.id);
             }
