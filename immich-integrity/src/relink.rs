@@ -505,24 +505,24 @@ fn step_prefix(step: &RelinkStep) -> Option<(String, String, PathBuf)> {
 /// the group is checked against the database, in [`check_prefixes`] and again at apply time.
 pub fn plan_prefixes(steps: Vec<RelinkStep>, min_rows: usize) -> RelinkPlan {
     use std::collections::BTreeMap;
-    let mut groups: BTreeMap<String, Vec<(RelinkStep, Option<(String, PathBuf)>)>> =
-        BTreeMap::new();
+    /// (new prefix, host folder of the new prefix)
+    type Target = (String, PathBuf);
+    let mut groups: BTreeMap<String, Vec<(RelinkStep, Target)>> = BTreeMap::new();
     let mut rows = Vec::new();
     for s in steps {
         match step_prefix(&s) {
-            Some((p, q, host)) => groups.entry(p).or_default().push((s, Some((q, host)))),
+            Some((p, q, host)) => groups.entry(p).or_default().push((s, (q, host))),
             None => rows.push(s),
         }
     }
     let mut prefixes = Vec::new();
     for (p, members) in groups {
         let first = members[0].1.clone();
-        let uniform = members.iter().all(|(_, qh)| *qh == first);
+        let uniform = members.iter().all(|(_, t)| *t == first);
         if min_rows > 0 && uniform && members.len() >= min_rows {
-            let (q, _) = first.expect("grouped steps have a prefix");
             prefixes.push(PrefixRewrite {
                 old_prefix: p,
-                new_prefix: q,
+                new_prefix: first.0,
                 steps: members.into_iter().map(|(s, _)| s).collect(),
             });
         } else {
