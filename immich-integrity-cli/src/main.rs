@@ -2,6 +2,7 @@
 
 mod regenerate;
 mod doctor;
+mod orphans;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +49,8 @@ enum Command {
     /// folders and markers, permissions, free space, backups, missing thumbnails.
     #[command(after_help = doctor::DOCTOR_HELP)]
     Doctor(doctor::DoctorArgs),
+    /// List files under the media root that no row references (exit 1 when there are any).
+    Orphans(orphans::OrphansArgs),
 }
 
 #[derive(clap::Args)]
@@ -66,6 +69,10 @@ struct RelinkArgs {
     /// Rows per transaction.
     #[arg(long, default_value_t = 500)]
     batch: usize,
+    /// Plan a top folder whose moved rows all moved the same way (e.g. `upload/` ->
+    /// `upload/upload/`) as one prefix rewrite once it has at least this many rows (0 = never).
+    #[arg(long, default_value_t = 10)]
+    prefix_min: usize,
 }
 
 #[derive(clap::Args)]
@@ -110,7 +117,7 @@ struct ScanArgs {
 
 /// Where the library is and whose access matters (shared by scan and relink).
 #[derive(clap::Args)]
-struct LibraryArgs {
+pub(crate) struct LibraryArgs {
     /// PostgreSQL URL of Immich's database.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     db_url: Option<String>,
@@ -192,10 +199,11 @@ fn main() -> ExitCode {
             regenerate::run(args, immich_integrity::regenerate::Purpose::Metadata)
         }
         Command::Doctor(args) => doctor::run(args),
+        Command::Orphans(args) => orphans::run_orphans(args),
     }
 }
 
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
+pub(crate) fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("immich-integrity: {msg}");
     ExitCode::from(EXIT_FAILED)
 }
@@ -219,7 +227,7 @@ fn db_url_of(
 }
 
 /// Scan options from flags, then the install's files: explicit flags win.
-fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
+pub(crate) fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
     let install = load_install(args.env_file.as_deref())?;
     let mut opts = ScanOptions::new(db_url_of(args.db_url, &install)?);
     opts.media_root = args.media_root.or(install.media_root);
@@ -305,25 +313,62 @@ fn run_relink(args: RelinkArgs) -> ExitCode {
             }
         }
     };
-    for s in &steps {
-        println!(
-            "{} {} {}: {} -> {}",
-            if args.apply { "relink" } else { "would relink" },
-            s.file,
-            s.id,
-            s.old,
-            s.new
-        );
-    }
+    let plan = relink::plan_prefixes(steps, args.prefix_min);
+    let print_rows = |rows: &[relink::RelinkStep]| {
+        for s in rows {
+            println!(
+                "{} {} {}: {} -> {}",
+                if args.apply { "relink" } else { "would relink" },
+                s.file,
+                s.id,
+                s.old,
+                s.new
+            );
+        }
+    };
     if !args.apply {
+        let checks = match relink::check_prefixes(&opts.source.db_url, &plan) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        let (mut rewritten, mut single) = (0u64, plan.rows.len());
+        for (p, c) in plan.prefixes.iter().zip(&checks) {
+            match &c.verdict {
+                Ok(n) => {
+                    rewritten += n;
+                    println!(
+                        "prefix rewrite {} -> {}, {n} rows",
+                        c.old_prefix, c.new_prefix
+                    )
+                }
+                Err(why) => {
+                    println!(
+                        "prefix {} -> {} cannot be one rewrite ({why}); its {} rows one by one:",
+                        c.old_prefix,
+                        c.new_prefix,
+                        p.steps.len()
+                    );
+                    print_rows(&p.steps);
+                    single += p.steps.len();
+                }
+            }
+        }
+        print_rows(&plan.rows);
         println!(
-            "dry run: {} rows would be relinked; pass --apply to change the database",
-            steps.len()
+            "dry run: {} rows would be relinked ({rewritten} by prefix rewrite, {single} one by \
+             one); pass --apply to change the database",
+            rewritten as usize + single
         );
         return ExitCode::from(EXIT_CLEAN);
     }
-    match relink::apply(&opts.source.db_url, &steps, &args.journal, args.batch) {
+    match relink::apply_plan(&opts.source.db_url, &plan, &args.journal, args.batch) {
         Ok(report) => {
+            for (p, q, n) in &report.prefix_rewrites {
+                println!("prefix rewrite {p} -> {q}, {n} rows");
+            }
+            for (p, q, why) in &report.prefix_fallbacks {
+                println!("prefix {p} -> {q} was relinked row by row: {why}");
+            }
             for (s, why) in &report.skipped {
                 println!("skipped {} {}: {why}", s.file, s.id);
             }

@@ -27,6 +27,7 @@ pub mod envfile;
 pub mod error;
 pub mod formats;
 pub mod model;
+pub mod orphans;
 pub mod pathmap;
 pub mod probe;
 pub mod regenerate;

@@ -170,3 +170,40 @@ pub fn library_flags(lib: &Lib) -> Vec<String> {
     }
     a
 }
+
+/// Every path column of every row (asset, asset_file, person, user), one `table|key|column|value`
+/// line each, sorted: equal dumps mean equal paths everywhere.
+pub fn dump_paths(db_url: &str) -> String {
+    runtime().block_on(async {
+        let mut c = connect(db_url).await;
+        let cols: Vec<(String, String)> = sqlx::query_as(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns \
+             WHERE table_schema = 'public' AND column_name IN ('originalPath', 'path', \
+             'previewPath', 'thumbnailPath', 'resizePath', 'webpPath', 'encodedVideoPath', \
+             'sidecarPath', 'profileImagePath') ORDER BY 1, 2",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+        let mut lines = Vec::new();
+        for (t, col) in cols {
+            let sql = format!(
+                "SELECT id::text || '|' || COALESCE(\"{col}\", '<null>') FROM \"{t}\" ORDER BY 1"
+            );
+            let rows: Vec<String> = sqlx::query_scalar(&sql).fetch_all(&mut c).await.unwrap();
+            lines.extend(rows.into_iter().map(|r| format!("{t}|{col}|{r}")));
+        }
+        lines.sort();
+        lines.join("\n")
+    })
+}
+
+/// Moves a media top folder one level too deep (`upload/` -> `upload/upload/`), as a restore
+/// into the wrong folder does.
+pub fn nest_top_folder(media_root: &std::path::Path, folder: &str) {
+    let dir = media_root.join(folder);
+    let tmp = media_root.join(format!(".{folder}-nesting"));
+    std::fs::rename(&dir, &tmp).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::rename(&tmp, dir.join(folder)).unwrap();
+}

@@ -1,0 +1,132 @@
+//! `immich-integrity orphans`: list files under the media root that no row references.
+
+use crate::{fail, scan_options, LibraryArgs, EXIT_CLEAN, EXIT_FAULTS};
+use immich_integrity::orphans::{find_orphans, Orphan, OrphanReport};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OrphanFormat {
+    Table,
+    Json,
+    Jsonl,
+}
+
+#[derive(clap::Args)]
+pub struct OrphansArgs {
+    #[command(flatten)]
+    library: LibraryArgs,
+    /// Report format: jsonl (one orphan per line, then a summary line), json, or table.
+    #[arg(long, value_enum, default_value_t = OrphanFormat::Table)]
+    format: OrphanFormat,
+    /// Write the report here (atomically) instead of standard output.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+fn render(report: &OrphanReport, format: OrphanFormat) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    match format {
+        OrphanFormat::Jsonl => {
+            for o in &report.orphans {
+                serde_json::to_writer(&mut out, o)?;
+                out.push(b'\n');
+            }
+            serde_json::to_writer(&mut out, &report.summary)?;
+            out.push(b'\n');
+        }
+        OrphanFormat::Json => {
+            serde_json::to_writer_pretty(
+                &mut out,
+                &serde_json::json!({"orphans": report.orphans, "summary": report.summary}),
+            )?;
+            out.push(b'\n');
+        }
+        OrphanFormat::Table => {
+            let s = &report.summary;
+            let mut t = format!(
+                "{} untracked files under {} ({} files walked, {} referenced); \
+                 {} match a row whose file is missing\n",
+                s.orphans,
+                s.media_root.display(),
+                s.files_walked,
+                s.referenced_files,
+                s.moved_candidates
+            );
+            t.push_str(&format!(
+                "skipped: {} .immich markers, {} temporary files, {} not regular files\n",
+                s.excluded_markers, s.excluded_temporary, s.not_regular
+            ));
+            for o in &report.orphans {
+                t.push_str(&table_line(o));
+            }
+            out.extend_from_slice(t.as_bytes());
+        }
+    }
+    Ok(out)
+}
+
+fn table_line(o: &Orphan) -> String {
+    match &o.moved_candidate {
+        Some(c) => format!(
+            "{}  {} bytes  moved {} of {}: relink {} -> {}\n",
+            o.path.display(),
+            o.size,
+            c.file,
+            c.row_id,
+            c.db_path,
+            c.relink_to
+        ),
+        None => format!("{}  {} bytes  untracked\n", o.path.display(), o.size),
+    }
+}
+
+fn write_atomically(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    let tmp = dest.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dest)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+pub fn run_orphans(args: OrphansArgs) -> ExitCode {
+    let opts = match scan_options(args.library) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let report = match find_orphans(&opts) {
+        Ok(r) => r,
+        Err(immich_integrity::Error::Interrupted) => {
+            eprintln!("immich-integrity: interrupted; no report written");
+            return ExitCode::from(crate::EXIT_INTERRUPTED);
+        }
+        Err(e) => return fail(e),
+    };
+    let bytes = match render(&report, args.format) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("cannot render the report: {e}")),
+    };
+    let written = match &args.output {
+        Some(p) => write_atomically(p, &bytes),
+        None => std::io::stdout().write_all(&bytes),
+    };
+    if let Err(e) = written {
+        return fail(format!("cannot write the report: {e}"));
+    }
+    ExitCode::from(if report.orphans.is_empty() {
+        EXIT_CLEAN
+    } else {
+        EXIT_FAULTS
+    })
+}

@@ -1,0 +1,526 @@
+//! Untracked files: files under Immich's media root that no row references.
+//!
+//! Three passes, none of which holds the table in memory:
+//! 1. Stream every row (trashed ones too: their files are still referenced) and map each stored
+//!    path to its place below the media root with the scan's own [`PathMap`]. Every spelling of
+//!    the media root (`upload`, `/usr/src/app/upload`, `/data`) lands on the same relative path,
+//!    so a prefix difference between rows and disk is not an orphan. Only a 128-bit hash of that
+//!    relative path is kept, in a sorted `Vec<u128>`: 16 bytes per referenced file (16 MB per
+//!    million, up to twice that while the vector grows), plus one "seen" bit per file.
+//! 2. Walk the top folders (`upload`, `library`, `thumbs`, `encoded-video`, `profile`; never
+//!    `backups`) of the media root, canonicalised once so that a root reached through a symlink
+//!    gives the same relative paths, in parallel over the owner folders (rayon). A regular file
+//!    whose hash is not in the set is an orphan; one whose hash is, sets its "seen" bit.
+//!    Skipped: `.immich` markers, temporary files (`*.tmp`, as Immich names unfinished database
+//!    backups), and anything that is not a regular file (directories, symlinks, FIFOs).
+//! 3. Only when there are orphans: stream the rows again. A referenced file whose bit is unset
+//!    is not where its row says; an orphan that matches it (size and, for originals whose
+//!    checksum is of the content, SHA-1; by file name for derivatives, whose names carry the
+//!    asset id) is reported as that row's `moved` candidate with the path to relink to.
+
+use crate::error::{Error, Result};
+use crate::model::{AssetRow, FileKind};
+use crate::pathmap::{Mapped, PathMap};
+use crate::scan::{build_map, ScanOptions};
+use crate::source::{Source, SourceOptions};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// The media-root folders that hold files rows point at (`backups` is left out on purpose).
+pub const WALKED_FOLDERS: [&str; 5] = ["upload", "library", "thumbs", "encoded-video", "profile"];
+
+/// One untracked file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Orphan {
+    /// Host path (below the canonical media root).
+    pub path: PathBuf,
+    /// Path relative to the media root, e.g. `upload/upload/<user>/ab/cd/x.jpg`.
+    pub rel: String,
+    pub size: u64,
+    /// The row whose missing file this is, when one matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_candidate: Option<MovedCandidate>,
+}
+
+/// A row whose file is not at its stored path but matches this orphan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedCandidate {
+    /// Asset id (person id for `person_thumbnail`, user id for `profile_image`).
+    pub row_id: String,
+    pub owner_id: String,
+    pub file: FileKind,
+    pub db_path: String,
+    /// The value `relink` would store, in the spelling the schema generation uses.
+    pub relink_to: String,
+    pub detail: String,
+}
+
+/// Counters for the summary line.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OrphanSummary {
+    pub summary: bool,
+    pub schema: String,
+    pub media_root: PathBuf,
+    /// Distinct referenced paths below the media root.
+    pub referenced_files: u64,
+    /// Regular files looked at during the walk (excluded ones not counted).
+    pub files_walked: u64,
+    pub orphans: u64,
+    pub moved_candidates: u64,
+    pub excluded_markers: u64,
+    pub excluded_temporary: u64,
+    /// Directories are not counted; symlinks, FIFOs, sockets and devices are.
+    pub not_regular: u64,
+    /// Bytes held by the referenced-path set and its seen bits.
+    pub set_bytes: u64,
+    pub elapsed_ms: u64,
+}
+
+/// The result of [`find_orphans`]: orphans sorted by path, and the counters.
+#[derive(Debug, Clone)]
+pub struct OrphanReport {
+    pub orphans: Vec<Orphan>,
+    pub summary: OrphanSummary,
+}
+
+/// 128 bits of blake3 over the bytes of a media-relative path.
+fn key(rel: &Path) -> u128 {
+    let h = blake3::hash(rel.as_os_str().as_bytes());
+    u128::from_le_bytes(h.as_bytes()[..16].try_into().expect("16 bytes"))
+}
+
+/// Referenced paths: a sorted, deduplicated set of hashes with one "seen" bit each.
+struct RefSet {
+    keys: Vec<u128>,
+    seen: Vec<AtomicU64>,
+}
+
+impl RefSet {
+    fn new(mut keys: Vec<u128>) -> RefSet {
+        keys.par_sort_unstable();
+        keys.dedup();
+        keys.shrink_to_fit();
+        let seen = (0..keys.len().div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        RefSet { keys, seen }
+    }
+    fn index(&self, k: u128) -> Option<usize> {
+        self.keys.binary_search(&k).ok()
+    }
+    fn mark(&self, i: usize) {
+        self.seen[i / 64].fetch_or(1 << (i % 64), Ordering::Relaxed);
+    }
+    fn is_seen(&self, i: usize) -> bool {
+        self.seen[i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) != 0
+    }
+    fn bytes(&self) -> u64 {
+        (self.keys.capacity() * 16 + self.seen.len() * 8) as u64
+    }
+}
+
+/// How stored paths land below the media root.
+struct Placer {
+    map: PathMap,
+    /// Per map entry: its folder relative to the canonical media root, when it lies inside.
+    prefix: Vec<Option<PathBuf>>,
+}
+
+impl Placer {
+    fn new(map: PathMap, canon_root: &Path) -> Placer {
+        let prefix = map
+            .entries()
+            .iter()
+            .map(|e| {
+                if e.media {
+                    return Some(PathBuf::new());
+                }
+                let host = std::fs::canonicalize(&e.host).ok()?;
+                host.strip_prefix(canon_root).ok().map(Path::to_path_buf)
+            })
+            .collect();
+        Placer { map, prefix }
+    }
+
+    /// The path below the media root that `db_path` names, and the map entry used.
+    fn place(&self, db_path: &str) -> Option<(PathBuf, usize)> {
+        let (entry, rel) = match self.map.map(db_path) {
+            Mapped::Host { entry, rel } | Mapped::StalePrefix { entry, rel, .. } => (entry, rel),
+            _ => return None,
+        };
+        let prefix = self.prefix.get(entry)?.as_ref()?;
+        Some((prefix.join(rel), entry))
+    }
+}
+
+fn is_temporary(name: &[u8]) -> bool {
+    name.ends_with(b".tmp")
+}
+
+/// Streams every row (including trashed) through `f`.
+fn for_each_row(opts: &ScanOptions, mut f: impl FnMut(&AssetRow)) -> Result<()> {
+    let mut source_opts: SourceOptions = opts.source.clone();
+    source_opts.include_trashed = true;
+    source_opts.shard = None;
+    let mut source = Source::open(source_opts)?;
+    for batch in source.by_ref() {
+        for row in &batch? {
+            f(row);
+        }
+    }
+    Ok(())
+}
+
+/// One unit of the parallel walk: a folder walked recursively, or one loose file. A unit that
+/// is itself a symlink is not followed (only the top folders may be links to other disks).
+struct Unit {
+    /// Host path to walk.
+    path: PathBuf,
+    /// Its path relative to the canonical media root.
+    rel: PathBuf,
+}
+
+#[derive(Default)]
+struct WalkOut {
+    orphans: Vec<Orphan>,
+    walked: u64,
+    markers: u64,
+    temporary: u64,
+    not_regular: u64,
+}
+
+fn walk_unit(unit: &Unit, refs: &RefSet) -> WalkOut {
+    let mut out = WalkOut::default();
+    for entry in walkdir::WalkDir::new(&unit.path)
+        .follow_links(false)
+        .follow_root_links(false)
+    {
+        let Ok(entry) = entry else {
+            // An unreadable folder: its files cannot be listed (scan reports permissions).
+            continue;
+        };
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().as_bytes();
+        if name == b".immich" {
+            out.markers += 1;
+            continue;
+        }
+        if is_temporary(name) {
+            out.temporary += 1;
+            continue;
+        }
+        // The walk root itself may be a loose file reached through `unit.path`.
+        let rel = match entry.path().strip_prefix(&unit.path) {
+            Ok(r) if r.as_os_str().is_empty() => unit.rel.clone(),
+            Ok(r) => unit.rel.join(r),
+            Err(_) => continue,
+        };
+        if !ft.is_file() {
+            out.not_regular += 1;
+            continue;
+        }
+        out.walked += 1;
+        match refs.index(key(&rel)) {
+            Some(i) => refs.mark(i),
+            None => out.orphans.push(Orphan {
+                path: entry.path().to_path_buf(),
+                rel: rel.to_string_lossy().into_owned(),
+                size: entry.metadata().map(|m| m.len()).unwrap_or(0),
+                moved_candidate: None,
+            }),
+        }
+    }
+    out
+}
+
+/// The folders to walk: each top folder's children, so owners are walked in parallel.
+fn units(canon_root: &Path) -> Vec<Unit> {
+    let mut v = Vec::new();
+    for top in WALKED_FOLDERS {
+        let dir = canon_root.join(top);
+        // A top folder that is a symlink to another disk is followed (it is the mount).
+        if !dir.is_dir() {
+            continue;
+        }
+        match std::fs::read_dir(&dir) {
+            Ok(rd) => {
+                for e in rd.flatten() {
+                    v.push(Unit {
+                        path: e.path(),
+                        rel: Path::new(top).join(e.file_name()),
+                    });
+                }
+            }
+            Err(_) => continue,
+        }
+    }
+    v
+}
+
+/// An orphan's SHA-1, computed at most once.
+struct Hashes(Vec<OnceLock<Option<[u8; 20]>>>);
+
+impl Hashes {
+    fn get(&self, orphans: &[Orphan], i: usize) -> Option<[u8; 20]> {
+        *self.0[i].get_or_init(|| {
+            let f = std::fs::File::open(&orphans[i].path).ok()?;
+            crate::check::sha1_reader(f).ok().map(|(d, _)| d)
+        })
+    }
+}
+
+fn basename(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+/// The orphans indexed by size and by file name.
+struct Index<'a> {
+    orphans: &'a [Orphan],
+    by_size: HashMap<u64, Vec<usize>>,
+    by_name: HashMap<&'a str, Vec<usize>>,
+    hashes: Hashes,
+}
+
+impl<'a> Index<'a> {
+    fn new(orphans: &'a [Orphan]) -> Index<'a> {
+        let mut by_size: HashMap<u64, Vec<usize>> = HashMap::new();
+        let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, o) in orphans.iter().enumerate() {
+            by_size.entry(o.size).or_default().push(i);
+            by_name.entry(basename(&o.rel)).or_default().push(i);
+        }
+        let hashes = Hashes((0..orphans.len()).map(|_| OnceLock::new()).collect());
+        Index {
+            orphans,
+            by_size,
+            by_name,
+            hashes,
+        }
+    }
+}
+
+/// Which orphan (if any) is the file `row` expects for `kind`, and why.
+fn match_orphan(
+    ix: &Index,
+    claimed: &[bool],
+    row: &AssetRow,
+    kind: FileKind,
+    db_path: &str,
+) -> Option<(usize, String)> {
+    let (orphans, by_size, by_name, hashes) = (ix.orphans, &ix.by_size, &ix.by_name, &ix.hashes);
+    let content_sum = row
+        .checksum
+        .as_ref()
+        .filter(|_| !row.checksum_is_of_path && kind == FileKind::Original);
+    let sha1_ok = |i: usize| match content_sum {
+        Some(sum) => hashes.get(orphans, i).is_some_and(|d| d.as_slice() == sum),
+        None => true,
+    };
+    let free = |i: &&usize| !claimed[**i] && orphans[**i].size > 0;
+    if kind == FileKind::Original {
+        if let Some(size) = row.original_size {
+            let i = *by_size
+                .get(&size)?
+                .iter()
+                .filter(free)
+                .find(|&&i| sha1_ok(i))?;
+            let why = match content_sum {
+                Some(_) => format!("size ({size} bytes) and sha1 match"),
+                None => format!("size matches ({size} bytes)"),
+            };
+            return Some((i, why));
+        }
+        // No recorded size: the same file name, and the content checksum must match.
+        content_sum?;
+        let i = *by_name
+            .get(basename(db_path))?
+            .iter()
+            .filter(free)
+            .find(|&&i| sha1_ok(i))?;
+        return Some((i, "same name and sha1 matches".into()));
+    }
+    // Derivatives, sidecars, faces and profile images: Immich records no size; their names
+    // carry the asset (or person / upload) id, so the same name is the match.
+    let i = *by_name.get(basename(db_path))?.iter().find(free)?;
+    Some((
+        i,
+        format!(
+            "same file name, {} bytes (Immich records no size for {kind} files)",
+            orphans[i].size
+        ),
+    ))
+}
+
+/// Lists untracked files below the media root of `opts` (see the module notes).
+pub fn find_orphans(opts: &ScanOptions) -> Result<OrphanReport> {
+    let started = Instant::now();
+    // Pass 1: the referenced set. The map needs the schema facts, so it is built from the
+    // source's info before the first row is placed.
+    let mut source_opts: SourceOptions = opts.source.clone();
+    source_opts.include_trashed = true;
+    source_opts.shard = None;
+    let mut source = Source::open(source_opts)?;
+    let info = source.info.clone();
+    let map = build_map(opts, &info)?;
+    let media = map
+        .entries()
+        .iter()
+        .find(|e| e.media)
+        .map(|e| e.host.clone())
+        .ok_or_else(|| Error::InvalidArgument("no media root".into()))?;
+    let canon_root = std::fs::canonicalize(&media).map_err(|e| Error::MediaRoot {
+        path: media.clone(),
+        reason: e.to_string(),
+    })?;
+    let placer = Placer::new(map, &canon_root);
+    let mut keys = Vec::new();
+    for batch in source.by_ref() {
+        for row in &batch? {
+            for f in &row.files {
+                if let Some((rel, _)) = placer.place(&f.db_path) {
+                    keys.push(key(&rel));
+                }
+            }
+        }
+        if opts.cancel.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+    }
+    drop(source);
+    let refs = RefSet::new(keys);
+
+    // Pass 2: the walk.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs)
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("cannot start worker threads: {e}")))?;
+    let parts: Vec<WalkOut> = pool.install(|| {
+        units(&canon_root)
+            .par_iter()
+            .map(|u| walk_unit(u, &refs))
+            .collect()
+    });
+    let mut summary = OrphanSummary {
+        summary: true,
+        schema: info.schema.label.clone(),
+        media_root: canon_root.clone(),
+        referenced_files: refs.keys.len() as u64,
+        set_bytes: refs.bytes(),
+        ..Default::default()
+    };
+    let mut orphans = Vec::new();
+    for p in parts {
+        summary.files_walked += p.walked;
+        summary.excluded_markers += p.markers;
+        summary.excluded_temporary += p.temporary;
+        summary.not_regular += p.not_regular;
+        orphans.extend(p.orphans);
+    }
+    orphans.sort_by(|a, b| a.path.cmp(&b.path));
+
+    // Pass 3: rows whose file was not seen, matched against the orphans.
+    if !orphans.is_empty() {
+        let ix = Index::new(&orphans);
+        let mut claimed = vec![false; orphans.len()];
+        let mut found: Vec<(usize, MovedCandidate)> = Vec::new();
+        for_each_row(opts, |row| {
+            for f in &row.files {
+                let Some((rel, entry)) = placer.place(&f.db_path) else {
+                    continue;
+                };
+                let Some(i) = refs.index(key(&rel)) else {
+                    continue;
+                };
+                if refs.is_seen(i) {
+                    continue;
+                }
+                let Some((o, why)) = match_orphan(&ix, &claimed, row, f.kind, &f.db_path) else {
+                    continue;
+                };
+                claimed[o] = true;
+                let orphan_rel = Path::new(&ix.orphans[o].rel);
+                let relink_to = if placer.map.entries()[entry].media {
+                    placer.map.to_db_path(entry, orphan_rel)
+                } else {
+                    // Keep the row's own container prefix for a mapped folder inside the root.
+                    let prefix = placer.prefix[entry].as_deref().unwrap_or(Path::new(""));
+                    match orphan_rel.strip_prefix(prefix) {
+                        Ok(r) => placer.map.to_db_path(entry, r),
+                        Err(_) => continue,
+                    }
+                };
+                found.push((
+                    o,
+                    MovedCandidate {
+                        row_id: row.id.clone(),
+                        owner_id: row.owner_id.clone(),
+                        file: f.kind,
+                        db_path: f.db_path.clone(),
+                        detail: format!("{why}; relink to {relink_to}"),
+                        relink_to,
+                    },
+                ));
+            }
+        })?;
+        summary.moved_candidates = found.len() as u64;
+        for (o, c) in found {
+            orphans[o].moved_candidate = Some(c);
+        }
+    }
+    summary.orphans = orphans.len() as u64;
+    summary.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(OrphanReport { orphans, summary })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refset_marks_and_finds() {
+        let a = key(Path::new("upload/u/ab/cd/x.jpg"));
+        let b = key(Path::new("thumbs/u/ab/cd/y.webp"));
+        let s = RefSet::new(vec![b, a, a]);
+        assert_eq!(s.keys.len(), 2);
+        let i = s.index(a).unwrap();
+        assert!(!s.is_seen(i));
+        s.mark(i);
+        assert!(s.is_seen(i));
+        assert!(!s.is_seen(s.index(b).unwrap()));
+        assert!(s.index(key(Path::new("upload/u/ab/cd/z.jpg"))).is_none());
+    }
+
+    #[test]
+    fn every_media_spelling_lands_on_one_relative_path() {
+        let t = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(t.path()).unwrap();
+        let mut map = PathMap::new();
+        map.add_media_root("/data", &root);
+        let p = Placer::new(map, &root);
+        let want = PathBuf::from("upload/u/ab/x.jpg");
+        for stored in [
+            "/data/upload/u/ab/x.jpg",
+            "/usr/src/app/upload/upload/u/ab/x.jpg",
+            "upload/upload/u/ab/x.jpg",
+            "/data/upload/u/zz/../ab/x.jpg",
+        ] {
+            assert_eq!(p.place(stored).map(|x| x.0), Some(want.clone()), "{stored}");
+        }
+        assert_eq!(p.place("/mnt/elsewhere/x.jpg"), None);
+    }
+
+    #[test]
+    fn temporary_names() {
+        assert!(is_temporary(b"immich-db-backup-1.sql.gz.tmp"));
+        assert!(!is_temporary(b"x.jpg"));
+    }
+}
