@@ -115,8 +115,23 @@ fn update_sql(schema: &Schema, kind: FileKind) -> Option<(String, Option<&'stati
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum JournalEntry {
-    Change { batch: u64, step: RelinkStep },
-    Committed { batch: u64 },
+    Change {
+        batch: u64,
+        step: RelinkStep,
+    },
+    Committed {
+        batch: u64,
+    },
+    /// The batch's transaction was rolled back (interrupted before its commit): none of its
+    /// changes reached the database, and undo skips it.
+    RolledBack {
+        batch: u64,
+    },
+    /// The run stopped on SIGINT/SIGTERM after `committed` batches; later steps were not
+    /// applied.
+    Interrupted {
+        committed: u64,
+    },
 }
 
 /// What `apply` did.
@@ -125,6 +140,10 @@ pub struct RelinkReport {
     pub applied: Vec<RelinkStep>,
     pub skipped: Vec<(RelinkStep, String)>,
     pub batches: u64,
+    /// Stopped by the cancel flag: the batch in flight (if any) was rolled back.
+    pub interrupted: bool,
+    /// The batch that was rolled back because the flag was set while it ran.
+    pub rolled_back: Option<u64>,
 }
 
 /// Why a step may not be applied now, if it may not.
@@ -223,6 +242,27 @@ pub fn apply(
     journal_path: &Path,
     batch_size: usize,
 ) -> Result<RelinkReport> {
+    apply_until(
+        db_url,
+        steps,
+        journal_path,
+        batch_size,
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+}
+
+/// [`apply`] that stops when `cancel` is set (SIGINT/SIGTERM): between batches it stops
+/// before the next one; during a batch it rolls that batch back whole instead of committing.
+/// Either way the journal ends with an `interrupted` line (and `rolled_back` for the batch),
+/// every committed batch stays undoable, and the report says `interrupted`.
+pub fn apply_until(
+    db_url: &str,
+    steps: &[RelinkStep],
+    journal_path: &Path,
+    batch_size: usize,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Result<RelinkReport> {
+    let cancelled = || cancel.load(std::sync::atomic::Ordering::Relaxed);
     let rt = rt()?;
     rt.block_on(async {
         let mut conn = connect(db_url).await?;
@@ -238,6 +278,15 @@ pub fn apply(
         let mut report = RelinkReport::default();
         let mut ready = Vec::new();
         for step in steps {
+            if cancelled() {
+                journal_write(
+                    &mut journal,
+                    journal_path,
+                    &[JournalEntry::Interrupted { committed: 0 }],
+                )?;
+                report.interrupted = true;
+                return Ok(report);
+            }
             let mut why = reverify(step);
             if why.is_none() && step.file == FileKind::Original {
                 why = original_mismatch(&mut conn, &schema, step).await?;
@@ -253,6 +302,17 @@ pub fn apply(
         }
         for (n, chunk) in ready.chunks(batch_size.max(1)).enumerate() {
             let batch = n as u64 + 1;
+            if cancelled() {
+                journal_write(
+                    &mut journal,
+                    journal_path,
+                    &[JournalEntry::Interrupted {
+                        committed: report.batches,
+                    }],
+                )?;
+                report.interrupted = true;
+                return Ok(report);
+            }
             let entries: Vec<JournalEntry> = chunk
                 .iter()
                 .map(|s| JournalEntry::Change {
@@ -265,6 +325,7 @@ pub fn apply(
             let mut tx = sqlx::Connection::begin(&mut conn)
                 .await
                 .map_err(Error::query("starting a relink transaction"))?;
+            let (mut applied, mut skipped) = (Vec::new(), Vec::new());
             for step in chunk {
                 let (sql, file_type) = update_sql(&schema, step.file).expect("checked above");
                 let mut query = sqlx::query(&sql)
@@ -279,22 +340,55 @@ pub fn apply(
                     .await
                     .map_err(Error::query("relinking a row"))?;
                 if done.rows_affected() == 1 {
-                    report.applied.push(step.clone());
+                    applied.push(step.clone());
                 } else {
-                    report
-                        .skipped
-                        .push((step.clone(), "the row no longer holds the old path".into()));
+                    skipped.push((step.clone(), "the row no longer holds the old path".into()));
                 }
+            }
+            if cancelled() {
+                // Interrupted while the batch ran: none of it reaches the database.
+                tx.rollback()
+                    .await
+                    .map_err(Error::query("rolling back an interrupted relink batch"))?;
+                journal_write(
+                    &mut journal,
+                    journal_path,
+                    &[
+                        JournalEntry::RolledBack { batch },
+                        JournalEntry::Interrupted {
+                            committed: report.batches,
+                        },
+                    ],
+                )?;
+                report.interrupted = true;
+                report.rolled_back = Some(batch);
+                return Ok(report);
             }
             tx.commit()
                 .await
                 .map_err(Error::query("committing a relink batch"))?;
+            report.applied.extend(applied);
+            report.skipped.extend(skipped);
+            report.batches += 1;
             journal_write(
                 &mut journal,
                 journal_path,
                 &[JournalEntry::Committed { batch }],
-            )?;
-            report.batches += 1;
+            )
+            .map_err(|e| match e {
+                Error::Io { path, source } => Error::Io {
+                    path,
+                    source: std::io::Error::new(
+                        source.kind(),
+                        format!(
+                            "{}; batch {batch} WAS committed and its changes are journaled, so \
+                             undo still restores them",
+                            crate::error::io_detail(&source)
+                        ),
+                    ),
+                },
+                e => e,
+            })?;
         }
         Ok(report)
     })
@@ -308,13 +402,24 @@ pub fn undo(db_url: &str, journal_path: &Path) -> Result<u64> {
         source: e,
     };
     let text = std::fs::read_to_string(journal_path).map_err(io)?;
-    let mut steps = Vec::new();
+    let mut changes = Vec::new();
+    let mut rolled_back = std::collections::BTreeSet::new();
     for line in text.lines() {
         // A torn last line (crash mid-write) belongs to a batch that never started.
-        if let Ok(JournalEntry::Change { step, .. }) = serde_json::from_str(line) {
-            steps.push(step);
+        match serde_json::from_str(line) {
+            Ok(JournalEntry::Change { batch, step }) => changes.push((batch, step)),
+            Ok(JournalEntry::RolledBack { batch }) => {
+                rolled_back.insert(batch);
+            }
+            _ => {}
         }
     }
+    // A rolled-back batch changed nothing; restoring it could only clobber later edits.
+    let steps: Vec<RelinkStep> = changes
+        .into_iter()
+        .filter(|(b, _)| !rolled_back.contains(b))
+        .map(|(_, s)| s)
+        .collect();
     let rt = rt()?;
     rt.block_on(async {
         let mut conn = connect(db_url).await?;
