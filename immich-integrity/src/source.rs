@@ -260,8 +260,33 @@ pub async fn connect(url: &str) -> Result<PgConnection> {
     }
 }
 
-/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`; a `password=` query
+/// parameter is masked too.
 pub fn redact_url(url: &str) -> String {
+    if !url.contains("://") {
+        // Not a URL (a key=value string, a typo): it may hold a password anywhere.
+        return "(the given database URL, not shown: it is not a postgres:// URL)".into();
+    }
+    let (url, query) = match url.split_once('?') {
+        Some((u, q)) => (u, Some(q)),
+        None => (url, None),
+    };
+    let query = query.map(|q| {
+        let parts: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        format!("?{}", parts.join("&"))
+    });
+    let mut out = redact_userinfo(url);
+    out.push_str(query.as_deref().unwrap_or(""));
+    out
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -704,6 +729,15 @@ mod tests {
         assert_eq!(
             redact_url("postgres://postgres@h/db"),
             "postgres://postgres@h/db"
+        );
+        assert!(!redact_url("host=h password=s3cret").contains("s3cret"));
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=require&password=s3cret"),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@ss@h/db?password=x"),
+            "postgres://u:***@h/db?password=***"
         );
     }
 }
