@@ -560,7 +560,9 @@ impl Queries {
                 "'0'"
             };
             cols.push(format!(
-                "ARRAY(SELECT f.type::text || ':' || {edited} || ':' || f.path FROM {} f \
+                // COALESCE: one NULL path must not turn the whole array unreadable.
+                "ARRAY(SELECT COALESCE(f.type::text, '') || ':' || {edited} || ':' || \
+                 COALESCE(f.path, '') FROM {} f \
                  WHERE f.\"assetId\" = a.id ORDER BY f.type, f.path) AS files",
                 q(f)
             ));
@@ -655,14 +657,14 @@ fn decode_asset(qs: &Queries, r: &PgRow) -> Result<AssetRow> {
                 continue;
             };
             // Unknown future types are skipped rather than guessed at.
+            // An asset_file row with a NULL or empty path is reported (missing, "empty path"),
+            // like an empty originalPath.
             if let Some(kind) = FileKind::from_asset_file_type(t) {
-                if !p.is_empty() {
-                    files.push(FileRef {
-                        kind,
-                        db_path: p.to_string(),
-                        edited: e == "1",
-                    });
-                }
+                files.push(FileRef {
+                    kind,
+                    db_path: p.to_string(),
+                    edited: e == "1",
+                });
             }
         }
     }
