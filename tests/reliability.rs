@@ -749,3 +749,76 @@ fn sigterm_during_relink_apply_rolls_the_batch_back_exits_130_and_undo_works() {
     assert!(String::from_utf8_lossy(&undo.stdout).contains("restored 2 rows"));
     assert_eq!(dump(&lib), before, "undo restores every row exactly");
 }
+
+#[test]
+fn disk_full_between_batches_keeps_the_committed_batch_undoable() {
+    // Steps with long new paths, so that two fit in one 4 KiB page of journal and four do not.
+    let lib = generate(Generation::V2_6, 30, false);
+    let before = dump(&lib);
+    let rt = runtime();
+    let rows: Vec<(String, String)> = rt.block_on(async {
+        let mut c = connect(&lib.truth.db_url).await;
+        sqlx::query_as(
+            "SELECT \"assetId\"::text, path FROM asset_file WHERE type = 'thumbnail' \
+             ORDER BY \"assetId\" LIMIT 4",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap()
+    });
+    assert_eq!(rows.len(), 4);
+    let found = lib.dir.join("thumb.webp");
+    std::fs::write(&found, b"RIFF....WEBP").unwrap();
+    let steps: Vec<RelinkStep> = rows
+        .iter()
+        .map(|(id, old)| RelinkStep {
+            id: id.clone(),
+            file: immich_integrity::FileKind::Thumbnail,
+            old: old.clone(),
+            new: format!("{old}.{}", "n".repeat(700)),
+            found_at: found.clone(),
+        })
+        .collect();
+    let disk = SmallDisk::mount(&lib.dir);
+    disk.fill();
+    // Free exactly one page: room for batch 1's lines and its commit mark, not for batch 2's.
+    let filler = disk.0.join("filler");
+    let len = std::fs::metadata(&filler).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .unwrap()
+        .set_len(len - 4096)
+        .unwrap();
+    let journal = disk.0.join("relink.journal");
+    let err = relink::apply(&lib.truth.db_url, &steps, &journal, 2)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("relink.journal") && err.contains("ENOSPC"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        text.contains(r#"{"event":"committed","batch":1}"#),
+        "batch 1 committed: {text}"
+    );
+    assert!(!text.contains(r#""event":"committed","batch":2"#));
+    // Exactly batch 1 is in the database.
+    let now: Vec<String> = rt.block_on(async {
+        let mut c = connect(&lib.truth.db_url).await;
+        sqlx::query_scalar(
+            "SELECT path FROM asset_file WHERE type = 'thumbnail' ORDER BY \"assetId\" LIMIT 4",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap()
+    });
+    assert_eq!(now[0], steps[0].new);
+    assert_eq!(now[1], steps[1].new);
+    assert_eq!(now[2], steps[2].old, "batch 2 never ran");
+    assert_eq!(now[3], steps[3].old);
+    // The journal (torn tail and all) undoes batch 1 exactly.
+    assert_eq!(relink::undo(&lib.truth.db_url, &journal).unwrap(), 2);
+    assert_eq!(dump(&lib), before);
+}
