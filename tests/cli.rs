@@ -234,7 +234,7 @@ impl TableLock {
 }
 
 /// Starts a JSONL scan into `lib.dir/name` and gives it time to block on the lock.
-fn spawn_blocked_scan(lib: &Lib, name: &str) -> (std::process::Child, PathBuf) {
+fn spawn_blocked_scan(lib: &Lib, name: &str, extra: &[&str]) -> (std::process::Child, PathBuf) {
     let report = lib.dir.join(name);
     let mut args = scan_args(lib);
     args.extend([
@@ -243,6 +243,7 @@ fn spawn_blocked_scan(lib: &Lib, name: &str) -> (std::process::Child, PathBuf) {
         "--output".into(),
         report.to_string_lossy().into_owned(),
     ]);
+    args.extend(extra.iter().map(|s| s.to_string()));
     let mut child = Command::new(binary())
         .args(&args)
         .stderr(std::process::Stdio::piped())
@@ -265,7 +266,7 @@ fn summary_of(report: &std::path::Path) -> serde_json::Value {
 fn sigterm_while_the_database_is_blocked_flushes_the_report_and_exits_130() {
     let lib = generate(Generation::V2_6, 30, true);
     let lock = TableLock::take(&lib.truth.db_url, "asset");
-    let (child, report) = spawn_blocked_scan(&lib, "interrupted.jsonl");
+    let (child, report) = spawn_blocked_scan(&lib, "interrupted.jsonl", &[]);
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
@@ -274,11 +275,13 @@ fn sigterm_while_the_database_is_blocked_flushes_the_report_and_exits_130() {
     assert_eq!(summary_of(&report)["completion"]["status"], "interrupted");
 }
 
+/// With `--retries 0` a terminated backend ends the scan (with retries it reconnects and
+/// completes: tests/reliability.rs).
 #[test]
 fn database_killed_mid_scan_exits_2_with_report_marked_failed() {
     let lib = generate(Generation::V1_135, 30, true);
     let mut lock = TableLock::take(&lib.truth.db_url, "assets");
-    let (child, report) = spawn_blocked_scan(&lib, "failed.jsonl");
+    let (child, report) = spawn_blocked_scan(&lib, "failed.jsonl", &["--retries", "0"]);
     let killed: i64 = lock.rt.block_on(async {
         sqlx::query_scalar(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \

@@ -178,7 +178,8 @@ fn unverified_prefix_falls_back_to_single_rows() {
     let len = std::fs::metadata(&sampled.found_at).unwrap().len() as usize;
     std::fs::write(&sampled.found_at, vec![0x5a; len]).unwrap();
     let journal = lib.dir.join("fallback.journal");
-    let report = relink::apply_plan(&lib.truth.db_url, &plan, &journal, 4).unwrap();
+    let report =
+        relink::apply_plan(&lib.truth.db_url, &plan, &journal, 4, &Default::default()).unwrap();
     assert!(report.prefix_rewrites.is_empty());
     assert_eq!(report.prefix_fallbacks.len(), 1);
     assert!(
@@ -197,7 +198,8 @@ fn unverified_prefix_falls_back_to_single_rows() {
     let checks = relink::check_prefixes(&lib.truth.db_url, &plan).unwrap();
     assert!(checks[0].verdict.as_ref().unwrap_err().contains("gone"));
     let journal = lib.dir.join("fallback2.journal");
-    let report = relink::apply_plan(&lib.truth.db_url, &plan, &journal, 4).unwrap();
+    let report =
+        relink::apply_plan(&lib.truth.db_url, &plan, &journal, 4, &Default::default()).unwrap();
     assert_eq!(report.prefix_fallbacks.len(), 1);
     assert_eq!(report.skipped.len(), 2);
     assert_eq!(report.applied.len(), n - 2);

@@ -1,8 +1,8 @@
 //! `immich-integrity`: a thin command line over the `immich-integrity` library.
 
-mod regenerate;
 mod doctor;
 mod orphans;
+mod regenerate;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -146,6 +146,10 @@ pub(crate) struct LibraryArgs {
     /// Also check assets in the trash.
     #[arg(long)]
     include_trashed: bool,
+    /// Reconnect attempts after a lost database connection (reset, terminated, server
+    /// restarting) before giving up; the scan resumes after the last row read. 0 = never.
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
     /// Rows fetched per database round trip.
     #[arg(long, default_value_t = 2000, hide = true)]
     batch_size: usize,
@@ -248,6 +252,7 @@ pub(crate) fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
     opts.source.include_trashed = args.include_trashed;
     opts.source.shard = args.shard;
     opts.source.batch_size = args.batch_size.max(1);
+    opts.source.retries = args.retries;
     install_signal_handlers(opts.cancel.clone());
     Ok(opts)
 }
@@ -275,8 +280,20 @@ fn run_scan(args: ScanArgs) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
+    for why in &summary.resumes {
+        eprintln!("immich-integrity: reconnected: {why}");
+    }
     if let Err(e) = sink.finish(&summary) {
-        eprintln!("immich-integrity: cannot write the report: {e}");
+        let dest = args
+            .output
+            .as_ref()
+            .map(|p| format!(" {}", p.display()))
+            .unwrap_or_else(|| " to standard output".into());
+        eprintln!(
+            "immich-integrity: cannot write the report{dest}: {}; no partial report was left \
+             in its place",
+            immich_integrity::error::io_detail(&e)
+        );
         return ExitCode::from(EXIT_FAILED);
     }
     match &summary.completion {
@@ -308,6 +325,10 @@ fn run_relink(args: RelinkArgs) -> ExitCode {
             let mut findings: Vec<immich_integrity::Finding> = Vec::new();
             match immich_integrity::scan(&opts, &mut findings) {
                 Ok(s) if s.completion == Completion::Complete => relink::plan(&findings),
+                Ok(s) if s.completion == Completion::Interrupted => {
+                    eprintln!("immich-integrity: interrupted during the scan; nothing relinked");
+                    return ExitCode::from(EXIT_INTERRUPTED);
+                }
                 Ok(_) => return fail("the scan did not complete; nothing relinked"),
                 Err(e) => return fail(e),
             }
@@ -361,7 +382,13 @@ fn run_relink(args: RelinkArgs) -> ExitCode {
         );
         return ExitCode::from(EXIT_CLEAN);
     }
-    match relink::apply_plan(&opts.source.db_url, &plan, &args.journal, args.batch) {
+    match relink::apply_plan(
+        &opts.source.db_url,
+        &plan,
+        &args.journal,
+        args.batch,
+        &opts.cancel,
+    ) {
         Ok(report) => {
             for (p, q, n) in &report.prefix_rewrites {
                 println!("prefix rewrite {p} -> {q}, {n} rows");
@@ -371,6 +398,20 @@ fn run_relink(args: RelinkArgs) -> ExitCode {
             }
             for (s, why) in &report.skipped {
                 println!("skipped {} {}: {why}", s.file, s.id);
+            }
+            if report.interrupted {
+                let rolled = report
+                    .rolled_back
+                    .map(|b| format!("batch {b} was rolled back whole; "))
+                    .unwrap_or_default();
+                eprintln!(
+                    "immich-integrity: interrupted: {rolled}{} rows in {} committed batches stay \
+                     relinked (the journal says so); undo with: immich-integrity undo {}",
+                    report.applied.len(),
+                    report.batches,
+                    args.journal.display()
+                );
+                return ExitCode::from(EXIT_INTERRUPTED);
             }
             println!(
                 "relinked {} rows in {} batches, skipped {}; undo with: immich-integrity undo {}",

@@ -181,9 +181,16 @@ impl ReportSink {
             return Err(e);
         }
         if let Target::File { tmp, dest, w } = self.out {
-            let f = w.into_inner().map_err(|e| e.into_error())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &dest)?;
+            let done = w
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(|f| f.sync_all())
+                .and_then(|_| std::fs::rename(&tmp, &dest));
+            if done.is_err() {
+                // A full disk can surface only here: never leave the half-written file behind.
+                let _ = std::fs::remove_file(&tmp);
+            }
+            done?;
         }
         Ok(())
     }
@@ -257,12 +264,16 @@ fn write_table(out: &mut impl Write, findings: &[Finding], s: &Summary) -> io::R
     }
     writeln!(
         out,
-        "immich-integrity: schema {}, {} rows, {} files checked, {} faults in {:.1}s{}",
+        "immich-integrity: schema {}, {} rows, {} files checked, {} faults in {:.1}s{}{}",
         s.schema,
         s.rows,
         s.files_checked,
         s.findings,
         s.elapsed_ms as f64 / 1000.0,
+        match s.reconnects {
+            0 => String::new(),
+            n => format!(" ({n} reconnects: later rows read in a new snapshot)"),
+        },
         match &s.completion {
             immich_integrity::Completion::Complete => String::new(),
             immich_integrity::Completion::Interrupted => " (INTERRUPTED: incomplete)".into(),

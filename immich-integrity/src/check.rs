@@ -222,7 +222,7 @@ impl Checker {
                     format!("file has {} bytes, Immich recorded {want}", meta.size),
                 ),
                 _ if self.level >= Level::Hash && kind == FileKind::Original => {
-                    return self.hash(row, file, host);
+                    return self.hash(row, file, host, meta.size);
                 }
                 _ => return None,
             },
@@ -231,7 +231,15 @@ impl Checker {
     }
 
     /// SHA-1 of an original against `asset.checksum`.
-    fn hash(&self, row: &AssetRow, file: std::fs::File, host: PathBuf) -> Option<Fault0> {
+    /// A file written to or deleted while it is read gets a finding that says so, not a
+    /// checksum verdict about bytes that were never one version of the file.
+    fn hash(
+        &self,
+        row: &AssetRow,
+        file: std::fs::File,
+        host: PathBuf,
+        size: u64,
+    ) -> Option<Fault0> {
         let want = match (&row.checksum, row.checksum_is_of_path) {
             (Some(sum), false) => sum,
             _ => {
@@ -239,9 +247,33 @@ impl Checker {
                 return None;
             }
         };
+        let handle = file.try_clone();
         match sha1_reader(file) {
             Ok((digest, n)) => {
                 self.bytes_read.fetch_add(n, Ordering::Relaxed);
+                let now = handle.and_then(|h| h.metadata());
+                let (links, now_size) = match &now {
+                    Ok(m) => (std::os::unix::fs::MetadataExt::nlink(m), m.len()),
+                    Err(_) => (1, n),
+                };
+                if links == 0 {
+                    return Some(Fault0::new(
+                        Fault::Missing,
+                        Some(host),
+                        "the file was deleted while it was being hashed",
+                    ));
+                }
+                if n != size || now_size != size {
+                    return Some(Fault0::new(
+                        Fault::SizeMismatch,
+                        Some(host),
+                        format!(
+                            "the file changed while it was being hashed ({size} bytes when \
+                             opened, {n} read, {now_size} now): something is writing to it; \
+                             rescan when it is quiet"
+                        ),
+                    ));
+                }
                 (digest.as_slice() != want.as_slice()).then(|| {
                     Fault0::new(
                         Fault::ChecksumMismatch,

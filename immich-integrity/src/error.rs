@@ -18,13 +18,32 @@ pub enum Error {
     MediaRoot { path: PathBuf, reason: String },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The database connection was lost and could not be re-opened.
+    #[error("lost the database connection: {0}")]
+    ConnectionLost(String),
     #[error("interrupted")]
     Interrupted,
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {}: {}", path.display(), io_detail(source))]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// An I/O error with its errno name, so "disk full" reads as `ENOSPC` whatever the locale.
+pub fn io_detail(e: &std::io::Error) -> String {
+    let name = match e.raw_os_error() {
+        Some(libc::ENOSPC) => "ENOSPC",
+        Some(libc::EDQUOT) => "EDQUOT",
+        Some(libc::EIO) => "EIO",
+        Some(libc::EROFS) => "EROFS",
+        Some(libc::EACCES) => "EACCES",
+        Some(libc::EPERM) => "EPERM",
+        Some(libc::ENOENT) => "ENOENT",
+        Some(libc::EFBIG) => "EFBIG",
+        _ => return e.to_string(),
+    };
+    format!("{e} [{name}]")
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

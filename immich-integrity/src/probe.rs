@@ -9,6 +9,16 @@ use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use std::path::{Path, PathBuf};
 
+fn beneath(at: &OwnedFd, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat2(
+        at,
+        rel,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+    )
+}
+
 /// The raw observation the classifier judges.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observation {
@@ -56,13 +66,36 @@ impl Root {
     /// The one way anything is opened: relative to the root handle, and the kernel refuses
     /// any `..` or symlink that would leave it (EXDEV).
     fn open_beneath(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
-        rustix::fs::openat2(
-            &self.fd,
-            rel,
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-        )
+        match beneath(&self.fd, rel, flags) {
+            // Longer than PATH_MAX: walk it in pieces, each resolved beneath the last.
+            Err(Errno::NAMETOOLONG) => self.open_long(rel, flags),
+            r => r,
+        }
+    }
+
+    /// `open_beneath` for a path longer than the kernel takes in one call: the directories
+    /// are opened a few thousand bytes at a time, each piece beneath the directory before it,
+    /// so nothing can leave the root here either (a piece cannot even climb above its own
+    /// start). A single name longer than NAME_MAX still fails with ENAMETOOLONG.
+    fn open_long(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
+        const PIECE: usize = 3072;
+        let mut pieces: Vec<PathBuf> = vec![PathBuf::new()];
+        for c in rel.components() {
+            let last = pieces.last_mut().expect("never empty");
+            let len = last.as_os_str().len() + 1 + c.as_os_str().len();
+            if !last.as_os_str().is_empty() && len > PIECE {
+                pieces.push(PathBuf::from(c.as_os_str()));
+            } else {
+                last.push(c.as_os_str());
+            }
+        }
+        let (file, dirs) = pieces.split_last().expect("never empty");
+        let mut dir: Option<OwnedFd> = None;
+        for d in dirs {
+            let at = dir.as_ref().unwrap_or(&self.fd);
+            dir = Some(beneath(at, d, OFlags::PATH | OFlags::DIRECTORY)?);
+        }
+        beneath(dir.as_ref().unwrap_or(&self.fd), file, flags)
     }
 
     /// Looks at `rel` beneath this root. Never follows anything out of it.

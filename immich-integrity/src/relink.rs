@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One row to repoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +132,16 @@ pub enum JournalEntry {
         new_prefix: String,
         rows: u64,
     },
+    /// The batch's transaction was rolled back (interrupted before its commit): none of its
+    /// changes reached the database, and undo skips it.
+    RolledBack {
+        batch: u64,
+    },
+    /// The run stopped on SIGINT/SIGTERM after `committed` batches; later steps were not
+    /// applied.
+    Interrupted {
+        committed: u64,
+    },
 }
 
 /// What `apply` did.
@@ -143,6 +154,10 @@ pub struct RelinkReport {
     pub prefix_rewrites: Vec<(String, String, u64)>,
     /// Prefix rewrites that did not verify and were relinked row by row: (old, new, why).
     pub prefix_fallbacks: Vec<(String, String, String)>,
+    /// Stopped by the cancel flag: the batch in flight (if any) was rolled back.
+    pub interrupted: bool,
+    /// The batch that was rolled back because the flag was set while it ran.
+    pub rolled_back: Option<u64>,
 }
 
 /// Why a step may not be applied now, if it may not.
@@ -246,7 +261,13 @@ pub fn apply(
         prefixes: Vec::new(),
         rows: steps.to_vec(),
     };
-    apply_plan(db_url, &plan, journal_path, batch_size)
+    apply_plan(
+        db_url,
+        &plan,
+        journal_path,
+        batch_size,
+        &AtomicBool::new(false),
+    )
 }
 
 /// The open journal and the batch counter shared by prefix and row batches.
@@ -274,7 +295,9 @@ impl Journal {
             .map(|e| match e {
                 JournalEntry::Change { batch, .. }
                 | JournalEntry::Committed { batch }
+                | JournalEntry::RolledBack { batch }
                 | JournalEntry::Prefix { batch, .. } => batch,
+                JournalEntry::Interrupted { .. } => 0,
             })
             .max()
             .unwrap_or(0)
@@ -292,15 +315,64 @@ impl Journal {
         self.next_batch += 1;
         self.next_batch - 1
     }
+
+    /// Records that the run stopped (after `report.batches` committed batches).
+    fn interrupted(&mut self, report: &mut RelinkReport) -> Result<()> {
+        report.interrupted = true;
+        self.write(&[JournalEntry::Interrupted {
+            committed: report.batches,
+        }])
+    }
+
+    /// Rolls back a batch the cancel flag caught before its commit, and says so.
+    async fn roll_back(
+        &mut self,
+        tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        batch: u64,
+        report: &mut RelinkReport,
+    ) -> Result<()> {
+        tx.rollback()
+            .await
+            .map_err(Error::query("rolling back an interrupted relink batch"))?;
+        report.rolled_back = Some(batch);
+        self.write(&[JournalEntry::RolledBack { batch }])?;
+        self.interrupted(report)
+    }
+
+    /// Marks a batch committed. If that write fails the batch is still in the database and
+    /// its changes are already journaled: the error says so, so nobody thinks it was lost.
+    fn committed(&mut self, batch: u64) -> Result<()> {
+        self.write(&[JournalEntry::Committed { batch }])
+            .map_err(|e| match e {
+                Error::Io { path, source } => Error::Io {
+                    path,
+                    source: std::io::Error::new(
+                        source.kind(),
+                        format!(
+                            "{}; batch {batch} WAS committed and its changes are journaled, so \
+                             undo still restores them",
+                            crate::error::io_detail(&source)
+                        ),
+                    ),
+                },
+                e => e,
+            })
+    }
 }
 
 /// Applies a plan: each prefix rewrite that still verifies (else its rows one by one), then the
 /// single rows. Every batch is journaled (fsync'd) before its transaction, and commits whole.
+///
+/// When `cancel` is set (SIGINT/SIGTERM) it stops: between batches before the next one, during a
+/// batch by rolling that batch back whole instead of committing. Either way the journal ends
+/// with an `interrupted` line (and `rolled_back` for the batch), every committed batch stays
+/// undoable, and the report says `interrupted`.
 pub fn apply_plan(
     db_url: &str,
     plan: &RelinkPlan,
     journal_path: &Path,
     batch_size: usize,
+    cancel: &AtomicBool,
 ) -> Result<RelinkReport> {
     let rt = rt()?;
     rt.block_on(async {
@@ -310,10 +382,20 @@ pub fn apply_plan(
         let mut report = RelinkReport::default();
         let mut rows: Vec<RelinkStep> = Vec::new();
         for p in &plan.prefixes {
+            if cancel.load(Ordering::Relaxed) {
+                journal.interrupted(&mut report)?;
+                return Ok(report);
+            }
             match verify_prefix(&mut conn, &schema, p).await? {
                 Ok(_) => {
-                    apply_prefix(&mut conn, &schema, p, &mut journal, batch_size, &mut report)
-                        .await?
+                    let batch = Batching {
+                        size: batch_size,
+                        cancel,
+                    };
+                    apply_prefix(&mut conn, &schema, p, &mut journal, batch, &mut report).await?;
+                    if report.interrupted {
+                        return Ok(report);
+                    }
                 }
                 Err(why) => {
                     report
@@ -324,17 +406,26 @@ pub fn apply_plan(
             }
         }
         rows.extend(plan.rows.iter().cloned());
-        apply_rows(
-            &mut conn,
-            &schema,
-            &rows,
-            &mut journal,
-            batch_size,
-            &mut report,
-        )
-        .await?;
+        let batch = Batching {
+            size: batch_size,
+            cancel,
+        };
+        apply_rows(&mut conn, &schema, &rows, &mut journal, batch, &mut report).await?;
         Ok(report)
     })
+}
+
+/// How batches are cut and when to stop.
+#[derive(Clone, Copy)]
+struct Batching<'a> {
+    size: usize,
+    cancel: &'a AtomicBool,
+}
+
+impl Batching<'_> {
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
 }
 
 async fn apply_rows(
@@ -342,11 +433,14 @@ async fn apply_rows(
     schema: &Schema,
     steps: &[RelinkStep],
     journal: &mut Journal,
-    batch_size: usize,
+    batching: Batching<'_>,
     report: &mut RelinkReport,
 ) -> Result<()> {
     let mut ready = Vec::new();
     for step in steps {
+        if batching.cancelled() {
+            return journal.interrupted(report);
+        }
         let mut why = reverify(step);
         if why.is_none() && step.file == FileKind::Original {
             why = original_mismatch(conn, schema, step).await?;
@@ -360,7 +454,10 @@ async fn apply_rows(
             (None, Some(_)) => ready.push(step.clone()),
         }
     }
-    for chunk in ready.chunks(batch_size.max(1)) {
+    for chunk in ready.chunks(batching.size.max(1)) {
+        if batching.cancelled() {
+            return journal.interrupted(report);
+        }
         let batch = journal.take_batch();
         let entries: Vec<JournalEntry> = chunk
             .iter()
@@ -374,6 +471,7 @@ async fn apply_rows(
         let mut tx = sqlx::Connection::begin(&mut *conn)
             .await
             .map_err(Error::query("starting a relink transaction"))?;
+        let (mut applied, mut skipped) = (Vec::new(), Vec::new());
         for step in chunk {
             let (sql, file_type) = update_sql(schema, step.file).expect("checked above");
             let mut query = sqlx::query(&sql)
@@ -388,18 +486,22 @@ async fn apply_rows(
                 .await
                 .map_err(Error::query("relinking a row"))?;
             if done.rows_affected() == 1 {
-                report.applied.push(step.clone());
+                applied.push(step.clone());
             } else {
-                report
-                    .skipped
-                    .push((step.clone(), "the row no longer holds the old path".into()));
+                skipped.push((step.clone(), "the row no longer holds the old path".into()));
             }
+        }
+        if batching.cancelled() {
+            // Interrupted while the batch ran: none of it reaches the database.
+            return journal.roll_back(tx, batch, report).await;
         }
         tx.commit()
             .await
             .map_err(Error::query("committing a relink batch"))?;
-        journal.write(&[JournalEntry::Committed { batch }])?;
+        report.applied.extend(applied);
+        report.skipped.extend(skipped);
         report.batches += 1;
+        journal.committed(batch)?;
     }
     Ok(())
 }
@@ -412,13 +514,24 @@ pub fn undo(db_url: &str, journal_path: &Path) -> Result<u64> {
         source: e,
     };
     let text = std::fs::read_to_string(journal_path).map_err(io)?;
-    let mut steps = Vec::new();
+    let mut changes = Vec::new();
+    let mut rolled_back = std::collections::BTreeSet::new();
     for line in text.lines() {
         // A torn last line (crash mid-write) belongs to a batch that never started.
-        if let Ok(JournalEntry::Change { step, .. }) = serde_json::from_str(line) {
-            steps.push(step);
+        match serde_json::from_str(line) {
+            Ok(JournalEntry::Change { batch, step }) => changes.push((batch, step)),
+            Ok(JournalEntry::RolledBack { batch }) => {
+                rolled_back.insert(batch);
+            }
+            _ => {}
         }
     }
+    // A rolled-back batch changed nothing; restoring it could only clobber later edits.
+    let steps: Vec<RelinkStep> = changes
+        .into_iter()
+        .filter(|(b, _)| !rolled_back.contains(b))
+        .map(|(_, s)| s)
+        .collect();
     let rt = rt()?;
     rt.block_on(async {
         let mut conn = connect(db_url).await?;
@@ -691,7 +804,7 @@ async fn apply_prefix(
     schema: &Schema,
     p: &PrefixRewrite,
     journal: &mut Journal,
-    batch_size: usize,
+    batching: Batching<'_>,
     report: &mut RelinkReport,
 ) -> Result<()> {
     let mut applied_total = 0u64;
@@ -718,7 +831,10 @@ async fn apply_prefix(
             q(key_of(file_type)),
             q(col)
         ));
-        for chunk in steps.chunks(batch_size.max(1)) {
+        for chunk in steps.chunks(batching.size.max(1)) {
+            if batching.cancelled() {
+                return journal.interrupted(report);
+            }
             let batch = journal.take_batch();
             let mut entries = vec![JournalEntry::Prefix {
                 batch,
@@ -751,11 +867,14 @@ async fn apply_prefix(
                 .map_err(Error::query("rewriting a path prefix"))?
                 .into_iter()
                 .collect();
+            if batching.cancelled() {
+                return journal.roll_back(tx, batch, report).await;
+            }
             tx.commit()
                 .await
                 .map_err(Error::query("committing a prefix-rewrite batch"))?;
-            journal.write(&[JournalEntry::Committed { batch }])?;
             report.batches += 1;
+            journal.committed(batch)?;
             for s in chunk {
                 if done.contains(&(s.id.clone(), s.new.clone())) {
                     report.applied.push((*s).clone());

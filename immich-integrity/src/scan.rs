@@ -98,6 +98,14 @@ pub struct Summary {
     pub counts: BTreeMap<String, BTreeMap<String, u64>>,
     pub elapsed_ms: u64,
     pub completion: Completion,
+    /// Lost database connections the scan reconnected after (`--retries`). Each resume
+    /// continues after the last row read, but in a new snapshot: with any, the report is no
+    /// longer one consistent state of the database (see `resumes`).
+    #[serde(default)]
+    pub reconnects: u64,
+    /// Why each connection was lost and where the scan resumed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumes: Vec<String>,
 }
 
 impl Summary {
@@ -135,6 +143,8 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
         counts: BTreeMap::new(),
         elapsed_ms: 0,
         completion: Completion::Complete,
+        reconnects: 0,
+        resumes: Vec::new(),
     };
     let emit = |f: &Finding, summary: &mut Summary, observer: &mut dyn Observer| {
         summary.findings += 1;
@@ -204,6 +214,8 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
     summary.files_checked = checker.files_checked.load(Ordering::Relaxed);
     summary.bytes_read = checker.bytes_read.load(Ordering::Relaxed);
     summary.checksums_skipped = checker.checksums_skipped.load(Ordering::Relaxed);
+    summary.reconnects = source.resumes.count();
+    summary.resumes = source.resumes.causes();
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
 }

@@ -13,9 +13,73 @@ use crate::schema::{q, Schema};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{ConnectOptions, Row};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// What the stream did to survive lost connections. After a reconnect the rest of the rows
+/// come from a new snapshot (the old transaction died with its connection), so a report
+/// with `count() > 0` spans more than one consistent state of the database.
+#[derive(Debug, Default)]
+pub struct Resumes {
+    count: AtomicU64,
+    causes: Mutex<Vec<String>>,
+}
+
+impl Resumes {
+    /// Successful reconnects.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Why each connection was lost, and where the stream resumed.
+    pub fn causes(&self) -> Vec<String> {
+        self.causes.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn record(&self, cause: String) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut c) = self.causes.lock() {
+            c.push(cause);
+        }
+    }
+}
+
+/// Is this a lost connection (worth reconnecting for) rather than a refused or wrong query?
+/// Connection resets, EOFs and timeouts, a backend terminated by an administrator
+/// (SQLSTATE 57P01), a server shutting down or starting (57P02, 57P03) and the connection
+/// exception class 08 are; syntax, permission and data errors are not.
+pub fn is_connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
+fn lost(e: &Error) -> bool {
+    match e {
+        Error::Query { source, .. } => is_connection_lost(source),
+        // A reconnect that cannot reach the server (refused, reset, timed out) is retried too;
+        // a refused login is not.
+        Error::Connect { source, .. } => is_connection_lost(source),
+        _ => false,
+    }
+}
+
+/// Pause before reconnect attempt `n` (1-based): 250 ms, 500 ms, 1 s, ... at most 8 s.
+fn backoff(n: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1u64 << n.saturating_sub(1).min(5)))
+}
 
 /// What to read.
 #[derive(Debug, Clone)]
@@ -28,6 +92,10 @@ pub struct SourceOptions {
     pub include_trashed: bool,
     /// Check only this shard of the rows (see [`Shard`]).
     pub shard: Option<Shard>,
+    /// Reconnect attempts after a lost connection (reset, terminated backend, server gone)
+    /// before the stream gives up; the count starts again after each delivered page. 0 = fail
+    /// on the first lost connection. SQL and permission errors are never retried.
+    pub retries: u32,
 }
 
 /// `--shard K/N`: N processes, each with its own K in `0..N`, together cover every row exactly
@@ -60,6 +128,7 @@ impl SourceOptions {
             prefetch: 4,
             include_trashed: false,
             shard: None,
+            retries: 3,
         }
     }
 }
@@ -84,6 +153,8 @@ pub struct SourceInfo {
 /// ends the stream (the database went away, a query failed).
 pub struct Source {
     pub info: SourceInfo,
+    /// Connections lost and re-opened so far (see [`Resumes`]).
+    pub resumes: Arc<Resumes>,
     rx: Receiver<Result<Vec<AssetRow>>>,
     worker: Option<JoinHandle<()>>,
 }
@@ -93,6 +164,8 @@ impl Source {
     pub fn open(opts: SourceOptions) -> Result<Source> {
         let (info_tx, info_rx) = sync_channel::<Result<SourceInfo>>(1);
         let (tx, rx) = sync_channel(opts.prefetch.max(1));
+        let resumes = Arc::new(Resumes::default());
+        let worker_resumes = resumes.clone();
         let worker = std::thread::Builder::new()
             .name("immich-integrity-source".into())
             .spawn(move || {
@@ -108,7 +181,7 @@ impl Source {
                         return;
                     }
                 };
-                rt.block_on(run(opts, info_tx, tx));
+                rt.block_on(run(opts, info_tx, tx, worker_resumes));
             })
             .map_err(|e| Error::InvalidArgument(format!("cannot spawn source thread: {e}")))?;
         let info = info_rx
@@ -116,6 +189,7 @@ impl Source {
             .unwrap_or_else(|_| Err(Error::InvalidArgument("source thread ended early".into())))?;
         Ok(Source {
             info,
+            resumes,
             rx,
             worker: Some(worker),
         })
@@ -186,8 +260,33 @@ pub async fn connect(url: &str) -> Result<PgConnection> {
     }
 }
 
-/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`; a `password=` query
+/// parameter is masked too.
 pub fn redact_url(url: &str) -> String {
+    if !url.contains("://") {
+        // Not a URL (a key=value string, a typo): it may hold a password anywhere.
+        return "(the given database URL, not shown: it is not a postgres:// URL)".into();
+    }
+    let (url, query) = match url.split_once('?') {
+        Some((u, q)) => (u, Some(q)),
+        None => (url, None),
+    };
+    let query = query.map(|q| {
+        let parts: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        format!("?{}", parts.join("&"))
+    });
+    let mut out = redact_userinfo(url);
+    out.push_str(query.as_deref().unwrap_or(""));
+    out
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -205,6 +304,7 @@ async fn run(
     opts: SourceOptions,
     info_tx: SyncSender<Result<SourceInfo>>,
     tx: SyncSender<Result<Vec<AssetRow>>>,
+    resumes: Arc<Resumes>,
 ) {
     let mut conn = match open_snapshot(&opts.db_url).await {
         Ok(c) => c,
@@ -224,7 +324,10 @@ async fn run(
     if info_tx.send(Ok(info)).is_err() {
         return;
     }
-    for (sql_first, sql_next, decode) in queries.pages() {
+    // Reconnect attempts since the last delivered page.
+    let mut attempts = 0u32;
+    for (name, sql_first, sql_next, decode) in queries.pages() {
+        // The last id delivered in this phase: the keyset resumes right after it.
         let mut after: Option<String> = None;
         loop {
             let limit = opts.batch_size as i64;
@@ -246,11 +349,25 @@ async fn run(
             let rows = match res {
                 Ok(rows) => rows,
                 Err(e) => {
-                    let _ = tx.send(Err(Error::Query {
+                    let err = Error::Query {
                         context: "streaming rows",
                         source: e,
-                    }));
-                    return;
+                    };
+                    match reconnect(&opts, err, &mut attempts).await {
+                        Ok((c, cause)) => {
+                            conn = c;
+                            let at = match &after {
+                                Some(id) => format!("after {name} {id}"),
+                                None => format!("at the first {name} row"),
+                            };
+                            resumes.record(format!("{cause}; resumed {at} in a new snapshot"));
+                            continue;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
                 }
             };
             let n = rows.len();
@@ -262,9 +379,12 @@ async fn run(
                     return;
                 }
             };
-            after = batch.last().map(|r| r.id.clone());
-            if !batch.is_empty() && tx.send(Ok(batch)).is_err() {
-                return; // the consumer stopped
+            after = batch.last().map(|r| r.id.clone()).or(after);
+            if !batch.is_empty() {
+                if tx.send(Ok(batch)).is_err() {
+                    return; // the consumer stopped
+                }
+                attempts = 0;
             }
             if n < opts.batch_size {
                 break;
@@ -272,6 +392,40 @@ async fn run(
         }
     }
     let _ = sqlx::query("COMMIT").execute(&mut conn).await;
+}
+
+/// After a lost connection: waits, reconnects and opens a new snapshot, up to
+/// `opts.retries` attempts since the last delivered page. Returns the new connection and
+/// what was lost, or the error that ends the stream (naming the cause and the attempts).
+async fn reconnect(
+    opts: &SourceOptions,
+    err: Error,
+    attempts: &mut u32,
+) -> Result<(PgConnection, String)> {
+    if !lost(&err) {
+        return Err(err);
+    }
+    let cause = format!("connection lost ({err})");
+    let mut last = err;
+    loop {
+        if *attempts >= opts.retries {
+            return Err(if opts.retries == 0 {
+                last
+            } else {
+                Error::ConnectionLost(format!(
+                    "{cause}; gave up after {} reconnect attempts, the last: {last}",
+                    opts.retries
+                ))
+            });
+        }
+        *attempts += 1;
+        tokio::time::sleep(backoff(*attempts)).await;
+        match open_snapshot(&opts.db_url).await {
+            Ok(c) => return Ok((c, cause)),
+            Err(e) if lost(&e) => last = e,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn open_snapshot(url: &str) -> Result<PgConnection> {
@@ -406,7 +560,9 @@ impl Queries {
                 "'0'"
             };
             cols.push(format!(
-                "ARRAY(SELECT f.type::text || ':' || {edited} || ':' || f.path FROM {} f \
+                // COALESCE: one NULL path must not turn the whole array unreadable.
+                "ARRAY(SELECT COALESCE(f.type::text, '') || ':' || {edited} || ':' || \
+                 COALESCE(f.path, '') FROM {} f \
                  WHERE f.\"assetId\" = a.id ORDER BY f.type, f.path) AS files",
                 q(f)
             ));
@@ -447,12 +603,14 @@ impl Queries {
         }
     }
 
-    fn pages(&self) -> Vec<(&str, &str, Decode)> {
-        let mut v: Vec<(&str, &str, Decode)> = vec![(&self.assets.0, &self.assets.1, decode_asset)];
+    /// The phases of a stream, in order: (name, first-page SQL, next-page SQL, decoder).
+    fn pages(&self) -> Vec<(&'static str, &str, &str, Decode)> {
+        let mut v: Vec<(&'static str, &str, &str, Decode)> =
+            vec![("asset", &self.assets.0, &self.assets.1, decode_asset)];
         if let Some(p) = &self.persons {
-            v.push((&p.0, &p.1, decode_person));
+            v.push(("person", &p.0, &p.1, decode_person));
         }
-        v.push((&self.users.0, &self.users.1, decode_user));
+        v.push(("user", &self.users.0, &self.users.1, decode_user));
         v
     }
 }
@@ -499,14 +657,14 @@ fn decode_asset(qs: &Queries, r: &PgRow) -> Result<AssetRow> {
                 continue;
             };
             // Unknown future types are skipped rather than guessed at.
+            // An asset_file row with a NULL or empty path is reported (missing, "empty path"),
+            // like an empty originalPath.
             if let Some(kind) = FileKind::from_asset_file_type(t) {
-                if !p.is_empty() {
-                    files.push(FileRef {
-                        kind,
-                        db_path: p.to_string(),
-                        edited: e == "1",
-                    });
-                }
+                files.push(FileRef {
+                    kind,
+                    db_path: p.to_string(),
+                    edited: e == "1",
+                });
             }
         }
     }
@@ -573,6 +731,15 @@ mod tests {
         assert_eq!(
             redact_url("postgres://postgres@h/db"),
             "postgres://postgres@h/db"
+        );
+        assert!(!redact_url("host=h password=s3cret").contains("s3cret"));
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=require&password=s3cret"),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@ss@h/db?password=x"),
+            "postgres://u:***@h/db?password=***"
         );
     }
 }
