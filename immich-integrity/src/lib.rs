@@ -21,6 +21,7 @@
 
 pub mod access;
 mod check;
+pub mod decode;
 pub mod envfile;
 pub mod error;
 pub mod formats;
