@@ -785,4 +785,114 @@ mod tests {
             Decoded::Ok("jpeg 16x16".into())
         );
     }
+
+    /// Proptest runs: `PROPTEST_CASES` or 256.
+    fn fuzz_config() -> proptest::test_runner::Config {
+        proptest::test_runner::Config {
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(256),
+            failure_persistence: None,
+            ..Default::default()
+        }
+    }
+
+    /// Small limits, so that every case is cheap whatever the header declares.
+    fn fuzz_limits() -> DecodeLimits {
+        DecodeLimits {
+            max_dimension: 4096,
+            max_alloc: 64 << 20,
+            ..DecodeLimits::default()
+        }
+    }
+
+    /// One small real file per decodable image format.
+    fn samples() -> &'static [(Format, Vec<u8>)] {
+        use image::codecs::{
+            gif::GifEncoder, png::PngEncoder, tiff::TiffEncoder, webp::WebPEncoder,
+        };
+        static S: std::sync::OnceLock<Vec<(Format, Vec<u8>)>> = std::sync::OnceLock::new();
+        S.get_or_init(|| {
+            let (w, h) = (40u32, 24u32);
+            let px: Vec<u8> = (0..w * h * 3).map(|i| (i * 13 % 253) as u8).collect();
+            let rgba: Vec<u8> = px.chunks(3).flat_map(|c| [c[0], c[1], c[2], 255]).collect();
+            let mut png = Vec::new();
+            PngEncoder::new(&mut png)
+                .write_image(&px, w, h, ExtendedColorType::Rgb8)
+                .unwrap();
+            let mut webp = Vec::new();
+            WebPEncoder::new_lossless(&mut webp)
+                .write_image(&px, w, h, ExtendedColorType::Rgb8)
+                .unwrap();
+            let mut gif = Vec::new();
+            GifEncoder::new(&mut gif)
+                .encode(&rgba, w, h, ExtendedColorType::Rgba8)
+                .unwrap();
+            let mut tiff = std::io::Cursor::new(Vec::new());
+            TiffEncoder::new(&mut tiff)
+                .write_image(&px, w, h, ExtendedColorType::Rgb8)
+                .unwrap();
+            vec![
+                (Format::Jpeg, jpeg(w, h)),
+                (Format::Png, png),
+                (Format::WebP, webp),
+                (Format::Gif, gif),
+                (Format::Tiff, tiff.into_inner()),
+            ]
+        })
+    }
+
+    fn no_panic(d: &Decoded) -> Result<(), proptest::test_runner::TestCaseError> {
+        if let Decoded::Corrupt(s) = d {
+            proptest::prop_assert!(!s.contains("decoder panicked"), "{}", s);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fuzz_samples_decode() {
+        for (f, b) in samples() {
+            assert!(
+                matches!(decode_bytes(b, *f, &fuzz_limits()), Decoded::Ok(_)),
+                "{f:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(fuzz_config())]
+
+        /// Arbitrary bytes, announced as each image format (magic prepended half the time).
+        #[test]
+        fn decode_fuzz_arbitrary_bytes(
+            which in 0usize..5,
+            magic in proptest::bool::ANY,
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..2048),
+        ) {
+            let (format, sample) = &samples()[which];
+            let mut bytes = if magic { sample[..8].to_vec() } else { Vec::new() };
+            bytes.extend_from_slice(&body);
+            no_panic(&decode_bytes(&bytes, *format, &fuzz_limits()))?;
+        }
+
+        /// Real files with bytes overwritten, then possibly cut.
+        #[test]
+        fn decode_fuzz_mutated_images(
+            which in 0usize..5,
+            edits in proptest::collection::vec((proptest::num::usize::ANY, proptest::num::u8::ANY), 1..24),
+            cut in proptest::option::of(proptest::num::usize::ANY),
+        ) {
+            let (format, sample) = &samples()[which];
+            let mut bytes = sample.clone();
+            for (at, v) in edits {
+                let i = at % bytes.len();
+                bytes[i] = v;
+            }
+            if let Some(c) = cut {
+                bytes.truncate(c % (bytes.len() + 1));
+            }
+            no_panic(&decode_bytes(&bytes, *format, &fuzz_limits()))?;
+        }
+    }
 }
