@@ -7,7 +7,7 @@
 //!   decoder memory. The limits are checked against the size the header *declares*, before the
 //!   pixel buffer is allocated, so a decompression bomb (a tiny PNG declaring 100 000 × 100 000
 //!   pixels) is refused at once as `Corrupt` and never allocates gigabytes. A genuine image that
-//!   needs more than [`MAX_ALLOC`] to decode (more than ~170 megapixels of RGB8, ~90 MP of
+//!   needs more than [`MAX_ALLOC`] to decode (over ~179 megapixels of RGB8, ~89 MP of
 //!   16-bit RGB) is refused the same way, with the numbers in the detail.
 //! - **JPEG** gets a second, stricter pass (with the `video` feature): the zune-jpeg decoder
 //!   behind `image` forgives bit flips and truncation (DESIGN §1), so the file is also decoded
