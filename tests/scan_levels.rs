@@ -136,6 +136,26 @@ fn the_video_probe_honours_its_deadline_and_packet_budget() {
         Decoded::Ok(what) => assert_eq!(what, "h264 video, 3 frames decoded"),
         other => panic!("a healthy video decodes: {other:?}"),
     }
+    // The same stream in Matroska goes through the matroska demuxer.
+    let mkv = dir.path().join("v.mkv");
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(&p)
+        .args(["-c", "copy"])
+        .arg(&mkv)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = std::fs::File::open(&mkv).unwrap();
+    let msize = m.metadata().unwrap().len();
+    match decode::decode_file(&m, msize, Format::Matroska, &limits).outcome {
+        Decoded::Ok(what) => assert_eq!(what, "h264 video, 3 frames decoded"),
+        other => panic!("a healthy mkv decodes: {other:?}"),
+    }
     // A deadline already passed: FFmpeg's interrupt callback aborts the open at once.
     let expired = DecodeLimits {
         timeout: Duration::ZERO,

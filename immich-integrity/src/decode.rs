@@ -173,7 +173,8 @@ fn decode_inner(
     bytes_read: &mut u64,
 ) -> Decoded {
     let res = match format {
-        Format::Mp4 | Format::Matroska => video::probe(file, limits, bytes_read),
+        #[cfg(feature = "video")]
+        Format::Mp4 | Format::Matroska => video::probe(file, format, limits, bytes_read),
         _ => {
             let what = decode_image(AtReader::new(file, size, bytes_read), format, limits);
             match what {
@@ -309,6 +310,7 @@ mod video {
     //! FFmpeg through ffmpeg-next: the strict JPEG pass and the video probe.
 
     use super::DecodeLimits;
+    use crate::formats::Format;
     use ff::ffi;
     use ffmpeg_next as ff;
     use std::ffi::{c_int, c_void, CString};
@@ -395,8 +397,19 @@ mod video {
 
     /// `avformat_open_input` + `avformat_find_stream_info` with our interrupt callback (the
     /// closure ffmpeg-next's `input_with_interrupt` installs is never freed; this one is).
-    fn open(path: &str, deadline: Box<Deadline>) -> Result<Opened, (ff::Error, bool)> {
+    /// The demuxer is the one the magic bytes named (`mov` or `matroska`), never probed, and
+    /// only the `file` protocol is allowed: a file cannot make FFmpeg open another file or a
+    /// URL (as an HLS playlist or a concat script would).
+    fn open(
+        path: &str,
+        demuxer: &str,
+        deadline: Box<Deadline>,
+    ) -> Result<Opened, (ff::Error, bool)> {
         let c = CString::new(path).map_err(|_| (ff::Error::InvalidData, false))?;
+        let d = CString::new(demuxer).map_err(|_| (ff::Error::InvalidData, false))?;
+        let mut opts = ff::Dictionary::new();
+        opts.set("protocol_whitelist", "file");
+        opts.set("format_whitelist", demuxer);
         // SAFETY: plain FFmpeg C API use. `ps` is either freed by `avformat_open_input` on
         // failure, closed here, or owned by the returned `Input`; the callback's opaque
         // pointer stays valid because `Opened` drops the context before the box.
@@ -414,12 +427,14 @@ mod video {
                 callback: Some(interrupt),
                 opaque: &*deadline as *const Deadline as *mut c_void,
             };
-            let r = ffi::avformat_open_input(
-                &mut ps,
-                c.as_ptr(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            );
+            let fmt = ffi::av_find_input_format(d.as_ptr());
+            if fmt.is_null() {
+                ffi::avformat_free_context(ps);
+                return Err((ff::Error::DemuxerNotFound, false));
+            }
+            let mut raw = opts.disown();
+            let r = ffi::avformat_open_input(&mut ps, c.as_ptr(), fmt, &mut raw);
+            drop(ff::Dictionary::own(raw));
             if r < 0 {
                 return Err((ff::Error::from(r), deadline.hit.load(Ordering::Relaxed)));
             }
@@ -438,6 +453,7 @@ mod video {
     /// Open the container, find the video stream, decode the first frames.
     pub(super) fn probe(
         file: &File,
+        format: Format,
         limits: &DecodeLimits,
         bytes_read: &mut u64,
     ) -> Result<String, String> {
@@ -452,7 +468,12 @@ mod video {
         let secs = limits.timeout.as_secs_f64();
         let timed_out =
             move |what: &str| format!("video: {what} took longer than the {secs} s per-file limit");
-        let mut o = match open(&path, deadline) {
+        let demuxer = if format == Format::Matroska {
+            "matroska"
+        } else {
+            "mov"
+        };
+        let mut o = match open(&path, demuxer, deadline) {
             Ok(o) => o,
             Err((_, true)) => return Err(timed_out("opening the container")),
             Err((e, false)) => return Err(format!("video: cannot open the container: {e}")),
