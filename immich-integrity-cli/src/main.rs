@@ -104,7 +104,8 @@ struct ScanArgs {
     #[command(flatten)]
     library: LibraryArgs,
     /// How deep to check: exists (one stat per file), quick (also read head and tail),
-    /// hash (also SHA-1 each original against Immich's checksum).
+    /// full (also decode images and the first video frames), hash (also SHA-1 each original
+    /// against Immich's checksum).
     #[arg(long, default_value = "exists")]
     level: Level,
     /// Report format.

@@ -2,6 +2,7 @@
 //! Classification happens here and only here, from the raw observation.
 
 use crate::access::{Identity, READ, SEARCH};
+use crate::decode::{self, DecodeLimits, Decoded};
 use crate::formats::{self, Verdict};
 use crate::model::{AssetRow, Fault, FileKind, FileRef, Finding, Level, Repair};
 use crate::pathmap::{Mapped, PathMap};
@@ -9,9 +10,11 @@ use crate::probe::{Meta, Observation, Root};
 use crate::roots::Roots;
 use dashmap::DashMap;
 use sha1::{Digest, Sha1};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Directory verdicts kept before the cache is dropped, so memory stays flat.
 const DIR_CACHE_LIMIT: usize = 16_384;
@@ -29,6 +32,10 @@ pub struct Checker {
     pub bytes_read: AtomicU64,
     /// Originals whose checksum is of the path (external libraries), so not comparable.
     pub checksums_skipped: AtomicU64,
+    /// `full` level: the limits every decode runs under.
+    pub decode_limits: DecodeLimits,
+    /// `full` level: files with no decoder here (format -> count); their `quick` verdict stands.
+    pub decode_fallbacks: Mutex<BTreeMap<String, u64>>,
 }
 
 /// A fault before the repair is decided (that needs the whole row).
@@ -63,6 +70,8 @@ impl Checker {
             files_checked: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
             checksums_skipped: AtomicU64::new(0),
+            decode_limits: DecodeLimits::default(),
+            decode_fallbacks: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -216,18 +225,43 @@ impl Checker {
         let (fault, detail) = match report.verdict {
             Verdict::Truncated(d) => (Fault::Truncated, d),
             Verdict::Corrupt(d) => (Fault::Corrupt, d),
-            Verdict::Ok => match row.original_size {
-                Some(want) if kind == FileKind::Original && want != meta.size => (
-                    Fault::SizeMismatch,
-                    format!("file has {} bytes, Immich recorded {want}", meta.size),
-                ),
-                _ if self.level >= Level::Hash && kind == FileKind::Original => {
-                    return self.hash(row, file, host, meta.size);
-                }
-                _ => return None,
+            // Precedence (DESIGN §1): corrupt before size_mismatch before checksum_mismatch.
+            Verdict::Ok => match self.full(&file, meta.size, report.format) {
+                Some(detail) => (Fault::Corrupt, detail),
+                None => match row.original_size {
+                    Some(want) if kind == FileKind::Original && want != meta.size => (
+                        Fault::SizeMismatch,
+                        format!("file has {} bytes, Immich recorded {want}", meta.size),
+                    ),
+                    _ if self.level >= Level::Hash && kind == FileKind::Original => {
+                        return self.hash(row, file, host, meta.size);
+                    }
+                    _ => return None,
+                },
             },
         };
         Some(Fault0::new(fault, Some(host), format!("{detail}{note}")))
+    }
+
+    /// The `full` level: the decode error, if the file does not decode.
+    fn full(&self, file: &std::fs::File, size: u64, format: formats::Format) -> Option<String> {
+        if self.level < Level::Full {
+            return None;
+        }
+        let r = decode::decode_file(file, size, format, &self.decode_limits);
+        self.bytes_read.fetch_add(r.bytes_read, Ordering::Relaxed);
+        match r.outcome {
+            Decoded::Ok(_) => None,
+            Decoded::Corrupt(detail) => Some(detail),
+            Decoded::Unsupported => {
+                let mut m = self
+                    .decode_fallbacks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                *m.entry(format.name().to_string()).or_default() += 1;
+                None
+            }
+        }
     }
 
     /// SHA-1 of an original against `asset.checksum`.

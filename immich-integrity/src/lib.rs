@@ -22,6 +22,7 @@
 pub mod access;
 pub mod api;
 mod check;
+pub mod decode;
 pub mod doctor;
 pub mod envfile;
 pub mod error;

@@ -154,6 +154,9 @@ pub enum Level {
     Exists,
     /// Also read each file's head and tail: format magic, end markers, box sizes, recorded size.
     Quick,
+    /// Also decode each file: images with the `image` crate under memory limits plus a strict
+    /// FFmpeg pass for JPEG, videos by decoding their first frames (see [`crate::decode`]).
+    Full,
     /// Also SHA-1 every original against Immich's `checksum` (skipping path checksums).
     Hash,
 }
@@ -164,12 +167,10 @@ impl std::str::FromStr for Level {
         match s {
             "exists" => Ok(Level::Exists),
             "quick" => Ok(Level::Quick),
+            "full" => Ok(Level::Full),
             "hash" => Ok(Level::Hash),
-            "full" => Err(format!(
-                "level {s:?} is not implemented yet; available: exists, quick, hash"
-            )),
             _ => Err(format!(
-                "unknown level {s:?}; available: exists, quick, hash"
+                "unknown level {s:?}; available: exists, quick, full, hash"
             )),
         }
     }

@@ -93,6 +93,10 @@ pub struct Summary {
     pub bytes_read: u64,
     /// Originals not hashed at `--level hash` because their checksum is of the path.
     pub checksums_skipped: u64,
+    /// `--level full`: files whose format has no decoder here (HEIC/AVIF, RAW, XMP), by
+    /// format; only their `quick` check ran.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub decode_fallbacks: BTreeMap<String, u64>,
     pub findings: u64,
     /// file kind (or `mount`) -> fault -> count.
     pub counts: BTreeMap<String, BTreeMap<String, u64>>,
@@ -139,6 +143,7 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
         files_checked: 0,
         bytes_read: 0,
         checksums_skipped: 0,
+        decode_fallbacks: BTreeMap::new(),
         findings: 0,
         counts: BTreeMap::new(),
         elapsed_ms: 0,
@@ -216,6 +221,11 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
     summary.checksums_skipped = checker.checksums_skipped.load(Ordering::Relaxed);
     summary.reconnects = source.resumes.count();
     summary.resumes = source.resumes.causes();
+    summary.decode_fallbacks = checker
+        .decode_fallbacks
+        .lock()
+        .map(|m| m.clone())
+        .unwrap_or_default();
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
 }

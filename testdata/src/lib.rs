@@ -6,6 +6,7 @@
 //! given base directory, so parallel tests never share anything. Call [`Fixture::drop_db`] (or
 //! [`Fixture::destroy`]) at the end.
 
+pub mod content;
 mod db;
 pub mod media;
 mod plan;
@@ -170,6 +171,11 @@ pub struct FixtureSpec {
     /// Inject the fault set; false = a clean library.
     pub faults: bool,
     pub seed: u64,
+    /// Also break file contents (truncated/bit-flipped JPEGs, PNG without IEND, bad WebP RIFF
+    /// length, MP4 without moov or cut mid-mdat, zero-filled tail, decompression bomb, wrong
+    /// extension) on ten dedicated extra assets; each [`TruthFault`] says the level that finds it.
+    #[serde(default)]
+    pub content_faults: bool,
 }
 
 impl Default for FixtureSpec {
@@ -180,6 +186,7 @@ impl Default for FixtureSpec {
             users: 3,
             faults: true,
             seed: 1,
+            content_faults: false,
         }
     }
 }
@@ -187,12 +194,17 @@ impl Default for FixtureSpec {
 /// One expected finding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TruthFault {
+    /// The lowest scan level that reports it (`exists`, `quick`, `full` or `hash`); every
+    /// deeper level reports the same fault.
+    #[serde(default = "level_exists")]
+    pub level: String,
     /// Asset id; the person id for `person_thumbnail`; the user id for `profile_image`.
     pub asset_id: Option<String>,
     pub owner_id: Option<String>,
     /// original | sidecar | preview | thumbnail | fullsize | encoded_video | person_thumbnail | profile_image
     pub file: Option<String>,
     /// missing | moved | permission_denied | not_a_file | empty | outside_root | mount_missing
+    /// | truncated | corrupt | checksum_mismatch
     pub fault: String,
     /// The path as stored in the DB.
     pub db_path: Option<String>,
@@ -202,6 +214,24 @@ pub struct TruthFault {
     pub root: Option<PathBuf>,
     /// For `mount_missing`: how many assets it affects.
     pub affected: Option<u64>,
+}
+
+fn level_exists() -> String {
+    "exists".into()
+}
+
+/// The scan levels, shallowest first (the values of [`TruthFault::level`]).
+pub const LEVELS: [&str; 4] = ["exists", "quick", "full", "hash"];
+
+impl TruthFault {
+    /// Whether a scan at `level` (one of [`LEVELS`]) reports this fault.
+    pub fn found_at_level(&self, level: &str) -> bool {
+        let rank = |l: &str| LEVELS.iter().position(|x| *x == l);
+        match (rank(&self.level), rank(level)) {
+            (Some(mine), Some(scan)) => mine <= scan,
+            _ => false,
+        }
+    }
 }
 
 /// The ground truth of a fixture (also written to `truth.json`).

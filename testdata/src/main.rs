@@ -27,6 +27,10 @@ struct Cli {
     /// Make a clean library (no injected faults).
     #[arg(long)]
     no_faults: bool,
+    /// Also break file contents (truncated, bit-flipped, bomb, no moov, ...) on ten extra
+    /// assets; the truth gives the scan level that finds each one.
+    #[arg(long)]
+    content_faults: bool,
     /// Random seed (layout and fault placement).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -83,6 +87,7 @@ async fn run(cli: Cli) -> Result<()> {
                 users: cli.users,
                 faults: !cli.no_faults,
                 seed: cli.seed,
+                content_faults: cli.content_faults,
             };
             let t = std::time::Instant::now();
             let f = generate(&spec, &out).await?;

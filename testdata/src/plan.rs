@@ -12,6 +12,7 @@ use rand::{Rng, SeedableRng};
 use sha1::{Digest, Sha1};
 use uuid::Uuid;
 
+use crate::content::{self, Damage};
 use crate::media::{self, DirCache};
 use crate::{FixtureSpec, Generation, GroundTruth, TruthFault, AS_USER};
 
@@ -120,6 +121,8 @@ pub(crate) struct Plan {
     pub persons: Vec<Person>,
     pub assets: Vec<Asset>,
     pub now: DateTime<Utc>,
+    /// Dedicated assets of the content faults, one per [`Damage::ALL`] entry.
+    pub content: Vec<usize>,
 }
 
 impl Plan {
@@ -425,6 +428,20 @@ fn make_plan(spec: &FixtureSpec, dir: &Path, media_root: &Path, rng: &mut StdRng
         }
     }
 
+    // One dedicated upload asset per content fault, so no other fault touches its files.
+    let mut content = Vec::new();
+    if spec.content_faults {
+        for (k, d) in Damage::ALL.into_iter().enumerate() {
+            let role = match d.wants() {
+                'p' => Role::Png,
+                'v' => Role::Video,
+                _ => Role::Jpeg,
+            };
+            content.push(assets.len());
+            m.push_upload(rng, &mut assets, k % nusers, role, false, false);
+        }
+    }
+
     // External library "Photos" (present).
     let n_ext = 3 + n / 500;
     let subdirs = ["2019/summer", "2020/winter", "2021"];
@@ -489,6 +506,7 @@ fn make_plan(spec: &FixtureSpec, dir: &Path, media_root: &Path, rng: &mut StdRng
         persons,
         assets,
         now: Utc::now(),
+        content,
     }
 }
 
@@ -566,7 +584,11 @@ fn select_faults(plan: &mut Plan, rng: &mut StdRng, maker_users: &[User]) -> Res
     }
 
     let mut pool: Vec<usize> = (0..plan.assets.len())
-        .filter(|&i| i != trashed_missing && plain_upload_image(&plan.assets[i]))
+        .filter(|&i| {
+            i != trashed_missing
+                && plain_upload_image(&plan.assets[i])
+                && !plan.content.contains(&i)
+        })
         .collect();
     pool.shuffle(rng);
     if pool.len() < 16 {
@@ -584,7 +606,11 @@ fn select_faults(plan: &mut Plan, rng: &mut StdRng, maker_users: &[User]) -> Res
     let videos: Vec<usize> = (0..plan.assets.len())
         .filter(|&i| {
             let a = &plan.assets[i];
-            a.encoded.is_some() && !a.trashed && !a.hidden && a.library.is_none()
+            a.encoded.is_some()
+                && !a.trashed
+                && !a.hidden
+                && a.library.is_none()
+                && !plan.content.contains(&i)
         })
         .collect();
     let missing_encoded = *videos
@@ -609,7 +635,7 @@ fn select_faults(plan: &mut Plan, rng: &mut StdRng, maker_users: &[User]) -> Res
     })
 }
 
-fn sha1(bytes: &[u8]) -> [u8; 20] {
+pub(crate) fn sha1(bytes: &[u8]) -> [u8; 20] {
     let mut h = Sha1::new();
     h.update(bytes);
     h.finalize().into()
@@ -741,8 +767,15 @@ fn write_all(plan: &mut Plan) -> Result<()> {
     res
 }
 
-fn truth_for(plan: &Plan, a: &Asset, file: &str, fault: &str, db_path: String) -> TruthFault {
+pub(crate) fn truth_for(
+    plan: &Plan,
+    a: &Asset,
+    file: &str,
+    fault: &str,
+    db_path: String,
+) -> TruthFault {
     TruthFault {
+        level: "exists".into(),
         asset_id: Some(a.id.to_string()),
         owner_id: Some(plan.owner_id(a).to_string()),
         file: Some(file.to_string()),
@@ -976,6 +1009,7 @@ fn apply_faults(plan: &mut Plan, sel: &Selection) -> Result<(Vec<TruthFault>, Ve
         for p in &plan.persons {
             if parent_rel(&p.thumb.rel) == bucket {
                 out.push(TruthFault {
+                    level: "exists".into(),
                     asset_id: Some(p.id.to_string()),
                     owner_id: Some(plan.users[p.owner].id.to_string()),
                     file: Some("person_thumbnail".into()),
@@ -1000,6 +1034,7 @@ fn apply_faults(plan: &mut Plan, sel: &Selection) -> Result<(Vec<TruthFault>, Ve
         std::fs::rename(&tmp, prof.join("profile"))?;
         for u in &plan.users {
             out.push(TruthFault {
+                level: "exists".into(),
                 asset_id: Some(u.id.to_string()),
                 owner_id: Some(u.id.to_string()),
                 file: Some("profile_image".into()),
@@ -1019,6 +1054,7 @@ fn apply_faults(plan: &mut Plan, sel: &Selection) -> Result<(Vec<TruthFault>, Ve
             .filter(|a| a.library == Some(li) && !a.trashed)
             .count() as u64;
         out.push(TruthFault {
+            level: "exists".into(),
             asset_id: None,
             owner_id: None,
             file: None,
@@ -1069,10 +1105,11 @@ pub(crate) fn build(spec: &FixtureSpec, dir: &Path, db_url: &str) -> Result<Buil
         None
     };
     write_all(&mut plan)?;
-    let (faults, trashed_faults) = match &sel {
+    let (mut faults, trashed_faults) = match &sel {
         Some(sel) => apply_faults(&mut plan, sel)?,
         None => (Vec::new(), Vec::new()),
     };
+    faults.extend(content::apply(&mut plan)?);
 
     let mut files_referenced = (plan.users.len() + plan.persons.len()) as u64;
     let mut trashed_files = 0;

@@ -279,6 +279,7 @@ async fn run(generation: Generation, faults: bool) {
         users: 3,
         faults,
         seed: 7,
+        content_faults: false,
     };
     let fx = generate(&spec, &base_dir()).await.expect("generate");
     check(&fx, &spec).await;

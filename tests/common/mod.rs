@@ -51,14 +51,30 @@ pub async fn connect(db_url: &str) -> sqlx::PgConnection {
 }
 
 pub fn generate(generation: Generation, assets: usize, faults: bool) -> Lib {
-    let rt = runtime();
-    let spec = FixtureSpec {
+    generate_spec(FixtureSpec {
         generation,
         assets,
         users: 3,
         faults,
         seed: 7,
-    };
+        content_faults: false,
+    })
+}
+
+/// A fixture with the exists-level faults and the content faults (`truth_at` each level).
+pub fn generate_with_content_faults(generation: Generation, assets: usize) -> Lib {
+    generate_spec(FixtureSpec {
+        generation,
+        assets,
+        users: 3,
+        faults: true,
+        seed: 7,
+        content_faults: true,
+    })
+}
+
+pub fn generate_spec(spec: FixtureSpec) -> Lib {
+    let rt = runtime();
     let fx = rt
         .block_on(immich_fixtures::generate(&spec, &base_dir()))
         .unwrap_or_else(|e| panic!("fixture generation needs PostgreSQL at 127.0.0.1:5432: {e:#}"));
@@ -127,6 +143,25 @@ pub fn truth_keys(faults: &[immich_fixtures::TruthFault]) -> BTreeSet<Key> {
                 t.affected,
             )
         })
+        .collect()
+}
+
+/// The faults a scan at `level` must report: those whose truth level is at most `level`.
+pub fn truth_at(
+    truth: &GroundTruth,
+    level: immich_integrity::Level,
+) -> Vec<immich_fixtures::TruthFault> {
+    let name = match level {
+        immich_integrity::Level::Exists => "exists",
+        immich_integrity::Level::Quick => "quick",
+        immich_integrity::Level::Full => "full",
+        immich_integrity::Level::Hash => "hash",
+    };
+    truth
+        .faults
+        .iter()
+        .filter(|t| t.found_at_level(name))
+        .cloned()
         .collect()
 }
 
