@@ -620,29 +620,34 @@ pub fn plan_prefixes(steps: Vec<RelinkStep>, min_rows: usize) -> RelinkPlan {
     use std::collections::BTreeMap;
     /// (new prefix, host folder of the new prefix)
     type Target = (String, PathBuf);
-    let mut groups: BTreeMap<String, Vec<(RelinkStep, Target)>> = BTreeMap::new();
+    // Steps carry their report position so the row-by-row rest keeps the report's order.
+    let mut groups: BTreeMap<String, Vec<(usize, RelinkStep, Target)>> = BTreeMap::new();
     let mut rows = Vec::new();
-    for s in steps {
+    for (i, s) in steps.into_iter().enumerate() {
         match step_prefix(&s) {
-            Some((p, q, host)) => groups.entry(p).or_default().push((s, (q, host))),
-            None => rows.push(s),
+            Some((p, q, host)) => groups.entry(p).or_default().push((i, s, (q, host))),
+            None => rows.push((i, s)),
         }
     }
     let mut prefixes = Vec::new();
     for (p, members) in groups {
-        let first = members[0].1.clone();
-        let uniform = members.iter().all(|(_, t)| *t == first);
+        let first = members[0].2.clone();
+        let uniform = members.iter().all(|(_, _, t)| *t == first);
         if min_rows > 0 && uniform && members.len() >= min_rows {
             prefixes.push(PrefixRewrite {
                 old_prefix: p,
                 new_prefix: first.0,
-                steps: members.into_iter().map(|(s, _)| s).collect(),
+                steps: members.into_iter().map(|(_, s, _)| s).collect(),
             });
         } else {
-            rows.extend(members.into_iter().map(|(s, _)| s));
+            rows.extend(members.into_iter().map(|(i, s, _)| (i, s)));
         }
     }
-    RelinkPlan { prefixes, rows }
+    rows.sort_by_key(|(i, _)| *i);
+    RelinkPlan {
+        prefixes,
+        rows: rows.into_iter().map(|(_, s)| s).collect(),
+    }
 }
 
 /// `LIKE` pattern matching everything that starts with `prefix` (escape char `\`).
