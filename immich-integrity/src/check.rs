@@ -29,19 +29,21 @@ pub struct Checker {
     pub bytes_read: AtomicU64,
     /// Originals whose checksum is of the path (external libraries), so not comparable.
     pub checksums_skipped: AtomicU64,
+    /// `--manifest`: skip unchanged healthy files, detect bitrot (see `manifest.rs`).
+    pub(crate) manifest: Option<crate::manifest::Session>,
 }
 
 /// A fault before the repair is decided (that needs the whole row).
-struct Fault0 {
-    fault: Fault,
+pub(crate) struct Fault0 {
+    pub(crate) fault: Fault,
     relink_to: Option<String>,
     host_path: Option<PathBuf>,
     found_at: Option<PathBuf>,
-    detail: String,
+    pub(crate) detail: String,
 }
 
 impl Fault0 {
-    fn new(fault: Fault, host_path: Option<PathBuf>, detail: impl Into<String>) -> Fault0 {
+    pub(crate) fn new(fault: Fault, host_path: Option<PathBuf>, detail: impl Into<String>) -> Fault0 {
         Fault0 {
             fault,
             relink_to: None,
@@ -63,6 +65,7 @@ impl Checker {
             files_checked: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
             checksums_skipped: AtomicU64::new(0),
+            manifest: None,
         }
     }
 
@@ -167,13 +170,18 @@ impl Checker {
             return Some(Fault0::new(Fault::Empty, Some(host), "file is 0 bytes"));
         }
         if self.level >= Level::Quick {
-            return self.quick(row, kind, root, rel, host, meta);
+            if let Some(m) = &self.manifest {
+                return m.judge(self, row, kind, root, rel, host, meta);
+            }
+            return self.quick(row, kind, root, rel, host, meta, None);
         }
         None
     }
 
     /// Head and tail of the file: is it the format it claims, and was it written to the end?
-    fn quick(
+    /// `sha1`: the content's SHA-1 when the caller already read the whole file.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn quick(
         &self,
         row: &AssetRow,
         kind: FileKind,
@@ -181,6 +189,7 @@ impl Checker {
         rel: &Path,
         host: PathBuf,
         meta: Meta,
+        sha1: Option<[u8; 20]>,
     ) -> Option<Fault0> {
         let file = match root.open_read(rel) {
             Ok(f) => f,
@@ -216,22 +225,42 @@ impl Checker {
         let (fault, detail) = match report.verdict {
             Verdict::Truncated(d) => (Fault::Truncated, d),
             Verdict::Corrupt(d) => (Fault::Corrupt, d),
-            Verdict::Ok => match row.original_size {
-                Some(want) if kind == FileKind::Original && want != meta.size => (
-                    Fault::SizeMismatch,
-                    format!("file has {} bytes, Immich recorded {want}", meta.size),
-                ),
-                _ if self.level >= Level::Hash && kind == FileKind::Original => {
-                    return self.hash(row, file, host);
-                }
-                _ => return None,
-            },
+            Verdict::Ok => return self.content_ok(row, kind, host, meta, Some((file, sha1))),
         };
         Some(Fault0::new(fault, Some(host), format!("{detail}{note}")))
     }
 
+    /// A file whose format checks out (or that the manifest vouches for): its size against
+    /// Immich's record, then at `hash` its SHA-1. `read`: the open file and, when already
+    /// computed, its SHA-1; `None` when the manifest's stored SHA-1 was already compared.
+    pub(crate) fn content_ok(
+        &self,
+        row: &AssetRow,
+        kind: FileKind,
+        host: PathBuf,
+        meta: Meta,
+        read: Option<(std::fs::File, Option<[u8; 20]>)>,
+    ) -> Option<Fault0> {
+        match row.original_size {
+            Some(want) if kind == FileKind::Original && want != meta.size => Some(Fault0::new(
+                Fault::SizeMismatch,
+                Some(host),
+                format!("file has {} bytes, Immich recorded {want}", meta.size),
+            )),
+            _ if self.level >= Level::Hash && kind == FileKind::Original => {
+                self.hash(row, read, host)
+            }
+            _ => None,
+        }
+    }
+
     /// SHA-1 of an original against `asset.checksum`.
-    fn hash(&self, row: &AssetRow, file: std::fs::File, host: PathBuf) -> Option<Fault0> {
+    fn hash(
+        &self,
+        row: &AssetRow,
+        read: Option<(std::fs::File, Option<[u8; 20]>)>,
+        host: PathBuf,
+    ) -> Option<Fault0> {
         let want = match (&row.checksum, row.checksum_is_of_path) {
             (Some(sum), false) => sum,
             _ => {
@@ -239,7 +268,12 @@ impl Checker {
                 return None;
             }
         };
-        match sha1_reader(file) {
+        let (file, known) = read?;
+        let digest = match known {
+            Some(d) => Ok((d, 0)),
+            None => sha1_reader(file),
+        };
+        match digest {
             Ok((digest, n)) => {
                 self.bytes_read.fetch_add(n, Ordering::Relaxed);
                 (digest.as_slice() != want.as_slice()).then(|| {

@@ -20,6 +20,8 @@ pub enum Error {
     InvalidArgument(String),
     #[error("interrupted")]
     Interrupted,
+    #[error("manifest {path}: {reason}")]
+    Manifest { path: PathBuf, reason: String },
     #[error("I/O error on {path}: {source}")]
     Io {
         path: PathBuf,

@@ -24,6 +24,7 @@ mod check;
 pub mod envfile;
 pub mod error;
 pub mod formats;
+pub mod manifest;
 pub mod model;
 pub mod pathmap;
 pub mod probe;
@@ -35,6 +36,7 @@ pub mod source;
 
 pub use access::Identity;
 pub use error::{Error, Result};
+pub use manifest::Manifest;
 pub use model::{AssetRow, Entity, Fault, FileKind, FileRef, Finding, Level, Repair};
 pub use pathmap::PathMap;
 pub use scan::{build_map, scan, Completion, Observer, Progress, ScanOptions, Summary};

@@ -31,6 +31,10 @@ pub struct Meta {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+    /// Modification time in nanoseconds since the epoch (for the manifest).
+    pub mtime_ns: i64,
+    /// Inode number (for the manifest: a replaced file gets a new one).
+    pub ino: u64,
 }
 
 /// An open handle on a root folder that files are resolved beneath.
@@ -104,6 +108,10 @@ fn meta(st: &rustix::fs::Stat) -> Meta {
         mode: st.st_mode & 0o7777,
         uid: st.st_uid,
         gid: st.st_gid,
+        mtime_ns: (st.st_mtime as i64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(st.st_mtime_nsec as i64),
+        ino: st.st_ino as u64,
     }
 }
 
