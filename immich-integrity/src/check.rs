@@ -43,7 +43,11 @@ pub(crate) struct Fault0 {
 }
 
 impl Fault0 {
-    pub(crate) fn new(fault: Fault, host_path: Option<PathBuf>, detail: impl Into<String>) -> Fault0 {
+    pub(crate) fn new(
+        fault: Fault,
+        host_path: Option<PathBuf>,
+        detail: impl Into<String>,
+    ) -> Fault0 {
         Fault0 {
             fault,
             relink_to: None,

@@ -51,11 +51,13 @@ use crate::model::{AssetRow, Fault, FileKind, Level};
 use crate::probe::{Meta, Root};
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use sha1::{Digest, Sha1};
+use std::cell::Cell;
 use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, Once};
 
 /// Page cache of the manifest database.
 pub const CACHE_BYTES: usize = 64 << 20;
@@ -174,7 +176,9 @@ pub struct Manifest {
 
 impl std::fmt::Debug for Manifest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Manifest").field("path", &self.path).finish()
+        f.debug_struct("Manifest")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -183,6 +187,18 @@ impl Manifest {
     /// manifest (anything else, a damaged database, another program's redb database) is an
     /// error and is left exactly as it was: it is never overwritten or "rebuilt".
     pub fn open(path: &Path) -> Result<Manifest> {
+        match quietly(|| Manifest::open_inner(path)) {
+            Ok(r) => r,
+            Err(why) => Err(Error::Manifest {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "is damaged ({why}); it was left untouched (remove it to start a new manifest)"
+                ),
+            }),
+        }
+    }
+
+    fn open_inner(path: &Path) -> Result<Manifest> {
         let err = |reason: String| Error::Manifest {
             path: path.to_path_buf(),
             reason,
@@ -297,6 +313,11 @@ impl Manifest {
         if entries.is_empty() {
             return Ok(());
         }
+        quietly(|| self.write_inner(entries))
+            .unwrap_or_else(|why| Err(self.err(format!("is damaged: {why}"))))
+    }
+
+    fn write_inner(&self, entries: &[(PathBuf, Entry)]) -> Result<()> {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut t = tx.open_table(FILES).map_err(|e| self.err(e))?;
@@ -327,7 +348,10 @@ impl Manifest {
         for item in snap.table.iter().map_err(|e| self.err(e))? {
             let (k, val) = item.map_err(|e| self.err(e))?;
             if let Some(e) = Entry::decode(val.value()) {
-                v.push((PathBuf::from(std::ffi::OsString::from_vec(k.value().to_vec())), e));
+                v.push((
+                    PathBuf::from(std::ffi::OsString::from_vec(k.value().to_vec())),
+                    e,
+                ));
             }
         }
         Ok(v)
@@ -342,8 +366,12 @@ pub struct Snapshot {
 impl Snapshot {
     /// The entry for `path`; `None` if absent or unreadable (then it is simply re-read).
     pub fn get(&self, path: &Path) -> Option<Entry> {
-        let v = self.table.get(path.as_os_str().as_bytes()).ok()??;
-        Entry::decode(v.value())
+        quietly(|| {
+            let v = self.table.get(path.as_os_str().as_bytes()).ok()??;
+            Entry::decode(v.value())
+        })
+        .ok()
+        .flatten()
     }
 }
 
@@ -479,6 +507,36 @@ impl Session {
     }
 }
 
+thread_local! {
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into `Err(message)` without printing it. redb asserts on some
+/// damaged files (e.g. one cut short) instead of returning an error; a manifest is user input,
+/// so that must become a clear error, never a crash. On first use this installs a panic hook
+/// that stays silent while the current thread is inside `quietly` and otherwise defers to the
+/// hook that was installed before.
+fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                prev(info)
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let r = std::panic::catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    r.map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "internal error".into())
+    })
+}
+
 /// blake3 (and SHA-1 if asked) of a whole file in one pass of 1 MiB reads.
 fn digest(
     mut f: std::fs::File,
@@ -501,7 +559,11 @@ fn digest(
             s.update(&buf[..k]);
         }
     }
-    Ok((*b3.finalize().as_bytes(), s1.map(|s| s.finalize().into()), n))
+    Ok((
+        *b3.finalize().as_bytes(),
+        s1.map(|s| s.finalize().into()),
+        n,
+    ))
 }
 
 #[cfg(test)]
