@@ -102,6 +102,8 @@ impl Root {
     }
 }
 
+// The field types of `stat` differ between targets; the casts are no-ops only on some.
+#[allow(clippy::unnecessary_cast)]
 fn meta(st: &rustix::fs::Stat) -> Meta {
     Meta {
         size: st.st_size as u64,
