@@ -430,7 +430,11 @@ impl Session {
         };
         let old = self.snapshot.get(&host);
         if let Some(o) = old.as_ref().filter(|_| !self.verify) {
-            let sha1_ok = content_sum.is_none_or(|want| o.sha1.is_some_and(|s| s[..] == want[..]));
+            let sha1_ok = match (content_sum, o.sha1) {
+                (None, _) => true,
+                (Some(want), Some(have)) => have[..] == want[..],
+                (Some(_), None) => false,
+            };
             if o.unchanged_and_healthy(level, &meta) && sha1_ok {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 return checker.content_ok(row, kind, host, meta, None);
