@@ -12,11 +12,11 @@
 //!   and the next open recovers to it. The scan commits once per batch of rows, so an
 //!   interrupted scan keeps everything up to its last batch and never leaves a half-written
 //!   file behind. We never rewrite the file wholesale.
-//! - **Concurrent readers.** The scan takes one read snapshot when it starts and shares it with
-//!   every rayon worker (redb read transactions are MVCC snapshots, `Sync`, lock-free); the
-//!   updates of a batch are collected and written by the coordinating thread in one write
-//!   transaction. Workers always compare against the previous run, never against half of this
-//!   one.
+//! - **Concurrent readers.** Every rayon worker reads through one shared read snapshot (redb
+//!   read transactions are MVCC snapshots and `Sync`); the updates of a batch are collected and
+//!   written by the coordinating thread in one write transaction between batches, after which
+//!   the snapshot is renewed (an old snapshot pins the pages later commits replace). Files are
+//!   compared with what the previous runs recorded, never with half of this one.
 //! - **Memory independent of library size.** Lookups walk the on-disk B-tree through a page
 //!   cache capped at [`CACHE_BYTES`]; nothing is loaded up front, and the updates held in memory
 //!   are those of one batch.
@@ -57,7 +57,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, Once};
+use std::sync::{Mutex, Once, RwLock};
 
 /// Page cache of the manifest database.
 pub const CACHE_BYTES: usize = 64 << 20;
@@ -379,7 +379,9 @@ impl Snapshot {
 /// and the counters for the summary.
 pub(crate) struct Session {
     pub(crate) manifest: Manifest,
-    snapshot: Snapshot,
+    /// Renewed after each commit: a snapshot held for the whole scan would keep every page
+    /// the commits replaced, and the file would grow by a copy of the tree per batch.
+    snapshot: RwLock<Snapshot>,
     verify: bool,
     pending: Mutex<Vec<(PathBuf, Entry)>>,
     /// Files not read because the manifest vouched for them.
@@ -396,7 +398,7 @@ impl Session {
         let snapshot = manifest.snapshot()?;
         Ok(Session {
             manifest,
-            snapshot,
+            snapshot: RwLock::new(snapshot),
             verify,
             pending: Mutex::new(Vec::new()),
             hits: AtomicU64::new(0),
@@ -408,7 +410,14 @@ impl Session {
     /// Commits the updates collected so far.
     pub(crate) fn flush(&self) -> Result<()> {
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
-        self.manifest.write(&batch)
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.manifest.write(&batch)?;
+        // Files of later batches were not touched by this one: they still see the last run.
+        let fresh = self.manifest.snapshot()?;
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
     }
 
     /// The content check of one file with the manifest: skip it, or read it once.
@@ -428,7 +437,11 @@ impl Session {
             (Some(sum), false) if level >= Level::Hash && kind == FileKind::Original => Some(sum),
             _ => None,
         };
-        let old = self.snapshot.get(&host);
+        let old = self
+            .snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&host);
         if let Some(o) = old.as_ref().filter(|_| !self.verify) {
             let sha1_ok = match (content_sum, o.sha1) {
                 (None, _) => true,
