@@ -420,6 +420,32 @@ impl Session {
         Ok(())
     }
 
+    /// Commits what is left, then, if this scan wrote anything, compacts the file (gives back
+    /// the pages the batch commits replaced), so it stays near the size of one tree.
+    pub(crate) fn finish(self) -> Result<()> {
+        self.flush()?;
+        if self.rereads.load(Ordering::Relaxed) + self.new.load(Ordering::Relaxed) == 0 {
+            return Ok(()); // nothing was written
+        }
+        let Session {
+            mut manifest,
+            snapshot,
+            ..
+        } = self;
+        drop(snapshot);
+        let path = manifest.path.clone();
+        quietly(|| manifest.db.compact())
+            .map_err(|why| Error::Manifest {
+                path: path.clone(),
+                reason: format!("is damaged: {why}"),
+            })?
+            .map_err(|e| Error::Manifest {
+                path,
+                reason: format!("cannot compact: {e}"),
+            })?;
+        Ok(())
+    }
+
     /// The content check of one file with the manifest: skip it, or read it once.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn judge(

@@ -241,13 +241,13 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
     summary.files_checked = checker.files_checked.load(Ordering::Relaxed);
     summary.bytes_read = checker.bytes_read.load(Ordering::Relaxed);
     summary.checksums_skipped = checker.checksums_skipped.load(Ordering::Relaxed);
-    if let Some(m) = &checker.manifest {
-        if let Err(e) = m.flush() {
-            summary.completion = Completion::Failed(e.to_string());
-        }
+    if let Some(m) = checker.manifest.take() {
         summary.manifest_hits = Some(m.hits.load(Ordering::Relaxed));
         summary.manifest_rereads = Some(m.rereads.load(Ordering::Relaxed));
         summary.manifest_new = Some(m.new.load(Ordering::Relaxed));
+        if let Err(e) = m.finish() {
+            summary.completion = Completion::Failed(e.to_string());
+        }
     }
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
