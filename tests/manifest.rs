@@ -100,6 +100,10 @@ fn rerun_reads_only_changed_files_and_names_bitrot_on_every_generation() {
         );
         assert_same(&finding_keys(&f2), &baseline);
         assert!(s2.bytes_read < s1.bytes_read / 2, "{s2:?}");
+        assert_eq!(
+            s2.checksums_skipped, s1.checksums_skipped,
+            "{generation}: path checksums are still counted as skipped on manifest hits"
+        );
         let m = Manifest::open(&mpath).unwrap();
         assert_eq!(
             m.get(rewritten).unwrap().unwrap().size,
