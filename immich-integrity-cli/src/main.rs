@@ -114,6 +114,14 @@ struct ScanArgs {
     /// Write the report here (atomically) instead of standard output.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Keep a blake3 manifest in FILE (created if absent): at quick/hash, files unchanged
+    /// (size, mtime, inode) since they were last found healthy are not read again.
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// With --manifest: read every file anyway and report `bitrot` where the content changed
+    /// while size and mtime did not (a periodic scrub).
+    #[arg(long, requires = "manifest")]
+    verify_manifest: bool,
 }
 
 /// Where the library is and whose access matters (shared by scan and relink).
@@ -264,6 +272,8 @@ fn run_scan(args: ScanArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     opts.level = args.level;
+    opts.manifest = args.manifest;
+    opts.verify_manifest = args.verify_manifest;
 
     let mut sink = match ReportSink::new(args.format, args.output.as_deref()) {
         Ok(s) => s,

@@ -262,6 +262,12 @@ fn write_table(out: &mut impl Write, findings: &[Finding], s: &Summary) -> io::R
         }
         writeln!(out)?;
     }
+    if let (Some(h), Some(r), Some(n)) = (s.manifest_hits, s.manifest_rereads, s.manifest_new) {
+        writeln!(
+            out,
+            "manifest: {h} files unchanged and not read, {r} re-read, {n} new"
+        )?;
+    }
     writeln!(
         out,
         "immich-integrity: schema {}, {} rows, {} files checked, {} faults in {:.1}s{}{}",

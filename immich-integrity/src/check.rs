@@ -36,19 +36,25 @@ pub struct Checker {
     pub decode_limits: DecodeLimits,
     /// `full` level: files with no decoder here (format -> count); their `quick` verdict stands.
     pub decode_fallbacks: Mutex<BTreeMap<String, u64>>,
+    /// `--manifest`: skip unchanged healthy files, detect bitrot (see `manifest.rs`).
+    pub(crate) manifest: Option<crate::manifest::Session>,
 }
 
 /// A fault before the repair is decided (that needs the whole row).
-struct Fault0 {
-    fault: Fault,
+pub(crate) struct Fault0 {
+    pub(crate) fault: Fault,
     relink_to: Option<String>,
     host_path: Option<PathBuf>,
     found_at: Option<PathBuf>,
-    detail: String,
+    pub(crate) detail: String,
 }
 
 impl Fault0 {
-    fn new(fault: Fault, host_path: Option<PathBuf>, detail: impl Into<String>) -> Fault0 {
+    pub(crate) fn new(
+        fault: Fault,
+        host_path: Option<PathBuf>,
+        detail: impl Into<String>,
+    ) -> Fault0 {
         Fault0 {
             fault,
             relink_to: None,
@@ -72,6 +78,7 @@ impl Checker {
             checksums_skipped: AtomicU64::new(0),
             decode_limits: DecodeLimits::default(),
             decode_fallbacks: Mutex::new(BTreeMap::new()),
+            manifest: None,
         }
     }
 
@@ -176,13 +183,18 @@ impl Checker {
             return Some(Fault0::new(Fault::Empty, Some(host), "file is 0 bytes"));
         }
         if self.level >= Level::Quick {
-            return self.quick(row, kind, root, rel, host, meta);
+            if let Some(m) = &self.manifest {
+                return m.judge(self, row, kind, root, rel, host, meta);
+            }
+            return self.quick(row, kind, root, rel, host, meta, None);
         }
         None
     }
 
     /// Head and tail of the file: is it the format it claims, and was it written to the end?
-    fn quick(
+    /// `sha1`: the content's SHA-1 when the caller already read the whole file.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn quick(
         &self,
         row: &AssetRow,
         kind: FileKind,
@@ -190,6 +202,7 @@ impl Checker {
         rel: &Path,
         host: PathBuf,
         meta: Meta,
+        sha1: Option<[u8; 20]>,
     ) -> Option<Fault0> {
         let file = match root.open_read(rel) {
             Ok(f) => f,
@@ -228,16 +241,7 @@ impl Checker {
             // Precedence (DESIGN §1): corrupt before size_mismatch before checksum_mismatch.
             Verdict::Ok => match self.full(&file, meta.size, report.format) {
                 Some(detail) => (Fault::Corrupt, detail),
-                None => match row.original_size {
-                    Some(want) if kind == FileKind::Original && want != meta.size => (
-                        Fault::SizeMismatch,
-                        format!("file has {} bytes, Immich recorded {want}", meta.size),
-                    ),
-                    _ if self.level >= Level::Hash && kind == FileKind::Original => {
-                        return self.hash(row, file, host, meta.size);
-                    }
-                    _ => return None,
-                },
+                None => return self.content_ok(row, kind, host, meta, Some((file, sha1))),
             },
         };
         Some(Fault0::new(fault, Some(host), format!("{detail}{note}")))
@@ -264,13 +268,35 @@ impl Checker {
         }
     }
 
+    /// A file whose format checks out (or that the manifest vouches for): its size against
+    /// Immich's record, then at `hash` its SHA-1. `read`: the open file and, when already
+    /// computed, its SHA-1; `None` when the manifest's stored SHA-1 was already compared.
+    pub(crate) fn content_ok(
+        &self,
+        row: &AssetRow,
+        kind: FileKind,
+        host: PathBuf,
+        meta: Meta,
+        read: Option<(std::fs::File, Option<[u8; 20]>)>,
+    ) -> Option<Fault0> {
+        match row.original_size {
+            Some(want) if kind == FileKind::Original && want != meta.size => Some(Fault0::new(
+                Fault::SizeMismatch,
+                Some(host),
+                format!("file has {} bytes, Immich recorded {want}", meta.size),
+            )),
+            _ if self.level >= Level::Hash && kind == FileKind::Original => {
+                self.hash(row, read, host, meta.size)
+            }
+            _ => None,
+        }
+    }
+
     /// SHA-1 of an original against `asset.checksum`.
-    /// A file written to or deleted while it is read gets a finding that says so, not a
-    /// checksum verdict about bytes that were never one version of the file.
     fn hash(
         &self,
         row: &AssetRow,
-        file: std::fs::File,
+        read: Option<(std::fs::File, Option<[u8; 20]>)>,
         host: PathBuf,
         size: u64,
     ) -> Option<Fault0> {
@@ -281,51 +307,67 @@ impl Checker {
                 return None;
             }
         };
-        let handle = file.try_clone();
-        match sha1_reader(file) {
-            Ok((digest, n)) => {
-                self.bytes_read.fetch_add(n, Ordering::Relaxed);
-                let now = handle.and_then(|h| h.metadata());
-                let (links, now_size) = match &now {
-                    Ok(m) => (std::os::unix::fs::MetadataExt::nlink(m), m.len()),
-                    Err(_) => (1, n),
-                };
-                if links == 0 {
-                    return Some(Fault0::new(
-                        Fault::Missing,
-                        Some(host),
-                        "the file was deleted while it was being hashed",
-                    ));
-                }
-                if n != size || now_size != size {
-                    return Some(Fault0::new(
-                        Fault::SizeMismatch,
-                        Some(host),
-                        format!(
-                            "the file changed while it was being hashed ({size} bytes when \
-                             opened, {n} read, {now_size} now): something is writing to it; \
-                             rescan when it is quiet"
-                        ),
-                    ));
-                }
-                (digest.as_slice() != want.as_slice()).then(|| {
-                    Fault0::new(
-                        Fault::ChecksumMismatch,
-                        Some(host),
-                        format!(
-                            "sha1 {} but Immich recorded {}",
-                            hex::encode(digest),
-                            hex::encode(want)
-                        ),
-                    )
-                })
-            }
+        let (file, known) = read?;
+        let digest = match known {
+            // Computed by the manifest's single read pass (which counted its bytes).
+            Some(d) => Ok(Ok(d)),
+            None => self.sha1_unchanging(file, size, &host),
+        };
+        match digest {
+            Ok(Err(changed)) => Some(changed),
+            Ok(Ok(digest)) => (digest.as_slice() != want.as_slice()).then(|| {
+                Fault0::new(
+                    Fault::ChecksumMismatch,
+                    Some(host),
+                    format!(
+                        "sha1 {} but Immich recorded {}",
+                        hex::encode(digest),
+                        hex::encode(want)
+                    ),
+                )
+            }),
             Err(e) => Some(Fault0::new(
                 Fault::Corrupt,
                 Some(host),
                 format!("read error: {e}"),
             )),
         }
+    }
+
+    /// SHA-1 of a file read here. A file written to or deleted while it is read gets a finding
+    /// that says so (`Ok(Err(..))`), not a digest of bytes that were never one version of it.
+    fn sha1_unchanging(
+        &self,
+        file: std::fs::File,
+        size: u64,
+        host: &Path,
+    ) -> std::io::Result<Result<[u8; 20], Fault0>> {
+        let handle = file.try_clone();
+        let (digest, n) = sha1_reader(file)?;
+        self.bytes_read.fetch_add(n, Ordering::Relaxed);
+        let now = handle.and_then(|h| h.metadata());
+        let (links, now_size) = match &now {
+            Ok(m) => (std::os::unix::fs::MetadataExt::nlink(m), m.len()),
+            Err(_) => (1, n),
+        };
+        if links == 0 {
+            return Ok(Err(Fault0::new(
+                Fault::Missing,
+                Some(host.to_path_buf()),
+                "the file was deleted while it was being hashed",
+            )));
+        }
+        if n != size || now_size != size {
+            return Ok(Err(Fault0::new(
+                Fault::SizeMismatch,
+                Some(host.to_path_buf()),
+                format!(
+                    "the file changed while it was being hashed ({size} bytes when opened, {n} \
+                     read, {now_size} now): something is writing to it; rescan when it is quiet"
+                ),
+            )));
+        }
+        Ok(Ok(digest))
     }
 
     /// Why the configured identity cannot read `rel`, if it cannot.

@@ -23,6 +23,8 @@ pub enum Error {
     ConnectionLost(String),
     #[error("interrupted")]
     Interrupted,
+    #[error("manifest {}: {reason}", path.display())]
+    Manifest { path: PathBuf, reason: String },
     #[error("I/O error on {}: {}", path.display(), io_detail(source))]
     Io {
         path: PathBuf,

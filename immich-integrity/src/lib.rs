@@ -27,6 +27,7 @@ pub mod doctor;
 pub mod envfile;
 pub mod error;
 pub mod formats;
+pub mod manifest;
 pub mod model;
 pub mod orphans;
 pub mod pathmap;
@@ -40,6 +41,7 @@ pub mod source;
 
 pub use access::Identity;
 pub use error::{Error, Result};
+pub use manifest::Manifest;
 pub use model::{AssetRow, Entity, Fault, FileKind, FileRef, Finding, Level, Repair};
 pub use pathmap::PathMap;
 pub use scan::{build_map, scan, Completion, Observer, Progress, ScanOptions, Summary};

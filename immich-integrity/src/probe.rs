@@ -41,6 +41,10 @@ pub struct Meta {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+    /// Modification time in nanoseconds since the epoch (for the manifest).
+    pub mtime_ns: i64,
+    /// Inode number (for the manifest: a replaced file gets a new one).
+    pub ino: u64,
 }
 
 /// An open handle on a root folder that files are resolved beneath.
@@ -131,12 +135,18 @@ impl Root {
     }
 }
 
+// The field types of `stat` differ between targets; the casts are no-ops only on some.
+#[allow(clippy::unnecessary_cast)]
 fn meta(st: &rustix::fs::Stat) -> Meta {
     Meta {
         size: st.st_size as u64,
         mode: st.st_mode & 0o7777,
         uid: st.st_uid,
         gid: st.st_gid,
+        mtime_ns: (st.st_mtime as i64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(st.st_mtime_nsec as i64),
+        ino: st.st_ino as u64,
     }
 }
 

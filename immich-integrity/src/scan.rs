@@ -33,6 +33,12 @@ pub struct ScanOptions {
     pub jobs: usize,
     /// Set to stop the scan at the next batch.
     pub cancel: Arc<AtomicBool>,
+    /// A blake3 manifest (see [`crate::manifest`]): at `quick` and deeper, files whose size,
+    /// mtime and inode are unchanged since they were last found healthy are not read again.
+    pub manifest: Option<PathBuf>,
+    /// With `manifest`: read every file anyway and report `bitrot` where the content changed
+    /// while size and mtime did not.
+    pub verify_manifest: bool,
 }
 
 impl ScanOptions {
@@ -46,6 +52,8 @@ impl ScanOptions {
             level: Level::Exists,
             jobs: 0,
             cancel: Arc::new(AtomicBool::new(false)),
+            manifest: None,
+            verify_manifest: false,
         }
     }
 }
@@ -97,6 +105,16 @@ pub struct Summary {
     /// format; only their `quick` check ran.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub decode_fallbacks: BTreeMap<String, u64>,
+    /// With `--manifest`: files not read because they were unchanged and healthy last time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_hits: Option<u64>,
+    /// With `--manifest`: files read although the manifest knew them (changed, not healthy,
+    /// checked at a shallower level, or `--verify-manifest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_rereads: Option<u64>,
+    /// With `--manifest`: files read that the manifest did not know yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_new: Option<u64>,
     pub findings: u64,
     /// file kind (or `mount`) -> fault -> count.
     pub counts: BTreeMap<String, BTreeMap<String, u64>>,
@@ -127,7 +145,17 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
     let map = build_map(opts, &source.info)?;
     let roots = Roots::open(&map).map_err(|(path, reason)| Error::MediaRoot { path, reason })?;
     let identity = opts.as_user.clone().unwrap_or_else(Identity::current);
-    let checker = Checker::new(map, roots, identity, opts.level);
+    let mut checker = Checker::new(map, roots, identity, opts.level);
+    if let Some(path) = &opts.manifest {
+        if opts.level < Level::Quick {
+            return Err(Error::InvalidArgument(
+                "--manifest needs a content level (--level quick or deeper): \
+                 the exists level reads no content"
+                    .into(),
+            ));
+        }
+        checker.manifest = Some(crate::manifest::Session::open(path, opts.verify_manifest)?);
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs)
         .thread_name(|i| format!("immich-integrity-check-{i}"))
@@ -144,6 +172,9 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
         bytes_read: 0,
         checksums_skipped: 0,
         decode_fallbacks: BTreeMap::new(),
+        manifest_hits: None,
+        manifest_rereads: None,
+        manifest_new: None,
         findings: 0,
         counts: BTreeMap::new(),
         elapsed_ms: 0,
@@ -182,6 +213,12 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
         summary.rows += batch.len() as u64;
         for f in found.iter().flatten() {
             emit(f, &mut summary, observer);
+        }
+        if let Some(m) = &checker.manifest {
+            if let Err(e) = m.flush() {
+                summary.completion = Completion::Failed(e.to_string());
+                break;
+            }
         }
         summary.files_checked = checker.files_checked.load(Ordering::Relaxed);
         summary.bytes_read = checker.bytes_read.load(Ordering::Relaxed);
@@ -226,6 +263,14 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
         .lock()
         .map(|m| m.clone())
         .unwrap_or_default();
+    if let Some(m) = checker.manifest.take() {
+        summary.manifest_hits = Some(m.hits.load(Ordering::Relaxed));
+        summary.manifest_rereads = Some(m.rereads.load(Ordering::Relaxed));
+        summary.manifest_new = Some(m.new.load(Ordering::Relaxed));
+        if let Err(e) = m.finish() {
+            summary.completion = Completion::Failed(e.to_string());
+        }
+    }
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
 }

@@ -6,6 +6,7 @@
 //! given base directory, so parallel tests never share anything. Call [`Fixture::drop_db`] (or
 //! [`Fixture::destroy`]) at the end.
 
+pub mod bitrot;
 pub mod content;
 mod db;
 pub mod media;
@@ -17,6 +18,8 @@ use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+
+pub use bitrot::inject_bitrot;
 
 /// Default PostgreSQL URL (overridable with the `FIXTURE_PG_URL` environment variable).
 pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
