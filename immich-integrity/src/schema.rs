@@ -26,6 +26,20 @@ pub struct Schema {
     pub has_is_external: bool,
     pub has_asset_file_is_edited: bool,
     pub has_media_location_table: bool,
+    /// Which of the asset, person and user tables have both `createdAt` and `updatedAt`
+    /// (what `--since` compares against).
+    pub timestamps: Timestamps,
+}
+
+/// Which tables carry `createdAt` and `updatedAt` columns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Timestamps {
+    /// The asset table.
+    pub asset: bool,
+    /// `person`.
+    pub person: bool,
+    /// `user` / `users`.
+    pub user: bool,
 }
 
 const TABLES: &[&str] = &[
@@ -117,8 +131,17 @@ impl Schema {
             has_asset_file_is_edited: asset_file_table
                 .is_some_and(|t| cols[t].contains("isEdited")),
             has_media_location_table: cols.contains_key("system_metadata"),
+            timestamps: Timestamps {
+                asset: stamped(ac),
+                person: cols.get("person").is_some_and(stamped),
+                user: stamped(&cols[user_table]),
+            },
         })
     }
+}
+
+fn stamped(c: &HashSet<String>) -> bool {
+    c.contains("createdAt") && c.contains("updatedAt")
 }
 
 /// `"name"`: identifiers are quoted because Immich uses camelCase and `user` is reserved.
