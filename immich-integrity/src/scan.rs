@@ -51,12 +51,19 @@ impl ScanOptions {
 }
 
 /// Progress after each batch.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Progress {
+    /// Rows (assets, persons, users) checked so far.
     pub rows: u64,
+    /// Files looked at so far.
     pub files_checked: u64,
+    /// File bytes read so far (zero at [`Level::Exists`]).
     pub bytes_read: u64,
+    /// Findings so far.
     pub findings: u64,
+    /// Rows the scan will check in all, when [`SourceOptions::count_total`] was set.
+    #[serde(default)]
+    pub total_rows: Option<u64>,
 }
 
 /// Receives findings and progress. Called from one thread, in asset-id order.
@@ -112,6 +119,12 @@ impl Summary {
 pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> {
     let started = Instant::now();
     let source = Source::open(opts.source.clone())?;
+    tracing::debug!(
+        schema = %source.info.schema.label,
+        total_rows = ?source.info.total_rows,
+        "database snapshot open"
+    );
+    let total_rows = source.info.total_rows;
     let map = build_map(opts, &source.info)?;
     let roots = Roots::open(&map).map_err(|(path, reason)| Error::MediaRoot { path, reason })?;
     let identity = opts.as_user.clone().unwrap_or_else(Identity::current);
@@ -175,6 +188,7 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
             files_checked: summary.files_checked,
             bytes_read: summary.bytes_read,
             findings: summary.findings,
+            total_rows,
         });
     }
     for m in &checker.roots.missing {
