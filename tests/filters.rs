@@ -219,7 +219,7 @@ fn library_kind_trash_limit_and_since_filters() {
         assert!(
             found
                 .iter()
-                .all(|f| f.file.map_or(true, |k| kinds.contains(&k))),
+                .all(|f| f.file.is_none_or(|k| kinds.contains(&k))),
             "{kinds:?}: {found:#?}"
         );
     }
