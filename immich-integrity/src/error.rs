@@ -6,27 +6,49 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot connect to PostgreSQL at {url}: {source}")]
-    Connect { url: String, source: sqlx::Error },
+    /// PostgreSQL could not be reached or refused the login.
+    Connect {
+        /// The URL with its password replaced by `***`.
+        url: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
     #[error("database query failed ({context}): {source}")]
+    /// A query failed or a row did not decode.
     Query {
+        /// What was being read.
         context: &'static str,
+        /// The driver's error.
         source: sqlx::Error,
     },
     #[error("this database does not look like Immich's: {0}")]
+    /// The database lacks the tables or columns every Immich generation has.
     UnknownSchema(String),
     #[error("media root {path} is not usable: {reason}")]
-    MediaRoot { path: PathBuf, reason: String },
+    /// The media root (or a mapped root) cannot be used.
+    MediaRoot {
+        /// The host folder.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     #[error("invalid argument: {0}")]
+    /// A flag or option value is unusable; the text says which and why.
     InvalidArgument(String),
     #[error("interrupted")]
+    /// The scan was asked to stop.
     Interrupted,
     #[error("I/O error on {path}: {source}")]
+    /// A file the tool itself writes or reads (a journal, a report) failed.
     Io {
+        /// The file.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
 }
 
+/// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

@@ -21,8 +21,11 @@ use std::path::{Path, PathBuf};
 pub struct RelinkStep {
     /// Asset, person or user id.
     pub id: String,
+    /// Which path column or `asset_file` row.
     pub file: FileKind,
+    /// The path stored now.
     pub old: String,
+    /// The path to store instead.
     pub new: String,
     /// Host path of the file the new value points at.
     pub found_at: PathBuf,
@@ -115,15 +118,28 @@ fn update_sql(schema: &Schema, kind: FileKind) -> Option<(String, Option<&'stati
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum JournalEntry {
-    Change { batch: u64, step: RelinkStep },
-    Committed { batch: u64 },
+    /// A row the batch is about to change (written and fsync'd before the change).
+    Change {
+        /// The batch number.
+        batch: u64,
+        /// The change.
+        step: RelinkStep,
+    },
+    /// The batch's transaction committed.
+    Committed {
+        /// The batch number.
+        batch: u64,
+    },
 }
 
 /// What `apply` did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RelinkReport {
+    /// Steps written to the database.
     pub applied: Vec<RelinkStep>,
+    /// Steps not applied, with the reason (e.g. the row changed since the scan).
     pub skipped: Vec<(RelinkStep, String)>,
+    /// Transactions committed.
     pub batches: u64,
 }
 

@@ -12,19 +12,31 @@ use std::collections::{HashMap, HashSet};
 pub struct Schema {
     /// Human label such as `v2.6+` (see [`Schema::label`]).
     pub label: String,
+    /// `asset` or `assets`.
     pub asset_table: &'static str,
+    /// `asset_file` / `asset_files`, where derived-file paths live since v1.113.
     pub asset_file_table: Option<&'static str>,
+    /// `asset_exif` / `exif`.
     pub exif_table: Option<&'static str>,
+    /// `user` / `users`.
     pub user_table: &'static str,
+    /// `library` / `libraries`.
     pub library_table: Option<&'static str>,
+    /// `person` exists with `thumbnailPath`.
     pub has_person: bool,
     /// `(preview column, thumbnail column)` on the asset table, before `asset_files` existed.
     pub preview_columns: Option<(&'static str, &'static str)>,
+    /// `encodedVideoPath` is still a column of the asset table (before v2.6).
     pub has_encoded_video_column: bool,
+    /// `sidecarPath` is still a column of the asset table (before v2.4).
     pub has_sidecar_column: bool,
+    /// `checksumAlgorithm` exists (v2.7+).
     pub has_checksum_algorithm: bool,
+    /// `isExternal` exists.
     pub has_is_external: bool,
+    /// `asset_file.isEdited` exists (v2.5+).
     pub has_asset_file_is_edited: bool,
+    /// `system_metadata` exists (it may hold `MediaLocation`).
     pub has_media_location_table: bool,
     /// Which of the asset, person and user tables have both `createdAt` and `updatedAt`
     /// (what `--since` compares against).

@@ -137,8 +137,9 @@ pub struct Library {
 }
 
 /// Facts read once before streaming.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SourceInfo {
+    /// The detected schema generation.
     pub schema: Schema,
     /// `system_metadata['MediaLocation'].location`, when Immich saved one.
     pub media_location: Option<String>,
