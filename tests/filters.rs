@@ -340,3 +340,91 @@ fn counted_total_equals_the_rows_streamed() {
         "{sums:?}"
     );
 }
+
+#[test]
+fn cli_flags_reach_the_library_filters() {
+    let g = Generation::V2_6;
+    let lib = generate(g, 40, true);
+    let truth = &lib.truth;
+    let (_, users) = tables(g);
+    let owner = truth
+        .faults
+        .iter()
+        .filter(|t| t.file.as_deref() == Some("original"))
+        .find_map(|t| t.owner_id.clone())
+        .expect("an original fault with an owner");
+    let email = query_ids(
+        &lib,
+        &format!("SELECT email FROM {users} WHERE id = '{owner}'::uuid"),
+    )
+    .into_iter()
+    .next()
+    .unwrap();
+    // Comma list and repeated flag forms; the same owner twice is harmless.
+    let mut args = vec!["scan".to_string()];
+    args.extend(library_flags(&lib));
+    args.extend(
+        [
+            "--as-user",
+            &truth.as_user,
+            "--owner",
+            &format!("{email},{owner}"),
+            "--kind",
+            "original,preview",
+            "--kind",
+            "thumbnail",
+            "--since",
+            "2000-01-01",
+            "--format",
+            "jsonl",
+        ]
+        .map(String::from),
+    );
+    let out = std::process::Command::new(binary())
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let findings: Vec<Finding> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains("\"summary\":true"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds = ["original", "preview", "thumbnail"];
+    let expected: Vec<TruthFault> = truth
+        .faults
+        .iter()
+        .filter(|t| t.owner_id.as_deref() == Some(owner.as_str()))
+        .filter(|t| t.file.as_deref().is_some_and(|f| kinds.contains(&f)))
+        .cloned()
+        .collect();
+    assert_same(
+        &without_mounts(finding_keys(&findings)),
+        &without_mounts(truth_keys(&expected)),
+    );
+
+    // Bad values are exit code 2 with a message, never a panic.
+    for (flag, value, want) in [
+        ("--since", "yesterday", "--since wants a date"),
+        ("--kind", "raw", "unknown file kind"),
+        ("--owner", "nobody@example.invalid", "no Immich user"),
+        ("--limit", "many", "invalid value"),
+    ] {
+        let mut a = vec!["scan".to_string()];
+        a.extend(library_flags(&lib));
+        a.extend([flag.to_string(), value.to_string()]);
+        let out = std::process::Command::new(binary())
+            .args(&a)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(err.contains(want), "{flag} {value}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -465,3 +465,23 @@ fn run_undo(args: UndoArgs) -> ExitCode {
         Err(e) => fail(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_since;
+
+    #[test]
+    fn since_accepts_dates_and_instants_in_utc() {
+        let t = |s: &str| parse_since(s).map(|d| d.to_rfc3339());
+        assert_eq!(t("2026-01-31").unwrap(), "2026-01-31T00:00:00+00:00");
+        assert_eq!(t("2026-01-31 08:30").unwrap(), "2026-01-31T08:30:00+00:00");
+        assert_eq!(
+            t("2026-01-31T08:30:00+02:00").unwrap(),
+            "2026-01-31T06:30:00+00:00"
+        );
+        assert!(t("31/01/2026")
+            .unwrap_err()
+            .contains("--since wants a date"));
+        assert!(t("2026-02-30").is_err());
+    }
+}
