@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build --workspace --bins
+cargo build --workspace --bins --examples
 cargo test --workspace --no-fail-fast

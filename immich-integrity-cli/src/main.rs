@@ -1,17 +1,22 @@
 //! `immich-integrity`: a thin command line over the `immich-integrity` library.
 
 mod doctor;
+mod extras;
 mod orphans;
+mod progress;
 mod regenerate;
 mod report;
+mod style;
 
-use clap::{Parser, Subcommand};
-use immich_integrity::{Completion, Identity, Level, ScanOptions};
+use clap::{CommandFactory, Parser, Subcommand};
+use immich_integrity::{Completion, FileKind, Identity, Level, ScanOptions};
 use report::{Format, ReportSink};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use style::ColorChoice;
 
 const EXIT_CLEAN: u8 = 0;
 const EXIT_FAULTS: u8 = 1;
@@ -22,11 +27,21 @@ const EXIT_INTERRUPTED: u8 = 130;
 #[command(
     name = "immich-integrity",
     version,
-    about = "Find which Immich photos and videos are missing, misplaced, unreadable or corrupt"
+    about = "Find which Immich photos and videos are missing, misplaced, unreadable or corrupt",
+    after_help = SCAN_EXAMPLES
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Colour the table report: auto (on a terminal unless NO_COLOR is set), always, never.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    color: ColorChoice,
+    /// More log detail on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors on stderr, and no progress bar.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
 }
 
 #[derive(Subcommand)]
@@ -51,6 +66,19 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// List files under the media root that no row references (exit 1 when there are any).
     Orphans(orphans::OrphansArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(hide = true)]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of the command, or of one subcommand.
+    #[command(hide = true)]
+    Man {
+        /// A subcommand, e.g. scan.
+        subcommand: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -86,16 +114,26 @@ struct UndoArgs {
     env_file: Option<PathBuf>,
 }
 
-const SCAN_EXAMPLES: &str = "Examples:
-  # Let the install's .env and docker-compose.yml say where everything is:
+const SCAN_EXAMPLES: &str = "Examples (the common cases of \"images do not load\"):
+  # 1. Missing files after moving or restoring the upload folder (paths, volume mounts):
+  #    the install's .env and docker-compose.yml say where everything is; `moved` rows
+  #    (e.g. a restore nested as upload/upload) are fixed with `relink`.
+  immich-integrity scan --env-file /opt/immich/.env
+  # 2. EACCES / permission denied: check read access as the uid the server runs as.
   immich-integrity scan --env-file /opt/immich/.env --as-user 1000:1000
-  # Standard docker-compose install (UPLOAD_LOCATION=/srv/immich/library, server runs as 1000):
+  # 3. Blank thumbnails across many assets (failed thumbnail jobs): only derived files;
+  #    their repair is Immich's regenerate job.
+  immich-integrity scan --env-file /opt/immich/.env --kind preview,thumbnail,encoded_video
+  # 4. After a crash, full disk or upgrade: read file heads and tails of recent assets.
+  immich-integrity scan --env-file /opt/immich/.env --level quick --since 2026-01-01
+  # 5. One user reports broken images: check their library first, including the trash.
+  immich-integrity scan --env-file /opt/immich/.env --owner alice@example.com --include-trashed
+  # External library mounted at /mnt/photos in the container, /tank/photos on the host,
+  # without a .env (standard docker-compose install, UPLOAD_LOCATION=/srv/immich/library):
   immich-integrity scan --db-url postgres://postgres:PASS@localhost:5432/immich \\
-      --media-root /srv/immich/library --as-user 1000:1000
-  # External library mounted at /mnt/photos in the container, /tank/photos on the host:
-  immich-integrity scan --media-root /srv/immich/library --map /mnt/photos=/tank/photos
+      --media-root /srv/immich/library --map /mnt/photos=/tank/photos
   # Machine-readable report for scripts:
-  immich-integrity scan --media-root /srv/immich/library --format jsonl --output report.jsonl
+  immich-integrity scan --env-file /opt/immich/.env --format jsonl --output report.jsonl
 
 Exit codes: 0 clean, 1 faults found, 2 could not run (bad flag, DB unreachable), 130 interrupted.";
 
@@ -159,9 +197,51 @@ pub(crate) struct LibraryArgs {
     /// restarting) before giving up; the scan resumes after the last row read. 0 = never.
     #[arg(long, default_value_t = 3)]
     retries: u32,
+    /// Only assets (and persons, profile image) of these users: ids or e-mail addresses,
+    /// repeatable or comma-separated.
+    #[arg(long = "owner", value_name = "ID|EMAIL", value_delimiter = ',')]
+    owners: Vec<String>,
+    /// Only assets of this external library (id); persons and profile images are skipped.
+    #[arg(long, value_name = "ID")]
+    library: Option<String>,
+    /// Only these file kinds, comma-separated: original, sidecar, preview, thumbnail,
+    /// fullsize, encoded_video, person_thumbnail, profile_image.
+    #[arg(long = "kind", value_name = "KIND", value_delimiter = ',')]
+    kinds: Vec<FileKind>,
+    /// At most N assets (the first in id order); persons and users are not limited.
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+    /// Only rows created or updated after this date (YYYY-MM-DD, UTC) or RFC 3339 instant.
+    #[arg(long, value_name = "DATE", value_parser = parse_since)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
     /// Rows fetched per database round trip.
     #[arg(long, default_value_t = 2000, hide = true)]
     batch_size: usize,
+}
+
+fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for f in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Ok(t.and_utc());
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            format!("--since wants a date like 2026-01-31 or 2026-01-31T08:00:00Z, got {s:?}")
+        })
 }
 
 fn parse_map(s: &str) -> Result<(String, PathBuf), String> {
@@ -201,8 +281,13 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    style::init_logging(cli.verbose, cli.quiet, cli.color);
+    let ui = Ui {
+        color: cli.color,
+        quiet: cli.quiet,
+    };
     match cli.command {
-        Command::Scan(args) => run_scan(args),
+        Command::Scan(args) => run_scan(args, ui),
         Command::Relink(args) => run_relink(args),
         Command::Undo(args) => run_undo(args),
         Command::Regenerate(args) => {
@@ -213,7 +298,28 @@ fn main() -> ExitCode {
         }
         Command::Doctor(args) => doctor::run(args),
         Command::Orphans(args) => orphans::run_orphans(args),
+        Command::Completions { shell } => {
+            extras::completions(shell, Cli::command(), &mut std::io::stdout());
+            ExitCode::from(EXIT_CLEAN)
+        }
+        Command::Man { subcommand } => {
+            match extras::man(
+                Cli::command(),
+                subcommand.as_deref(),
+                &mut std::io::stdout(),
+            ) {
+                Ok(()) => ExitCode::from(EXIT_CLEAN),
+                Err(e) => fail(e),
+            }
+        }
     }
+}
+
+/// The global presentation flags.
+#[derive(Clone, Copy)]
+struct Ui {
+    color: ColorChoice,
+    quiet: bool,
 }
 
 pub(crate) fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -262,11 +368,26 @@ pub(crate) fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
     opts.source.shard = args.shard;
     opts.source.batch_size = args.batch_size.max(1);
     opts.source.retries = args.retries;
+    opts.source.owners = args.owners;
+    opts.source.library = args.library;
+    opts.source.kinds = args.kinds;
+    opts.source.limit = args.limit;
+    opts.source.since = args.since;
+    if opts.source.is_filtered() {
+        tracing::info!(
+            owners = ?opts.source.owners,
+            library = ?opts.source.library,
+            kinds = ?opts.source.kinds,
+            limit = ?opts.source.limit,
+            since = ?opts.source.since,
+            "filters"
+        );
+    }
     install_signal_handlers(opts.cancel.clone());
     Ok(opts)
 }
 
-fn run_scan(args: ScanArgs) -> ExitCode {
+fn run_scan(args: ScanArgs, ui: Ui) -> ExitCode {
     let mut opts = match scan_options(args.library) {
         Ok(o) => o,
         Err(e) => return fail(e),
@@ -282,6 +403,12 @@ fn run_scan(args: ScanArgs) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
+    // Progress only for a person watching stderr; the total costs one count(*) per table.
+    if !ui.quiet && std::io::stderr().is_terminal() {
+        opts.source.count_total = true;
+        sink.set_meter(Some(progress::Meter::new(opts.level)));
+    }
+    sink.set_color(ui.color.enabled(std::io::stdout().is_terminal()));
     let result = immich_integrity::scan(&opts, &mut sink);
     let summary = match result {
         Ok(s) => s,
@@ -462,5 +589,25 @@ fn run_undo(args: UndoArgs) -> ExitCode {
             ExitCode::from(EXIT_CLEAN)
         }
         Err(e) => fail(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_since;
+
+    #[test]
+    fn since_accepts_dates_and_instants_in_utc() {
+        let t = |s: &str| parse_since(s).map(|d| d.to_rfc3339());
+        assert_eq!(t("2026-01-31").unwrap(), "2026-01-31T00:00:00+00:00");
+        assert_eq!(t("2026-01-31 08:30").unwrap(), "2026-01-31T08:30:00+00:00");
+        assert_eq!(
+            t("2026-01-31T08:30:00+02:00").unwrap(),
+            "2026-01-31T06:30:00+00:00"
+        );
+        assert!(t("31/01/2026")
+            .unwrap_err()
+            .contains("--since wants a date"));
+        assert!(t("2026-02-30").is_err());
     }
 }

@@ -1,10 +1,11 @@
 //! Report writers: table (for people), json, jsonl. Files are written atomically.
 
-use immich_integrity::{Finding, Observer, Progress, Summary};
-use indicatif::{ProgressBar, ProgressStyle};
+use crate::progress::Meter;
+use crate::style::Paint;
+use immich_integrity::{Finding, Observer, Progress, Repair, Summary};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -79,7 +80,8 @@ pub struct ReportSink {
     out: Target,
     /// Findings kept for formats that need them all (json array, table groups).
     kept: Vec<Finding>,
-    bar: Option<ProgressBar>,
+    meter: Option<Meter>,
+    paint: Paint,
     error: Option<io::Error>,
 }
 
@@ -104,26 +106,29 @@ impl ReportSink {
                 }
             }
         };
-        // Progress goes to stderr, and only when a person is watching it.
-        let bar = io::stderr().is_terminal().then(|| {
-            let b = ProgressBar::new_spinner();
-            b.set_style(
-                ProgressStyle::with_template("{spinner} {elapsed_precise} {msg} ({per_sec})")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            b
-        });
         let mut sink = ReportSink {
             format,
             out,
             kept: Vec::new(),
-            bar,
+            meter: None,
+            paint: Paint(false),
             error: None,
         };
         if format == Format::Csv {
             sink.write_raw(CSV_HEADER);
         }
         Ok(sink)
+    }
+
+    /// Shows progress on stderr (the caller decides whether a person is watching).
+    pub fn set_meter(&mut self, meter: Option<Meter>) {
+        self.meter = meter;
+    }
+
+    /// Colours the table report (only the table is ever coloured, and only on stdout).
+    pub fn set_color(&mut self, on: bool) {
+        let to_stdout = matches!(self.out, Target::Stdout(_));
+        self.paint = Paint(on && to_stdout && self.format == Format::Table);
     }
 
     fn write_raw(&mut self, line: &str) {
@@ -148,8 +153,8 @@ impl ReportSink {
 
     /// Writes the summary, flushes, and moves the file into place.
     pub fn finish(mut self, summary: &Summary) -> io::Result<()> {
-        if let Some(b) = self.bar.take() {
-            b.finish_and_clear();
+        if let Some(m) = self.meter.take() {
+            m.finish();
         }
         if let Some(e) = self.error.take() {
             self.abandon();
@@ -166,7 +171,7 @@ impl ReportSink {
                     .map_err(io::Error::from)
                     .and_then(|_| self.out.write_all(b"\n"))
             }
-            Format::Table => write_table(&mut self.out, &self.kept, summary),
+            Format::Table => write_table(&mut self.out, &self.kept, summary, self.paint),
             Format::Csv => {
                 // The header is written up front; the summary is for people, on stderr.
                 eprintln!(
@@ -197,8 +202,8 @@ impl ReportSink {
 
     /// Drops a half-written temp file.
     pub fn abandon(&mut self) {
-        if let Some(b) = self.bar.take() {
-            b.finish_and_clear();
+        if let Some(m) = self.meter.take() {
+            m.finish();
         }
         if let Target::File { tmp, .. } = &self.out {
             let _ = std::fs::remove_file(tmp);
@@ -216,17 +221,27 @@ impl Observer for ReportSink {
     }
 
     fn progress(&mut self, p: &Progress) {
-        if let Some(b) = &self.bar {
-            b.set_position(p.files_checked);
-            b.set_message(format!(
-                "{} rows, {} files checked, {} faults",
-                p.rows, p.files_checked, p.findings
-            ));
+        if let Some(m) = &mut self.meter {
+            m.update(p);
         }
     }
 }
 
-fn write_table(out: &mut impl Write, findings: &[Finding], s: &Summary) -> io::Result<()> {
+/// Red for faults only a backup can fix, yellow for those Immich or `relink` can.
+fn paint_fault(paint: Paint, fault: &str, repair: Repair, width: usize) -> String {
+    let padded = format!("{fault:<width$}");
+    match repair {
+        Repair::Regenerate | Repair::Relink | Repair::FixPermissions => paint.yellow(&padded),
+        _ => paint.red(&padded),
+    }
+}
+
+fn write_table(
+    out: &mut impl Write,
+    findings: &[Finding],
+    s: &Summary,
+    paint: Paint,
+) -> io::Result<()> {
     let mut groups: BTreeMap<(String, String), Vec<&Finding>> = BTreeMap::new();
     for f in findings {
         let kind = f.file.map(|k| k.as_str()).unwrap_or("mount");
@@ -236,17 +251,20 @@ fn write_table(out: &mut impl Write, findings: &[Finding], s: &Summary) -> io::R
             .push(f);
     }
     if !groups.is_empty() {
-        writeln!(out, "{:<18} {:<16} {:>8}  REPAIR", "FAULT", "FILE", "COUNT")?;
+        let header = format!("{:<18} {:<16} {:>8}  REPAIR", "FAULT", "FILE", "COUNT");
+        writeln!(out, "{}", paint.bold(&header))?;
         for ((fault, kind), fs) in &groups {
             writeln!(
                 out,
-                "{fault:<18} {kind:<16} {:>8}  {}",
+                "{} {kind:<16} {:>8}  {}",
+                paint_fault(paint, fault, fs[0].repair, 18),
                 fs.len(),
                 fs[0].repair.as_str()
             )?;
         }
         for ((fault, kind), fs) in &groups {
-            writeln!(out, "\n{fault} {kind} ({}):", fs.len())?;
+            let heading = format!("{fault} {kind} ({}):", fs.len());
+            writeln!(out, "\n{}", paint.bold(&heading))?;
             for f in fs.iter().take(TABLE_ROWS_PER_GROUP) {
                 let id = f.asset_id.as_deref().unwrap_or("-");
                 let path = f.db_path.as_deref().unwrap_or("-");
@@ -268,13 +286,18 @@ fn write_table(out: &mut impl Write, findings: &[Finding], s: &Summary) -> io::R
             "manifest: {h} files unchanged and not read, {r} re-read, {n} new"
         )?;
     }
+    let faults = format!("{} faults", s.findings);
+    let faults = if s.findings == 0 {
+        paint.green(&faults)
+    } else {
+        paint.red(&faults)
+    };
     writeln!(
         out,
-        "immich-integrity: schema {}, {} rows, {} files checked, {} faults in {:.1}s{}{}",
+        "immich-integrity: schema {}, {} rows, {} files checked, {faults} in {:.1}s{}{}",
         s.schema,
         s.rows,
         s.files_checked,
-        s.findings,
         s.elapsed_ms as f64 / 1000.0,
         match s.reconnects {
             0 => String::new(),

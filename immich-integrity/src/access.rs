@@ -7,7 +7,9 @@ use std::fmt;
 /// A uid with its groups (`--as-user UID[:GID[,GID...]]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    /// The user id.
     pub uid: u32,
+    /// Primary and supplementary group ids (the first is the primary group).
     pub gids: Vec<u32>,
 }
 
@@ -22,6 +24,7 @@ impl Identity {
         Identity { uid, gids }
     }
 
+    /// Parses `UID[:GID[,GID...]]`; without a group, the gid equals the uid.
     pub fn parse(s: &str) -> Result<Identity, String> {
         let bad = || format!("--as-user wants UID[:GID[,GID...]], got {s:?}");
         let (uid, gids) = match s.split_once(':') {
@@ -65,7 +68,9 @@ impl fmt::Display for Identity {
     }
 }
 
+/// Permission bit for reading a file (`r`), in the `rwx` triplet.
 pub const READ: u32 = 4;
+/// Permission bit for searching a directory (`x`), in the `rwx` triplet.
 pub const SEARCH: u32 = 1;
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 /// What an install's files say. Every field is optional: explicit flags win over it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InstallConfig {
+    /// PostgreSQL URL, from `DB_URL` or the `DB_*` parts.
     pub db_url: Option<String>,
     /// `UPLOAD_LOCATION`, made absolute against the `.env`'s folder.
     pub media_root: Option<PathBuf>,

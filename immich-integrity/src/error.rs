@@ -6,28 +6,55 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot connect to PostgreSQL at {url}: {source}")]
-    Connect { url: String, source: sqlx::Error },
+    /// PostgreSQL could not be reached or refused the login.
+    Connect {
+        /// The URL with its password replaced by `***`.
+        url: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
     #[error("database query failed ({context}): {source}")]
+    /// A query failed or a row did not decode.
     Query {
+        /// What was being read.
         context: &'static str,
+        /// The driver's error.
         source: sqlx::Error,
     },
     #[error("this database does not look like Immich's: {0}")]
+    /// The database lacks the tables or columns every Immich generation has.
     UnknownSchema(String),
     #[error("media root {path} is not usable: {reason}")]
-    MediaRoot { path: PathBuf, reason: String },
+    /// The media root (or a mapped root) cannot be used.
+    MediaRoot {
+        /// The host folder.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     #[error("invalid argument: {0}")]
+    /// A flag or option value is unusable; the text says which and why.
     InvalidArgument(String),
     /// The database connection was lost and could not be re-opened.
     #[error("lost the database connection: {0}")]
     ConnectionLost(String),
     #[error("interrupted")]
+    /// The scan was asked to stop.
     Interrupted,
     #[error("manifest {}: {reason}", path.display())]
-    Manifest { path: PathBuf, reason: String },
-    #[error("I/O error on {}: {}", path.display(), io_detail(source))]
-    Io {
+    /// The `--manifest` file cannot be used; it is left untouched.
+    Manifest {
+        /// The manifest file.
         path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    #[error("I/O error on {}: {}", path.display(), io_detail(source))]
+    /// A file the tool itself writes or reads (a journal, a report) failed.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
 }
@@ -48,6 +75,7 @@ pub fn io_detail(e: &std::io::Error) -> String {
     format!("{e} [{name}]")
 }
 
+/// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

@@ -130,12 +130,19 @@ impl ReadAt for std::fs::File {
 /// The real format of a file, as far as its magic bytes tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
+    /// JPEG.
     Jpeg,
+    /// PNG.
     Png,
+    /// WebP.
     WebP,
+    /// GIF.
     Gif,
+    /// HEIF / HEIC.
     Heif,
+    /// AVIF.
     Avif,
+    /// TIFF (and the TIFF-based raw formats).
     Tiff,
     /// Camera raw: DNG/CR2/CR3/CRW/NEF/ARW/ORF/RW2/RAF/X3F ... as far as magic allows.
     Raw,
@@ -145,10 +152,12 @@ pub enum Format {
     Matroska,
     /// XMP sidecar (XML).
     Xmp,
+    /// Not a format the quick check recognises (not judged).
     Unknown,
 }
 
 impl Format {
+    /// Lower-case name used in finding details, e.g. `jpeg`.
     pub fn name(self) -> &'static str {
         match self {
             Format::Jpeg => "jpeg",
@@ -199,6 +208,7 @@ impl Format {
 /// Outcome of the `quick` check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// Nothing wrong was found.
     Ok,
     /// The file ends before its content does; the string names the check.
     Truncated(String),
@@ -207,14 +217,18 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// True for [`Verdict::Ok`].
     pub fn is_ok(&self) -> bool {
         matches!(self, Verdict::Ok)
     }
 }
 
 #[derive(Debug, Clone)]
+/// What the quick check of one file found.
 pub struct QuickReport {
+    /// The format recognised from the magic bytes.
     pub format: Format,
+    /// The judgement.
     pub verdict: Verdict,
     /// Bytes actually read from the file (≤ [`MAX_QUICK_READ`]).
     pub bytes_read: u64,

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! # immich-integrity
 //!
 //! Tells an Immich administrator which photos and videos are broken and why.
@@ -8,7 +9,18 @@
 //! observes every file in parallel on a rayon pool (one `openat2` + `fstat`, resolved beneath its
 //! root so nothing outside it is ever touched) and classifies what it saw into a [`Fault`]; each
 //! [`Finding`] carries the [`Repair`] to apply and is handed, in asset-id order, to an
-//! [`Observer`]. The library never prints: progress and findings go through that trait.
+//! [`Observer`]. The library never prints: progress and findings go through that trait, and
+//! diagnostics are `tracing` events at debug level for the embedder's subscriber (if any).
+//!
+//! What is read is narrowed in SQL by [`SourceOptions`]: owners (ids or e-mail addresses),
+//! one external library, file kinds, a row limit, a `since` date, the trash and a shard; asset
+//! rows stream first, then persons (face thumbnails) and users (profile images). With
+//! [`SourceOptions::count_total`] the source counts the selected rows in the same snapshot, so
+//! each [`Progress`] carries a total for an ETA. The whole scan returns a [`Summary`]. The data
+//! types ([`AssetRow`], [`FileRef`], [`Finding`], [`Fault`], [`Repair`], [`Summary`],
+//! [`Progress`]) are plain structs and enums with `serde` derives, so a report can be stored
+//! and read back (`relink --from` does). `examples/count_faults.rs` is a complete embedding in
+//! a few lines.
 //!
 //! ```no_run
 //! use immich_integrity::{scan, Finding, ScanOptions};

@@ -7,17 +7,26 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FileKind {
+    /// The uploaded or imported file itself (`originalPath`).
     Original,
+    /// The XMP sidecar next to the original.
     Sidecar,
+    /// The large JPEG/WebP preview Immich renders.
     Preview,
+    /// The small timeline thumbnail.
     Thumbnail,
+    /// The full-size rendition of formats browsers cannot show (v1.127+).
     Fullsize,
+    /// The transcoded video Immich plays back.
     EncodedVideo,
+    /// A face cluster's thumbnail (`person.thumbnailPath`).
     PersonThumbnail,
+    /// A user's profile picture (`user.profileImagePath`).
     ProfileImage,
 }
 
 impl FileKind {
+    /// Every kind, in report order.
     pub const ALL: [FileKind; 8] = [
         FileKind::Original,
         FileKind::Sidecar,
@@ -29,6 +38,7 @@ impl FileKind {
         FileKind::ProfileImage,
     ];
 
+    /// The snake_case name used in reports and on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             FileKind::Original => "original",
@@ -84,21 +94,34 @@ impl std::str::FromStr for FileKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fault {
+    /// The stored path climbs out of its root with `..` or a symlink: not followed.
     OutsideRoot,
+    /// The host folder a whole mapped root should be at is absent or empty.
     MountMissing,
+    /// The server's user cannot read the file or search a folder above it.
     PermissionDenied,
+    /// Something other than a regular file is at the path.
     NotAFile,
+    /// Nothing is at the path, nor anywhere it could have moved to.
     Missing,
+    /// The file is missing at its path but was found elsewhere (relinkable).
     Moved,
+    /// The file has zero bytes.
     Empty,
+    /// The file ends before its content does.
     Truncated,
+    /// The content is damaged (bad structure, bad magic).
     Corrupt,
+    /// The size differs from the size Immich recorded.
     SizeMismatch,
+    /// The content's SHA-1 differs from Immich's `checksum`.
     ChecksumMismatch,
+    /// The content changed although size and modification time did not.
     Bitrot,
 }
 
 impl Fault {
+    /// The snake_case name used in reports.
     pub fn as_str(self) -> &'static str {
         match self {
             Fault::OutsideRoot => "outside_root",
@@ -127,14 +150,20 @@ impl fmt::Display for Fault {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Repair {
+    /// Point the row at where the file really is (`immich-integrity relink`).
     Relink,
+    /// Let Immich regenerate the derived file (its thumbnail / transcode jobs).
     Regenerate,
+    /// Give the server's user read access (and search access to the folders).
     FixPermissions,
+    /// Only a backup has this file.
     RestoreFromBackup,
+    /// Nothing to do automatically (a person must look).
     None,
 }
 
 impl Repair {
+    /// The snake_case name used in reports.
     pub fn as_str(self) -> &'static str {
         match self {
             Repair::Relink => "relink",
@@ -180,14 +209,18 @@ impl std::str::FromStr for Level {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Entity {
+    /// A row of the asset table.
     Asset,
+    /// A row of `person` (face cluster).
     Person,
+    /// A row of the user table.
     User,
 }
 
 /// One path stored in the database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRef {
+    /// Which file of the row this is.
     pub kind: FileKind,
     /// The path exactly as Immich stored it (container path, or relative `upload/...`).
     pub db_path: String,
@@ -199,9 +232,13 @@ pub struct FileRef {
 /// One asset (or person / user) with every file it references.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssetRow {
+    /// What kind of row this is.
     pub entity: Entity,
+    /// The row's id (asset, person or user id).
     pub id: String,
+    /// The owning user's id (the user's own id for a user row).
     pub owner_id: String,
+    /// The external library, or `None` for uploaded assets.
     pub library_id: Option<String>,
     /// `IMAGE`, `VIDEO`, ...; empty for persons and users.
     pub asset_type: String,
@@ -211,21 +248,32 @@ pub struct AssetRow {
     pub checksum_is_of_path: bool,
     /// `asset_exif.fileSizeInByte` when Immich recorded it.
     pub original_size: Option<u64>,
+    /// The asset is in the trash (`deletedAt` set).
     pub trashed: bool,
+    /// Every path the row references.
     pub files: Vec<FileRef>,
 }
 
 /// One faulty file, or one missing mount. The field names are the output contract (DESIGN §2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
+    /// The asset (or person, or user) id; `None` for a missing mount.
     pub asset_id: Option<String>,
+    /// The owning user's id.
     pub owner_id: Option<String>,
+    /// Which file of the row; `None` for a missing mount.
     pub file: Option<FileKind>,
+    /// The path as Immich stored it.
     pub db_path: Option<String>,
+    /// Where that path is on this host.
     pub host_path: Option<String>,
+    /// What is wrong.
     pub fault: Fault,
+    /// For `moved`: the host path where the file was found.
     pub found_at: Option<String>,
+    /// The repair to apply.
     pub repair: Repair,
+    /// A sentence for people: what was seen and why it is this fault.
     pub detail: String,
     /// For `mount_missing`: how many referenced files live under the missing root.
     #[serde(default, skip_serializing_if = "Option::is_none")]

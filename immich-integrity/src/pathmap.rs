@@ -22,6 +22,7 @@ pub const MEDIA_FOLDERS: [&str; 6] = [
 pub struct MapEntry {
     /// Container prefix without trailing slash; `upload` may be relative.
     pub container: String,
+    /// The host folder it maps to.
     pub host: PathBuf,
     /// True for the Immich media root (its first path component is a top folder).
     pub media: bool,
@@ -31,16 +32,27 @@ pub struct MapEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mapped {
     /// Under `entries[entry]`, at `rel` (normalised, never escaping) below its host root.
-    Host { entry: usize, rel: PathBuf },
+    Host {
+        /// Index into [`PathMap::entries`].
+        entry: usize,
+        /// Path below the entry's host root.
+        rel: PathBuf,
+    },
     /// Under a media-root spelling Immich no longer uses; `active_db_path` is the same file
     /// spelled with the current media location.
     StalePrefix {
+        /// Index into [`PathMap::entries`].
         entry: usize,
+        /// Path below the entry's host root.
         rel: PathBuf,
+        /// The same file spelled with the active media location.
         active_db_path: String,
     },
     /// `..` climbs out of the root the path starts in.
-    Escapes { entry: Option<usize> },
+    Escapes {
+        /// The entry the path starts in, if any.
+        entry: Option<usize>,
+    },
     /// No mapping covers it.
     Unmapped,
     /// Empty path.
@@ -48,6 +60,7 @@ pub enum Mapped {
 }
 
 #[derive(Debug, Clone, Default)]
+/// Container-to-host path prefixes: the media root and every other mapped folder.
 pub struct PathMap {
     entries: Vec<MapEntry>,
     /// The media location Immich uses now, when known (`/data`, `/usr/src/app/upload`, `upload`).
@@ -63,6 +76,7 @@ fn same_media_family(a: &str, b: &str) -> bool {
 }
 
 impl PathMap {
+    /// An empty map.
     pub fn new() -> PathMap {
         PathMap::default()
     }
@@ -96,10 +110,12 @@ impl PathMap {
         self.active_media = Some(active);
     }
 
+    /// The mappings, in the order added.
     pub fn entries(&self) -> &[MapEntry] {
         &self.entries
     }
 
+    /// The container media location the map treats as current, if a media root was added.
     pub fn active_media(&self) -> Option<&str> {
         self.active_media.as_deref()
     }
@@ -111,6 +127,7 @@ impl PathMap {
             .any(|e| strip_prefix(container, &e.container).is_some())
     }
 
+    /// Maps one stored path (longest matching prefix wins, whole components only).
     pub fn map(&self, db_path: &str) -> Mapped {
         if db_path.is_empty() {
             return Mapped::Empty;

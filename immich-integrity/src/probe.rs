@@ -22,24 +22,35 @@ fn beneath(at: &OwnedFd, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
 /// The raw observation the classifier judges.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observation {
+    /// A regular file, with its metadata.
     File(Meta),
+    /// Something other than a regular file.
     NotRegular {
+        /// What it is (`directory`, `symlink`, ...).
         what: &'static str,
     },
+    /// Nothing at the path.
     NotFound,
     /// A symlink or `..` on the way leaves the root.
     Escapes,
     /// The tool itself was refused (EACCES).
     AccessDenied,
+    /// Too many symlink levels.
     SymlinkLoop,
+    /// Any other error, as text.
     Other(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `fstat` facts about a regular file.
 pub struct Meta {
+    /// Size in bytes.
     pub size: u64,
+    /// Permission bits (`st_mode & 0o7777`).
     pub mode: u32,
+    /// Owner uid.
     pub uid: u32,
+    /// Owner gid.
     pub gid: u32,
     /// Modification time in nanoseconds since the epoch (for the manifest).
     pub mtime_ns: i64,
@@ -50,11 +61,13 @@ pub struct Meta {
 /// An open handle on a root folder that files are resolved beneath.
 #[derive(Debug)]
 pub struct Root {
+    /// The host folder.
     pub host: PathBuf,
     fd: OwnedFd,
 }
 
 impl Root {
+    /// Opens `host` as a directory to resolve paths beneath.
     pub fn open(host: &Path) -> std::io::Result<Root> {
         let fd = rustix::fs::open(
             host,

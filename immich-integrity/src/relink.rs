@@ -22,8 +22,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct RelinkStep {
     /// Asset, person or user id.
     pub id: String,
+    /// Which path column or `asset_file` row.
     pub file: FileKind,
+    /// The path stored now.
     pub old: String,
+    /// The path to store instead.
     pub new: String,
     /// Host path of the file the new value points at.
     pub found_at: PathBuf,
@@ -116,11 +119,16 @@ fn update_sql(schema: &Schema, kind: FileKind) -> Option<(String, Option<&'stati
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum JournalEntry {
+    /// A row the batch is about to change (written and fsync'd before the change).
     Change {
+        /// The batch number.
         batch: u64,
+        /// The change.
         step: RelinkStep,
     },
+    /// The batch's transaction committed.
     Committed {
+        /// The batch number.
         batch: u64,
     },
     /// Written before the `change` lines of a prefix-rewrite batch: says which rewrite the
@@ -134,21 +142,20 @@ pub enum JournalEntry {
     },
     /// The batch's transaction was rolled back (interrupted before its commit): none of its
     /// changes reached the database, and undo skips it.
-    RolledBack {
-        batch: u64,
-    },
+    RolledBack { batch: u64 },
     /// The run stopped on SIGINT/SIGTERM after `committed` batches; later steps were not
     /// applied.
-    Interrupted {
-        committed: u64,
-    },
+    Interrupted { committed: u64 },
 }
 
 /// What `apply` did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RelinkReport {
+    /// Steps written to the database.
     pub applied: Vec<RelinkStep>,
+    /// Steps not applied, with the reason (e.g. the row changed since the scan).
     pub skipped: Vec<(RelinkStep, String)>,
+    /// Transactions committed.
     pub batches: u64,
     /// Prefix rewrites applied: (old prefix, new prefix, rows).
     pub prefix_rewrites: Vec<(String, String, u64)>,

@@ -22,6 +22,7 @@ pub enum FolderState {
     Missing,
 }
 
+/// Whether `media_host/folder` is present with its `.immich` marker.
 pub fn folder_state(media_host: &Path, folder: &str) -> FolderState {
     let dir = media_host.join(folder);
     if dir.join(".immich").exists() {
@@ -70,9 +71,13 @@ fn dir_has_entries(dir: &Path) -> bool {
 /// One mount that is missing, with a count of the referenced files under it.
 #[derive(Debug)]
 pub struct MissingMount {
+    /// The container root (as stored in paths).
     pub container: String,
+    /// The host folder it maps to.
     pub host: PathBuf,
+    /// Why it counts as missing (absent, empty mount point).
     pub why: String,
+    /// How many referenced files live under it (counted during the scan).
     pub affected: AtomicU64,
 }
 
@@ -85,7 +90,9 @@ pub struct Roots {
     media_missing: HashMap<String, usize>,
     /// Whole-entry missing mounts, by entry index -> index into `missing`.
     entry_missing: HashMap<usize, usize>,
+    /// Mapped roots that are absent on this host.
     pub missing: Vec<MissingMount>,
+    /// State of each of Immich's top folders under the media root.
     pub folders: Vec<(String, FolderState)>,
 }
 

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 /// Everything a scan needs. Build with [`ScanOptions::new`] and set what you need.
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
+    /// What to read from the database (connection, filters, paging).
     pub source: SourceOptions,
     /// Host folder that holds Immich's `upload`, `thumbs`, ... folders.
     pub media_root: Option<PathBuf>,
@@ -28,6 +29,7 @@ pub struct ScanOptions {
     pub maps: Vec<(String, PathBuf)>,
     /// Whose read access to evaluate (the uid the Immich server runs as); default: ours.
     pub as_user: Option<Identity>,
+    /// How deep to check each file.
     pub level: Level,
     /// Worker threads; 0 = one per core.
     pub jobs: usize,
@@ -42,6 +44,7 @@ pub struct ScanOptions {
 }
 
 impl ScanOptions {
+    /// Defaults for `db_url`: `exists` level, no media root yet (set one), all cores.
     pub fn new(db_url: impl Into<String>) -> ScanOptions {
         ScanOptions {
             source: SourceOptions::new(db_url),
@@ -59,17 +62,26 @@ impl ScanOptions {
 }
 
 /// Progress after each batch.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Progress {
+    /// Rows (assets, persons, users) checked so far.
     pub rows: u64,
+    /// Files looked at so far.
     pub files_checked: u64,
+    /// File bytes read so far (zero at [`Level::Exists`]).
     pub bytes_read: u64,
+    /// Findings so far.
     pub findings: u64,
+    /// Rows the scan will check in all, when [`SourceOptions::count_total`] was set.
+    #[serde(default)]
+    pub total_rows: Option<u64>,
 }
 
 /// Receives findings and progress. Called from one thread, in asset-id order.
 pub trait Observer {
+    /// Called once per finding, in asset-id order within each kind of row.
     fn finding(&mut self, finding: &Finding);
+    /// Called after each checked page; the default does nothing.
     fn progress(&mut self, _progress: &Progress) {}
 }
 
@@ -84,20 +96,30 @@ impl Observer for Vec<Finding> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "status", content = "reason")]
 pub enum Completion {
+    /// Every selected row was checked.
     Complete,
+    /// Stopped early through [`ScanOptions::cancel`] (a signal).
     Interrupted,
+    /// Stopped early because the database failed mid-scan; the reason.
     Failed(String),
 }
 
 /// The summary line of a report (DESIGN §2).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
+    /// Always `true`: tells the summary line from finding lines in JSON Lines.
     pub summary: bool,
+    /// The detected schema generation label.
     pub schema: String,
+    /// The level checked at.
     pub level: Level,
+    /// The container media location used.
     pub media_location: Option<String>,
+    /// Rows checked (assets, persons, users).
     pub rows: u64,
+    /// Files looked at.
     pub files_checked: u64,
+    /// File bytes read.
     pub bytes_read: u64,
     /// Originals not hashed at `--level hash` because their checksum is of the path.
     pub checksums_skipped: u64,
@@ -115,10 +137,13 @@ pub struct Summary {
     /// With `--manifest`: files read that the manifest did not know yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_new: Option<u64>,
+    /// Number of findings.
     pub findings: u64,
     /// file kind (or `mount`) -> fault -> count.
     pub counts: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Wall time in milliseconds.
     pub elapsed_ms: u64,
+    /// Whether the scan finished.
     pub completion: Completion,
     /// Lost database connections the scan reconnected after (`--retries`). Each resume
     /// continues after the last row read, but in a new snapshot: with any, the report is no
@@ -131,6 +156,7 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// True when nothing was found.
     pub fn is_clean(&self) -> bool {
         self.findings == 0
     }
@@ -142,6 +168,12 @@ impl Summary {
 pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> {
     let started = Instant::now();
     let source = Source::open(opts.source.clone())?;
+    tracing::debug!(
+        schema = %source.info.schema.label,
+        total_rows = ?source.info.total_rows,
+        "database snapshot open"
+    );
+    let total_rows = source.info.total_rows;
     let map = build_map(opts, &source.info)?;
     let roots = Roots::open(&map).map_err(|(path, reason)| Error::MediaRoot { path, reason })?;
     let identity = opts.as_user.clone().unwrap_or_else(Identity::current);
@@ -227,6 +259,7 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
             files_checked: summary.files_checked,
             bytes_read: summary.bytes_read,
             findings: summary.findings,
+            total_rows,
         });
     }
     for m in &checker.roots.missing {

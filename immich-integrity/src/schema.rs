@@ -12,20 +12,46 @@ use std::collections::{HashMap, HashSet};
 pub struct Schema {
     /// Human label such as `v2.6+` (see [`Schema::label`]).
     pub label: String,
+    /// `asset` or `assets`.
     pub asset_table: &'static str,
+    /// `asset_file` / `asset_files`, where derived-file paths live since v1.113.
     pub asset_file_table: Option<&'static str>,
+    /// `asset_exif` / `exif`.
     pub exif_table: Option<&'static str>,
+    /// `user` / `users`.
     pub user_table: &'static str,
+    /// `library` / `libraries`.
     pub library_table: Option<&'static str>,
+    /// `person` exists with `thumbnailPath`.
     pub has_person: bool,
     /// `(preview column, thumbnail column)` on the asset table, before `asset_files` existed.
     pub preview_columns: Option<(&'static str, &'static str)>,
+    /// `encodedVideoPath` is still a column of the asset table (before v2.6).
     pub has_encoded_video_column: bool,
+    /// `sidecarPath` is still a column of the asset table (before v2.4).
     pub has_sidecar_column: bool,
+    /// `checksumAlgorithm` exists (v2.7+).
     pub has_checksum_algorithm: bool,
+    /// `isExternal` exists.
     pub has_is_external: bool,
+    /// `asset_file.isEdited` exists (v2.5+).
     pub has_asset_file_is_edited: bool,
+    /// `system_metadata` exists (it may hold `MediaLocation`).
     pub has_media_location_table: bool,
+    /// Which of the asset, person and user tables have both `createdAt` and `updatedAt`
+    /// (what `--since` compares against).
+    pub timestamps: Timestamps,
+}
+
+/// Which tables carry `createdAt` and `updatedAt` columns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Timestamps {
+    /// The asset table.
+    pub asset: bool,
+    /// `person`.
+    pub person: bool,
+    /// `user` / `users`.
+    pub user: bool,
 }
 
 const TABLES: &[&str] = &[
@@ -117,8 +143,17 @@ impl Schema {
             has_asset_file_is_edited: asset_file_table
                 .is_some_and(|t| cols[t].contains("isEdited")),
             has_media_location_table: cols.contains_key("system_metadata"),
+            timestamps: Timestamps {
+                asset: stamped(ac),
+                person: cols.get("person").is_some_and(stamped),
+                user: stamped(&cols[user_table]),
+            },
         })
     }
+}
+
+fn stamped(c: &HashSet<String>) -> bool {
+    c.contains("createdAt") && c.contains("updatedAt")
 }
 
 /// `"name"`: identifiers are quoted because Immich uses camelCase and `user` is reserved.

@@ -10,7 +10,12 @@
 use crate::error::{Error, Result};
 use crate::model::{AssetRow, Entity, FileKind, FileRef};
 use crate::schema::{q, Schema};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgArguments;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
+use sqlx::query::Query;
+use sqlx::Postgres;
 use sqlx::{ConnectOptions, Row};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +23,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use uuid::Uuid;
 
 /// What the stream did to survive lost connections. After a reconnect the rest of the rows
 /// come from a new snapshot (the old transaction died with its connection), so a report
@@ -82,27 +88,65 @@ fn backoff(n: u32) -> Duration {
 }
 
 /// What to read.
-#[derive(Debug, Clone)]
+///
+/// The filters narrow what is streamed; all of them are applied in SQL with bound parameters.
+/// How they treat persons (face thumbnails) and users (profile images), which are streamed
+/// after the assets:
+///
+/// | filter | assets | persons | users |
+/// |---|---|---|---|
+/// | `owners` | `ownerId` in the set | `ownerId` in the set | `id` in the set |
+/// | `library` | `libraryId` equal | skipped | skipped |
+/// | `kinds` | only files of those kinds | only with `person_thumbnail` | only with `profile_image` |
+/// | `limit` | at most that many rows | unaffected | unaffected |
+/// | `since` | `createdAt` or `updatedAt` after | same (skipped when the table lacks them) | same |
+/// | `include_trashed` | trashed rows too | n/a | n/a |
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceOptions {
+    /// PostgreSQL URL of Immich's database (never printed with its password).
     pub db_url: String,
     /// Rows per page.
     pub batch_size: usize,
     /// Pages buffered ahead of the checker.
     pub prefetch: usize,
+    /// Also stream assets in the trash (`deletedAt` set).
     pub include_trashed: bool,
     /// Check only this shard of the rows (see [`Shard`]).
     pub shard: Option<Shard>,
     /// Reconnect attempts after a lost connection (reset, terminated backend, server gone)
     /// before the stream gives up; the count starts again after each delivered page. 0 = fail
     /// on the first lost connection. SQL and permission errors are never retried.
+    #[serde(default = "default_retries")]
     pub retries: u32,
+    /// Only these owners: user ids, or e-mail addresses resolved to ids when the stream
+    /// opens (an unknown address is an error). Empty: everyone.
+    #[serde(default)]
+    pub owners: Vec<String>,
+    /// Only assets of this external library (its id). Persons and users are skipped.
+    #[serde(default)]
+    pub library: Option<String>,
+    /// Only these file kinds are checked and reported. Empty: every kind.
+    #[serde(default)]
+    pub kinds: Vec<FileKind>,
+    /// At most this many asset rows (the first ones in id order).
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// Only rows created or updated after this instant.
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
+    /// Count the rows the filters select before streaming (one `count(*)` per table in the
+    /// same snapshot), so a progress display can show a total: see [`SourceInfo::total_rows`].
+    #[serde(default)]
+    pub count_total: bool,
 }
 
 /// `--shard K/N`: N processes, each with its own K in `0..N`, together cover every row exactly
 /// once (rows are split by a hash of their id, so each shard gets a fair share of every owner).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {
+    /// This process's shard, `0..count`.
     pub index: u32,
+    /// How many shards there are.
     pub count: u32,
 }
 
@@ -121,6 +165,7 @@ impl std::str::FromStr for Shard {
 }
 
 impl SourceOptions {
+    /// Defaults: 2000 rows per page, 4 pages prefetched, no filter.
     pub fn new(db_url: impl Into<String>) -> SourceOptions {
         SourceOptions {
             db_url: db_url.into(),
@@ -128,30 +173,61 @@ impl SourceOptions {
             prefetch: 4,
             include_trashed: false,
             shard: None,
-            retries: 3,
+            retries: default_retries(),
+            owners: Vec::new(),
+            library: None,
+            kinds: Vec::new(),
+            limit: None,
+            since: None,
+            count_total: false,
         }
+    }
+
+    /// True when a filter other than the trash and shard settings is set.
+    pub fn is_filtered(&self) -> bool {
+        !self.owners.is_empty()
+            || self.library.is_some()
+            || !self.kinds.is_empty()
+            || self.limit.is_some()
+            || self.since.is_some()
+    }
+
+    fn wants(&self, kind: FileKind) -> bool {
+        self.kinds.is_empty() || self.kinds.contains(&kind)
     }
 }
 
+fn default_retries() -> u32 {
+    3
+}
+
 /// An external library: its id and the container paths it imports from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Library {
+    /// `library.id`.
     pub id: String,
+    /// `importPaths`: container folders the library imports from.
     pub import_paths: Vec<String>,
 }
 
 /// Facts read once before streaming.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SourceInfo {
+    /// The detected schema generation.
     pub schema: Schema,
     /// `system_metadata['MediaLocation'].location`, when Immich saved one.
     pub media_location: Option<String>,
+    /// Every external library (whatever the filters).
     pub libraries: Vec<Library>,
+    /// Rows the filters select (assets, persons and users), when
+    /// [`SourceOptions::count_total`] asked for it.
+    pub total_rows: Option<u64>,
 }
 
 /// A running stream of row batches. Iterating yields pages in primary-key order; an `Err`
 /// ends the stream (the database went away, a query failed).
 pub struct Source {
+    /// What was read before streaming started.
     pub info: SourceInfo,
     /// Connections lost and re-opened so far (see [`Resumes`]).
     pub resumes: Arc<Resumes>,
@@ -199,9 +275,11 @@ impl Source {
 /// What [`Source::next_within`] saw.
 #[derive(Debug)]
 pub enum Next {
+    /// A page of rows, or the error that ended the stream.
     Batch(Result<Vec<AssetRow>>),
     /// Nothing arrived in time; the query is still running.
     Pending,
+    /// Every page was delivered.
     End,
 }
 
@@ -260,8 +338,7 @@ pub async fn connect(url: &str) -> Result<PgConnection> {
     }
 }
 
-/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`; a `password=` query
-/// parameter is masked too.
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
 pub fn redact_url(url: &str) -> String {
     if !url.contains("://") {
         // Not a URL (a key=value string, a typo): it may hold a password anywhere.
@@ -313,33 +390,43 @@ async fn run(
             return;
         }
     };
-    let info = match read_info(&mut conn).await {
-        Ok(i) => i,
+    let prepared = async {
+        let mut info = read_info(&mut conn).await?;
+        let filters = Filters::resolve(&opts, &info.schema, &mut conn).await?;
+        let queries = Queries::new(&info.schema, &opts, &filters);
+        if opts.count_total {
+            info.total_rows = Some(queries.count(&mut conn).await?);
+        }
+        Ok::<_, Error>((info, queries))
+    };
+    let (info, queries) = match prepared.await {
+        Ok(x) => x,
         Err(e) => {
             let _ = info_tx.send(Err(e));
             return;
         }
     };
-    let queries = Queries::new(&info.schema, opts.include_trashed, opts.shard);
     if info_tx.send(Ok(info)).is_err() {
         return;
     }
     // Reconnect attempts since the last delivered page.
     let mut attempts = 0u32;
-    for (name, sql_first, sql_next, decode) in queries.pages() {
+    for page in &queries.pages {
         // The last id delivered in this phase: the keyset resumes right after it.
         let mut after: Option<String> = None;
-        loop {
-            let limit = opts.batch_size as i64;
+        let mut left = page.limit.unwrap_or(u64::MAX);
+        while left > 0 {
+            let batch_size = (opts.batch_size as u64).min(left);
+            let limit = batch_size as i64;
             let res = match &after {
                 None => {
-                    sqlx::query(sql_first)
+                    bind_all(sqlx::query(&page.first), &page.params)
                         .bind(limit)
                         .fetch_all(&mut conn)
                         .await
                 }
                 Some(id) => {
-                    sqlx::query(sql_next)
+                    bind_all(sqlx::query(&page.next), &page.params)
                         .bind(id)
                         .bind(limit)
                         .fetch_all(&mut conn)
@@ -357,8 +444,8 @@ async fn run(
                         Ok((c, cause)) => {
                             conn = c;
                             let at = match &after {
-                                Some(id) => format!("after {name} {id}"),
-                                None => format!("at the first {name} row"),
+                                Some(id) => format!("after {} {id}", page.name),
+                                None => format!("at the first {} row", page.name),
                             };
                             resumes.record(format!("{cause}; resumed {at} in a new snapshot"));
                             continue;
@@ -371,7 +458,8 @@ async fn run(
                 }
             };
             let n = rows.len();
-            let batch: Result<Vec<AssetRow>> = rows.iter().map(|r| decode(&queries, r)).collect();
+            let batch: Result<Vec<AssetRow>> =
+                rows.iter().map(|r| (page.decode)(&queries, r)).collect();
             let batch = match batch {
                 Ok(b) => b,
                 Err(e) => {
@@ -386,7 +474,8 @@ async fn run(
                 }
                 attempts = 0;
             }
-            if n < opts.batch_size {
+            left -= n as u64;
+            if (n as u64) < batch_size {
                 break;
             }
         }
@@ -471,6 +560,7 @@ pub async fn read_info(conn: &mut PgConnection) -> Result<SourceInfo> {
         schema,
         media_location,
         libraries,
+        total_rows: None,
     })
 }
 
@@ -487,132 +577,368 @@ pub(crate) fn path_checksum_expr(s: &Schema) -> &'static str {
 
 type Decode = fn(&Queries, &PgRow) -> Result<AssetRow>;
 
+/// A value bound to a filter placeholder.
+#[derive(Debug, Clone)]
+enum Param {
+    Uuids(Vec<Uuid>),
+    Uuid(Uuid),
+    Time(DateTime<Utc>),
+}
+
+fn bind_all<'q>(
+    mut query: Query<'q, Postgres, PgArguments>,
+    params: &[Param],
+) -> Query<'q, Postgres, PgArguments> {
+    for p in params {
+        query = match p {
+            Param::Uuids(v) => query.bind(v.clone()),
+            Param::Uuid(u) => query.bind(*u),
+            Param::Time(t) => query.bind(*t),
+        };
+    }
+    query
+}
+
+/// The filters of [`SourceOptions`], checked and resolved to typed values.
+struct Filters {
+    owners: Option<Vec<Uuid>>,
+    library: Option<Uuid>,
+    since: Option<DateTime<Utc>>,
+}
+
+impl Filters {
+    async fn resolve(opts: &SourceOptions, s: &Schema, conn: &mut PgConnection) -> Result<Filters> {
+        let owners = if opts.owners.is_empty() {
+            None
+        } else {
+            let mut ids = Vec::new();
+            let mut emails = Vec::new();
+            for o in opts
+                .owners
+                .iter()
+                .map(|o| o.trim())
+                .filter(|o| !o.is_empty())
+            {
+                if o.contains('@') {
+                    emails.push(o.to_lowercase());
+                } else {
+                    ids.push(Uuid::parse_str(o).map_err(|_| {
+                        Error::InvalidArgument(format!(
+                            "owner {o:?} is neither a user id (a UUID) nor an e-mail address"
+                        ))
+                    })?);
+                }
+            }
+            if !emails.is_empty() {
+                let sql = format!(
+                    "SELECT lower(email), id FROM {} WHERE lower(email) = ANY($1)",
+                    q(s.user_table)
+                );
+                let found: Vec<(String, Uuid)> = sqlx::query_as(&sql)
+                    .bind(&emails)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(Error::query("resolving owner e-mail addresses"))?;
+                for e in &emails {
+                    let hits: Vec<Uuid> = found
+                        .iter()
+                        .filter(|(m, _)| m == e)
+                        .map(|(_, id)| *id)
+                        .collect();
+                    if hits.is_empty() {
+                        return Err(Error::InvalidArgument(format!(
+                            "no Immich user has the e-mail address {e:?}"
+                        )));
+                    }
+                    ids.extend(hits);
+                }
+            }
+            tracing::debug!(owners = ids.len(), "owner filter resolved");
+            Some(ids)
+        };
+        let library = match &opts.library {
+            None => None,
+            Some(l) => Some(Uuid::parse_str(l.trim()).map_err(|_| {
+                Error::InvalidArgument(format!("library {l:?} is not a library id (a UUID)"))
+            })?),
+        };
+        if opts.since.is_some() && !s.timestamps.asset {
+            return Err(Error::InvalidArgument(format!(
+                "table {} has no createdAt/updatedAt columns, so --since cannot select by date",
+                s.asset_table
+            )));
+        }
+        Ok(Filters {
+            owners,
+            library,
+            since: opts.since,
+        })
+    }
+}
+
+/// A `WHERE` clause under construction: conditions joined with `AND` and the values bound to
+/// their `$n` placeholders, in order.
+#[derive(Default)]
+struct Where {
+    parts: Vec<String>,
+    params: Vec<Param>,
+}
+
+impl Where {
+    fn push(&mut self, sql: impl Into<String>) {
+        self.parts.push(sql.into());
+    }
+
+    /// Adds a condition with one bound value, written `{}` (possibly more than once) in `sql`.
+    fn bind(&mut self, sql: &str, p: Param) {
+        self.params.push(p);
+        let n = self.params.len();
+        self.parts.push(sql.replace("{}", &format!("${n}")));
+    }
+
+    fn sql(&self) -> Option<String> {
+        (!self.parts.is_empty()).then(|| self.parts.join(" AND "))
+    }
+}
+
+/// One keyset-paged query: its first and next page SQL, its row count, the values bound to
+/// its filter placeholders, how many rows at most, and how to decode a row.
+struct Page {
+    /// `asset`, `person` or `user`: names the phase in resume messages.
+    name: &'static str,
+    first: String,
+    next: String,
+    count: String,
+    params: Vec<Param>,
+    limit: Option<u64>,
+    decode: Decode,
+}
+
+impl Page {
+    /// `count_from` is `from` without joins that cannot change the count.
+    fn new(
+        (select, from, count_from): (&str, &str, &str),
+        w: Where,
+        id: &str,
+        limit: Option<u64>,
+        (name, decode): (&'static str, Decode),
+    ) -> Page {
+        let filter = w.sql();
+        let (first, next) = keyset(
+            &format!("{select} FROM {from}"),
+            filter.as_deref(),
+            id,
+            w.params.len(),
+        );
+        let count = match &filter {
+            Some(f) => format!("SELECT count(*) FROM {count_from} WHERE {f}"),
+            None => format!("SELECT count(*) FROM {count_from}"),
+        };
+        Page {
+            name,
+            first,
+            next,
+            count,
+            params: w.params,
+            limit,
+            decode,
+        }
+    }
+}
+
 /// The SQL for each kind of row, built once from the detected schema's fixed identifiers.
 struct Queries {
-    assets: (String, String),
-    persons: Option<(String, String)>,
-    users: (String, String),
+    pages: Vec<Page>,
+    /// File kinds to keep (empty: all).
+    kinds: Vec<FileKind>,
     has_preview_columns: bool,
     has_encoded_column: bool,
     has_sidecar_column: bool,
 }
 
-/// First-page and next-page variants of a keyset query over `id`.
-fn keyset(select_from: &str, filter: Option<&str>, id: &str) -> (String, String) {
+/// First-page and next-page variants of a keyset query over `id`, after `nparams` filter
+/// placeholders (`$1..$nparams`).
+fn keyset(select_from: &str, filter: Option<&str>, id: &str, nparams: usize) -> (String, String) {
     let (first, next) = match filter {
         Some(f) => (format!(" WHERE {f}"), format!(" WHERE ({f}) AND")),
         None => (String::new(), " WHERE".to_string()),
     };
+    let (a, b) = (nparams + 1, nparams + 2);
     (
-        format!("{select_from}{first} ORDER BY {id} LIMIT $1"),
-        format!("{select_from}{next} {id} > $1::uuid ORDER BY {id} LIMIT $2"),
+        format!("{select_from}{first} ORDER BY {id} LIMIT ${a}"),
+        format!("{select_from}{next} {id} > ${a}::uuid ORDER BY {id} LIMIT ${b}"),
     )
 }
 
 impl Queries {
-    fn new(s: &Schema, include_trashed: bool, shard: Option<Shard>) -> Queries {
+    fn new(s: &Schema, opts: &SourceOptions, f: &Filters) -> Queries {
         // Shard membership by a hash of the id: every row lands in exactly one of N shards.
-        let in_shard = |id: &str| {
-            shard.map(|sh| {
-                format!(
+        let in_shard = |w: &mut Where, id: &str| {
+            if let Some(sh) = opts.shard {
+                w.push(format!(
                     "mod(abs(hashtext({id}::text)::bigint), {}) = {}",
                     sh.count, sh.index
-                )
-            })
-        };
-        let all = |parts: Vec<Option<String>>| -> Option<String> {
-            let parts: Vec<String> = parts.into_iter().flatten().collect();
-            (!parts.is_empty()).then(|| parts.join(" AND "))
-        };
-        let mut cols = vec![
-            "a.id::text AS id".to_string(),
-            "a.\"ownerId\"::text AS owner".into(),
-            "a.\"libraryId\"::text AS library".into(),
-            "a.type::text AS type".into(),
-            "a.\"originalPath\" AS original".into(),
-            "a.checksum AS checksum".into(),
-            "(a.\"deletedAt\" IS NOT NULL) AS trashed".into(),
-        ];
-        cols.push(format!("{} AS path_checksum", path_checksum_expr(s)));
-        let mut from = format!("{} a", q(s.asset_table));
-        match s.exif_table {
-            Some(e) => {
-                cols.push("e.\"fileSizeInByte\" AS size".into());
-                from.push_str(&format!(" LEFT JOIN {} e ON e.\"assetId\" = a.id", q(e)));
+                ));
             }
-            None => cols.push("NULL::int8 AS size".into()),
-        }
-        if let Some((p, t)) = s.preview_columns {
-            cols.push(format!("a.{} AS preview", q(p)));
-            cols.push(format!("a.{} AS thumbnail", q(t)));
-        }
-        if s.has_encoded_video_column {
-            cols.push("a.\"encodedVideoPath\" AS encoded".into());
-        }
-        if s.has_sidecar_column {
-            cols.push("a.\"sidecarPath\" AS sidecar".into());
-        }
-        // One text[] of "type:edited:path" keeps a page to one round trip.
-        if let Some(f) = s.asset_file_table {
-            let edited = if s.has_asset_file_is_edited {
-                "(CASE WHEN f.\"isEdited\" THEN '1' ELSE '0' END)"
-            } else {
-                "'0'"
-            };
-            cols.push(format!(
-                // COALESCE: one NULL path must not turn the whole array unreadable.
-                "ARRAY(SELECT COALESCE(f.type::text, '') || ':' || {edited} || ':' || \
-                 COALESCE(f.path, '') FROM {} f \
-                 WHERE f.\"assetId\" = a.id ORDER BY f.type, f.path) AS files",
-                q(f)
+        };
+        let since = |w: &mut Where, alias: &str| {
+            if let Some(t) = f.since {
+                w.bind(
+                    &format!("({alias}\"createdAt\" > {{}} OR {alias}\"updatedAt\" > {{}})"),
+                    Param::Time(t),
+                );
+            }
+        };
+        let mut pages = Vec::new();
+        let wants_asset_files = opts.kinds.is_empty()
+            || opts
+                .kinds
+                .iter()
+                .any(|k| !matches!(k, FileKind::PersonThumbnail | FileKind::ProfileImage));
+        if wants_asset_files {
+            let mut w = Where::default();
+            if !opts.include_trashed {
+                w.push("a.\"deletedAt\" IS NULL");
+            }
+            if let Some(o) = &f.owners {
+                w.bind("a.\"ownerId\" = ANY({})", Param::Uuids(o.clone()));
+            }
+            if let Some(l) = f.library {
+                w.bind("a.\"libraryId\" = {}", Param::Uuid(l));
+            }
+            since(&mut w, "a.");
+            in_shard(&mut w, "a.id");
+            let (select, from) = asset_select(s);
+            let count_from = format!("{} a", q(s.asset_table));
+            pages.push(Page::new(
+                (&select, &from, &count_from),
+                w,
+                "a.id",
+                opts.limit,
+                ("asset", decode_asset),
             ));
         }
-        let base = format!("SELECT {} FROM {from}", cols.join(", "));
-        let asset_filter = all(vec![
-            (!include_trashed).then(|| "a.\"deletedAt\" IS NULL".to_string()),
-            in_shard("a.id"),
-        ]);
-        let person_filter = all(vec![Some("\"thumbnailPath\" <> ''".into()), in_shard("id")]);
-        let user_filter = all(vec![
-            Some("\"profileImagePath\" <> ''".into()),
-            in_shard("id"),
-        ]);
-        let persons = s.has_person.then(|| {
-            keyset(
-                "SELECT id::text AS id, \"ownerId\"::text AS owner, \"thumbnailPath\" AS path \
-                 FROM person",
-                person_filter.as_deref(),
+        // Persons and users belong to no library: a library filter leaves them out.
+        let per_owner = f.library.is_none();
+        if s.has_person
+            && per_owner
+            && opts.wants(FileKind::PersonThumbnail)
+            && (f.since.is_none() || s.timestamps.person)
+        {
+            let mut w = Where::default();
+            w.push("\"thumbnailPath\" <> ''");
+            if let Some(o) = &f.owners {
+                w.bind("\"ownerId\" = ANY({})", Param::Uuids(o.clone()));
+            }
+            since(&mut w, "");
+            in_shard(&mut w, "id");
+            pages.push(Page::new(
+                (
+                    "SELECT id::text AS id, \"ownerId\"::text AS owner, \"thumbnailPath\" AS path",
+                    "person",
+                    "person",
+                ),
+                w,
                 "id",
-            )
-        });
-        let users = keyset(
-            &format!(
-                "SELECT id::text AS id, id::text AS owner, \"profileImagePath\" AS path FROM {}",
-                q(s.user_table)
-            ),
-            user_filter.as_deref(),
-            "id",
-        );
+                None,
+                ("person", decode_person),
+            ));
+        }
+        if per_owner
+            && opts.wants(FileKind::ProfileImage)
+            && (f.since.is_none() || s.timestamps.user)
+        {
+            let mut w = Where::default();
+            w.push("\"profileImagePath\" <> ''");
+            if let Some(o) = &f.owners {
+                w.bind("id = ANY({})", Param::Uuids(o.clone()));
+            }
+            since(&mut w, "");
+            in_shard(&mut w, "id");
+            let users = q(s.user_table);
+            pages.push(Page::new(
+                (
+                    "SELECT id::text AS id, id::text AS owner, \"profileImagePath\" AS path",
+                    &users,
+                    &users,
+                ),
+                w,
+                "id",
+                None,
+                ("user", decode_user),
+            ));
+        }
         Queries {
-            assets: keyset(&base, asset_filter.as_deref(), "a.id"),
-            persons,
-            users,
+            pages,
+            kinds: opts.kinds.clone(),
             has_preview_columns: s.preview_columns.is_some(),
             has_encoded_column: s.has_encoded_video_column,
             has_sidecar_column: s.has_sidecar_column,
         }
     }
 
-    /// The phases of a stream, in order: (name, first-page SQL, next-page SQL, decoder).
-    fn pages(&self) -> Vec<(&'static str, &str, &str, Decode)> {
-        let mut v: Vec<(&'static str, &str, &str, Decode)> =
-            vec![("asset", &self.assets.0, &self.assets.1, decode_asset)];
-        if let Some(p) = &self.persons {
-            v.push(("person", &p.0, &p.1, decode_person));
+    /// Rows the pages will stream, counted in the same snapshot.
+    async fn count(&self, conn: &mut PgConnection) -> Result<u64> {
+        let mut total = 0u64;
+        for p in &self.pages {
+            let n: i64 = bind_all(sqlx::query(&p.count), &p.params)
+                .fetch_one(&mut *conn)
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(Error::query("counting rows"))?;
+            let n = u64::try_from(n).unwrap_or(0);
+            total += p.limit.map_or(n, |l| n.min(l));
         }
-        v.push(("user", &self.users.0, &self.users.1, decode_user));
-        v
+        Ok(total)
     }
+}
+
+/// The asset page's select list and `FROM` clause (alias `a`).
+fn asset_select(s: &Schema) -> (String, String) {
+    let mut cols = vec![
+        "a.id::text AS id".to_string(),
+        "a.\"ownerId\"::text AS owner".into(),
+        "a.\"libraryId\"::text AS library".into(),
+        "a.type::text AS type".into(),
+        "a.\"originalPath\" AS original".into(),
+        "a.checksum AS checksum".into(),
+        "(a.\"deletedAt\" IS NOT NULL) AS trashed".into(),
+    ];
+    cols.push(format!("{} AS path_checksum", path_checksum_expr(s)));
+    let mut from = format!("{} a", q(s.asset_table));
+    match s.exif_table {
+        Some(e) => {
+            cols.push("e.\"fileSizeInByte\" AS size".into());
+            from.push_str(&format!(" LEFT JOIN {} e ON e.\"assetId\" = a.id", q(e)));
+        }
+        None => cols.push("NULL::int8 AS size".into()),
+    }
+    if let Some((p, t)) = s.preview_columns {
+        cols.push(format!("a.{} AS preview", q(p)));
+        cols.push(format!("a.{} AS thumbnail", q(t)));
+    }
+    if s.has_encoded_video_column {
+        cols.push("a.\"encodedVideoPath\" AS encoded".into());
+    }
+    if s.has_sidecar_column {
+        cols.push("a.\"sidecarPath\" AS sidecar".into());
+    }
+    // One text[] of "type:edited:path" keeps a page to one round trip.
+    if let Some(f) = s.asset_file_table {
+        let edited = if s.has_asset_file_is_edited {
+            "(CASE WHEN f.\"isEdited\" THEN '1' ELSE '0' END)"
+        } else {
+            "'0'"
+        };
+        cols.push(format!(
+            // COALESCE: one NULL path must not turn the whole array unreadable.
+            "ARRAY(SELECT COALESCE(f.type::text, '') || ':' || {edited} || ':' || \
+             COALESCE(f.path, '') FROM {} f \
+             WHERE f.\"assetId\" = a.id ORDER BY f.type, f.path) AS files",
+            q(f)
+        ));
+    }
+    (format!("SELECT {}", cols.join(", ")), from)
 }
 
 fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
@@ -657,9 +983,9 @@ fn decode_asset(qs: &Queries, r: &PgRow) -> Result<AssetRow> {
                 continue;
             };
             // Unknown future types are skipped rather than guessed at.
-            // An asset_file row with a NULL or empty path is reported (missing, "empty path"),
-            // like an empty originalPath.
             if let Some(kind) = FileKind::from_asset_file_type(t) {
+                // An asset_file row with a NULL or empty path is reported (missing, "empty
+                // path"), like an empty originalPath.
                 files.push(FileRef {
                     kind,
                     db_path: p.to_string(),
@@ -667,6 +993,9 @@ fn decode_asset(qs: &Queries, r: &PgRow) -> Result<AssetRow> {
                 });
             }
         }
+    }
+    if !qs.kinds.is_empty() {
+        files.retain(|f| qs.kinds.contains(&f.kind));
     }
     Ok(AssetRow {
         entity: Entity::Asset,
@@ -715,11 +1044,20 @@ mod tests {
 
     #[test]
     fn keyset_filter_lands_in_the_where_clause() {
-        let (first, next) = keyset("SELECT x FROM t a LEFT JOIN e ON e.id = a.id", None, "a.id");
+        let (first, next) = keyset(
+            "SELECT x FROM t a LEFT JOIN e ON e.id = a.id",
+            None,
+            "a.id",
+            0,
+        );
         assert!(first.ends_with("LEFT JOIN e ON e.id = a.id ORDER BY a.id LIMIT $1"));
         assert!(next.contains("a.id WHERE a.id > $1::uuid"));
-        let (_, next) = keyset("SELECT x FROM t a", Some("a.d IS NULL"), "a.id");
+        let (_, next) = keyset("SELECT x FROM t a", Some("a.d IS NULL"), "a.id", 0);
         assert!(next.ends_with("WHERE (a.d IS NULL) AND a.id > $1::uuid ORDER BY a.id LIMIT $2"));
+        // Filter placeholders come first; the keyset's own follow them.
+        let (first, next) = keyset("SELECT x FROM t a", Some("a.o = ANY($1)"), "a.id", 1);
+        assert!(first.ends_with("WHERE a.o = ANY($1) ORDER BY a.id LIMIT $2"));
+        assert!(next.ends_with("a.id > $2::uuid ORDER BY a.id LIMIT $3"));
     }
 
     #[test]
