@@ -95,20 +95,37 @@ impl RetryPolicy {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// 2xx.
-    Accepted { status: u16, attempts: u32 },
+    Accepted {
+        /// The HTTP status the server answered with.
+        status: u16,
+        /// Requests sent, including the one that succeeded.
+        attempts: u32,
+    },
     /// A final refusal (400, 401, 403, 404, ...): retrying would not help.
     Rejected {
+        /// The HTTP status of the refusal.
         status: u16,
+        /// Immich's error message, or why the answer was not taken (e.g. a redirect).
         message: String,
+        /// Requests sent, including the refused one.
         attempts: u32,
     },
     /// Still failing (429, 5xx, timeouts, connection errors) after every attempt.
-    GaveUp { reason: String, attempts: u32 },
+    GaveUp {
+        /// Why the last attempt failed.
+        reason: String,
+        /// Requests sent before giving up.
+        attempts: u32,
+    },
     /// Interrupted (SIGINT/SIGTERM) before it was accepted.
-    Interrupted { attempts: u32 },
+    Interrupted {
+        /// Requests sent before the interruption.
+        attempts: u32,
+    },
 }
 
 impl Outcome {
+    /// Whether the server accepted the request (a 2xx answer).
     pub fn is_accepted(&self) -> bool {
         matches!(self, Outcome::Accepted { .. })
     }
@@ -179,6 +196,7 @@ impl Client {
         self
     }
 
+    /// The normalised server URL, without a trailing `/` or `/api`.
     pub fn base(&self) -> &str {
         &self.base
     }

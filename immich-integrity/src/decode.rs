@@ -105,6 +105,7 @@ pub enum Decoded {
 /// What [`decode_file`] found and how many bytes it read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeReport {
+    /// The verdict: decoded, corrupt, or no decoder for the format.
     pub outcome: Decoded,
     /// Bytes read from the file (for videos: the bytes of the packets read).
     pub bytes_read: u64,

@@ -42,12 +42,16 @@ use std::time::{Duration, SystemTime};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Nothing to do.
     Ok,
+    /// Works for now, but deserves attention (e.g. little free space, old backup).
     Warn,
+    /// Broken: the server or the scan cannot work like this.
     Fail,
 }
 
 impl Status {
+    /// The upper-case label printed in the checklist (`OK`, `WARN`, `FAIL`).
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "OK",
@@ -62,6 +66,7 @@ impl Status {
 pub struct Check {
     /// Short stable name, e.g. `database`, `folder thumbs`, `disk /srv/immich`.
     pub name: String,
+    /// The verdict.
     pub status: Status,
     /// What was found.
     pub message: String,
@@ -99,6 +104,7 @@ impl Check {
 /// All checks, in order.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The checks that ran, in the order they ran.
     pub checks: Vec<Check>,
     /// False when the database could not be reached, logged into or recognised as Immich's, so
     /// the database checks did not run (the CLI exits 2).
@@ -125,10 +131,13 @@ impl Report {
 /// `block_size`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Space {
+    /// Fragment size in bytes (`f_frsize`), the unit of the block counts.
     pub block_size: u64,
+    /// Total blocks of the file system (`f_blocks`).
     pub blocks: u64,
     /// Blocks available to unprivileged users (`f_bavail`).
     pub blocks_available: u64,
+    /// Total inodes of the file system (`f_files`).
     pub inodes: u64,
     /// Inodes available to unprivileged users (`f_favail`); 0 with `inodes` 0 means the file
     /// system has no inode limit.
@@ -154,6 +163,7 @@ pub fn real_statvfs(path: &Path) -> std::io::Result<Space> {
 /// What to examine.
 #[derive(Debug, Clone)]
 pub struct DoctorOptions {
+    /// PostgreSQL connection URL of Immich's database.
     pub db_url: String,
     /// Host folder holding `upload/`, `thumbs/`, ... (found one or two levels below by its
     /// markers, as the scan does).
@@ -171,10 +181,13 @@ pub struct DoctorOptions {
     pub min_free_percent: f64,
     /// WARN when the newest backup is older than this.
     pub max_backup_age: Duration,
+    /// How free space is measured: [`real_statvfs`] unless a test substitutes its own.
     pub statvfs: StatvfsFn,
 }
 
 impl DoctorOptions {
+    /// Options for `db_url` with the defaults: no media root or maps, our own uid, WARN below
+    /// 10% free and for backups older than 7 days, the real `statvfs`.
     pub fn new(db_url: impl Into<String>) -> DoctorOptions {
         DoctorOptions {
             db_url: db_url.into(),

@@ -75,9 +75,13 @@ const ENTRY_V1: u8 = 1;
 /// What the manifest knows about one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// File size in bytes.
     pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
+    /// Inode number (a changed inode means the file was replaced).
     pub ino: u64,
+    /// blake3 of the content (for a `bitrot` file: of the last good content).
     pub blake3: [u8; 32],
     /// SHA-1 of the content, when it was computed (originals at `hash`).
     pub sha1: Option<[u8; 20]>,
@@ -297,6 +301,7 @@ impl Manifest {
         }
     }
 
+    /// The manifest file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -329,14 +334,17 @@ impl Manifest {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// The entry stored for the host path `path`, if any (from a fresh snapshot).
     pub fn get(&self, path: &Path) -> Result<Option<Entry>> {
         Ok(self.snapshot()?.get(path))
     }
 
+    /// Number of files recorded.
     pub fn len(&self) -> Result<u64> {
         self.snapshot()?.table.len().map_err(|e| self.err(e))
     }
 
+    /// Whether no file is recorded yet.
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }

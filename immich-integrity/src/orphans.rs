@@ -42,6 +42,7 @@ pub struct Orphan {
     pub path: PathBuf,
     /// Path relative to the media root, e.g. `upload/upload/<user>/ab/cd/x.jpg`.
     pub rel: String,
+    /// File size in bytes.
     pub size: u64,
     /// The row whose missing file this is, when one matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,39 +54,53 @@ pub struct Orphan {
 pub struct MovedCandidate {
     /// Asset id (person id for `person_thumbnail`, user id for `profile_image`).
     pub row_id: String,
+    /// Id of the user owning the row.
     pub owner_id: String,
+    /// Which of the row's files is missing.
     pub file: FileKind,
+    /// The path the row stores now (where the file is not).
     pub db_path: String,
     /// The value `relink` would store, in the spelling the schema generation uses.
     pub relink_to: String,
+    /// Why the orphan matches (size, SHA-1 or file name) and where to relink.
     pub detail: String,
 }
 
 /// Counters for the summary line.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct OrphanSummary {
+    /// Always `true`: marks this JSON line as the summary among the orphan lines.
     pub summary: bool,
+    /// Label of the detected Immich schema generation.
     pub schema: String,
+    /// The canonicalised media root that was walked.
     pub media_root: PathBuf,
     /// Distinct referenced paths below the media root.
     pub referenced_files: u64,
     /// Regular files looked at during the walk (excluded ones not counted).
     pub files_walked: u64,
+    /// Regular files no row references.
     pub orphans: u64,
+    /// Orphans matched to a row whose file is missing.
     pub moved_candidates: u64,
+    /// `.immich` marker files skipped.
     pub excluded_markers: u64,
+    /// Temporary files (`*.tmp`) skipped.
     pub excluded_temporary: u64,
     /// Directories are not counted; symlinks, FIFOs, sockets and devices are.
     pub not_regular: u64,
     /// Bytes held by the referenced-path set and its seen bits.
     pub set_bytes: u64,
+    /// Wall-clock time of the whole search, in milliseconds.
     pub elapsed_ms: u64,
 }
 
 /// The result of [`find_orphans`]: orphans sorted by path, and the counters.
 #[derive(Debug, Clone)]
 pub struct OrphanReport {
+    /// The untracked files, sorted by host path.
     pub orphans: Vec<Orphan>,
+    /// The counters.
     pub summary: OrphanSummary,
 }
 

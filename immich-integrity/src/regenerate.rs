@@ -32,7 +32,9 @@ use std::sync::Arc;
 /// Which repairs a run is about: `regenerate` (derivatives) or `refresh-metadata` (sidecars).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
+    /// Rebuild previews, thumbnails, full-size images and encoded videos.
     Derivatives,
+    /// Re-read metadata to rewrite sidecars.
     Metadata,
 }
 
@@ -40,12 +42,16 @@ pub enum Purpose {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum JobName {
+    /// Rebuilds preview, thumbnail and full-size image (`regenerate-thumbnail`).
     RegenerateThumbnail,
+    /// Re-encodes the video (`transcode-video`).
     TranscodeVideo,
+    /// Re-extracts metadata, rewriting the sidecar (`refresh-metadata`).
     RefreshMetadata,
 }
 
 impl JobName {
+    /// The name Immich's API uses (`regenerate-thumbnail`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             JobName::RegenerateThumbnail => "regenerate-thumbnail",
@@ -85,15 +91,20 @@ impl std::fmt::Display for JobName {
 /// One broken file Immich can rebuild.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
+    /// The asset the broken file belongs to.
     pub asset_id: String,
+    /// The asset's owner: only their API key may queue its jobs.
     pub owner_id: String,
+    /// Which derivative or sidecar is broken.
     pub file: FileKind,
+    /// The job that rebuilds it.
     pub job: JobName,
     /// The path the row held when the scan saw the file broken.
     pub db_path: Option<String>,
     /// Where the scan looked on this host, and what it saw there.
     #[serde(default)]
     pub host_path: Option<String>,
+    /// What the scan found wrong (`missing` when a saved report lacks it).
     #[serde(default = "missing_fault")]
     pub fault: Fault,
 }
@@ -162,8 +173,11 @@ pub fn targets_from_report(path: &Path, purpose: Purpose) -> Result<Vec<Target>>
 /// Asset ids of one owner for one job, sent in one request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
+    /// The owner whose key sends the request.
     pub owner_id: String,
+    /// The job to queue.
     pub job: JobName,
+    /// The assets to queue it for (sorted, each once).
     pub asset_ids: Vec<String>,
 }
 
@@ -208,11 +222,14 @@ pub fn plan_batches(
 /// API keys: one per owner, and optionally one used for every other owner.
 #[derive(Debug, Clone, Default)]
 pub struct Keys {
+    /// Keys by owner id (lower-case uuid).
     pub per_owner: HashMap<String, ApiKey>,
+    /// The key for owners without their own (also the admin key of queue mode).
     pub fallback: Option<ApiKey>,
 }
 
 impl Keys {
+    /// The owner's own key, else the fallback key, else `None`.
     pub fn for_owner(&self, owner: &str) -> Option<&ApiKey> {
         self.per_owner.get(owner).or(self.fallback.as_ref())
     }
@@ -255,9 +272,13 @@ impl Keys {
 /// One line of the state file: a batch Immich accepted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StateLine {
+    /// The owner whose key sent the batch.
     pub owner_id: String,
+    /// The job queued.
     pub job: JobName,
+    /// The assets it was queued for.
     pub asset_ids: Vec<String>,
+    /// The server's base URL (see [`Client::base`]).
     pub server: String,
     /// Seconds since the Unix epoch.
     pub accepted_at: String,
@@ -319,27 +340,37 @@ fn open_append(path: &Path) -> Result<std::fs::File> {
 /// What became of one request (a batch, or a half of a refused one).
 #[derive(Debug, Clone, Serialize)]
 pub struct BatchResult {
+    /// The owner the request was for.
     pub owner_id: String,
+    /// The job requested.
     pub job: JobName,
+    /// The ids in this request.
     pub asset_ids: Vec<String>,
+    /// How it ended.
     #[serde(flatten)]
     pub status: BatchStatus,
 }
 
+/// How one request ended.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum BatchStatus {
+    /// Immich accepted the job request.
     Accepted {
+        /// Requests sent, including the accepted one.
         attempts: u32,
     },
     /// Refused or still failing after every retry.
     Failed {
+        /// The refusal's HTTP status; `None` when no answer came (or only 429/5xx ones).
         http_status: Option<u16>,
+        /// What went wrong, in words.
         reason: String,
     },
     /// Not sent: the owner has no key, the owner's key was refused (401/403) on an earlier
     /// batch, or the run was interrupted.
     Skipped {
+        /// Which of those it was.
         reason: String,
     },
 }
@@ -347,28 +378,39 @@ pub enum BatchStatus {
 /// Per owner: how many batches (requests) were accepted, failed or skipped, and ids.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct OwnerTally {
+    /// Requests Immich accepted.
     pub batches_accepted: u64,
+    /// Requests refused or given up on.
     pub batches_failed: u64,
+    /// Requests not sent.
     pub batches_skipped: u64,
+    /// Asset ids in accepted requests.
     pub assets_accepted: u64,
+    /// Asset ids in failed requests.
     pub assets_failed: u64,
+    /// Asset ids in requests not sent.
     pub assets_skipped: u64,
 }
 
 /// The final report of an API run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ApiReport {
+    /// The server's base URL.
     pub server: String,
+    /// Every request (and skipped batch), in the order handled.
     pub results: Vec<BatchResult>,
+    /// Tallies by owner id.
     pub owners: BTreeMap<String, OwnerTally>,
     /// Owners with targets but no key (their assets were not sent).
     pub owners_without_key: Vec<String>,
     /// Assets left out because the state file says they were already queued.
     pub already_queued: u64,
+    /// The run stopped on SIGINT/SIGTERM; later batches were not sent.
     pub interrupted: bool,
 }
 
 impl ApiReport {
+    /// True when the run was not interrupted and every request was accepted.
     pub fn all_accepted(&self) -> bool {
         !self.interrupted
             && self
@@ -400,10 +442,13 @@ impl ApiReport {
 
 /// Settings of an API run.
 pub struct ApiRun<'a> {
+    /// The server to send to.
     pub client: &'a Client,
+    /// The key for each owner.
     pub keys: &'a Keys,
     /// Accepted batches are appended here (and read back to skip them on a rerun).
     pub state: Option<&'a Path>,
+    /// Once set, no further batch is sent (the report says `interrupted`).
     pub cancel: Option<Arc<AtomicBool>>,
     /// Called after each request with its result (for progress lines).
     pub on_result: Option<&'a mut dyn FnMut(&BatchResult)>,
@@ -601,26 +646,41 @@ fn epoch_seconds() -> String {
 pub enum QueueChange {
     /// The derivative's `asset_file(s)` row, deleted; `row` is the whole row (`to_jsonb`).
     DeleteAssetFile {
+        /// Which derivative the row is.
         file: FileKind,
+        /// The `asset_file(s)` row's id.
         row_id: String,
+        /// The whole row as JSON, re-inserted by undo.
         row: serde_json::Value,
     },
     /// A path column on the asset table (schemas before `asset_files`, or
     /// `encodedVideoPath` / `sidecarPath` before they moved), set to `blank`.
     BlankColumn {
+        /// Which file kind the column holds.
         file: FileKind,
+        /// The path the column held.
         old: String,
+        /// What it was set to: `None` for NULL, or the empty value the column uses (`""`).
         blank: Option<String>,
     },
     /// `thumbhash` set to NULL (old value in hex).
-    ClearThumbhash { old_hex: String },
+    ClearThumbhash {
+        /// The previous thumbhash, hex-encoded.
+        old_hex: String,
+    },
     /// `asset_job_status.metadataExtractedAt` set to NULL (old value as JSON text).
-    ClearMetadataExtractedAt { old: serde_json::Value },
+    ClearMetadataExtractedAt {
+        /// The previous timestamp, as JSON.
+        old: serde_json::Value,
+    },
 }
 
+/// One planned queue-mode change to one asset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueueStep {
+    /// The asset whose rows change.
     pub asset_id: String,
+    /// The change.
     #[serde(flatten)]
     pub change: QueueChange,
 }
@@ -630,14 +690,31 @@ pub struct QueueStep {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum QueueJournal {
-    QueueChange { batch: u64, step: QueueStep },
-    QueueCommitted { batch: u64 },
-    QueueStarted { queue: String, status: u16 },
+    /// A change the batch is about to make (written and fsync'd before it).
+    QueueChange {
+        /// The batch number.
+        batch: u64,
+        /// The change.
+        step: QueueStep,
+    },
+    /// The batch's transaction committed.
+    QueueCommitted {
+        /// The batch number.
+        batch: u64,
+    },
+    /// Immich accepted the request to start a queue.
+    QueueStarted {
+        /// The queue's name, e.g. `thumbnailGeneration`.
+        queue: String,
+        /// The HTTP status of the answer.
+        status: u16,
+    },
 }
 
 /// The plan of a queue-mode run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct QueuePlan {
+    /// The database changes, in the order they are journalled and applied.
     pub steps: Vec<QueueStep>,
     /// Targets that need no change or cannot be changed, with the reason.
     pub skipped: Vec<(Target, String)>,
@@ -936,13 +1013,16 @@ pub struct QueueReport {
     pub applied: u64,
     /// Changes whose row had changed since planning (nothing written for them).
     pub unchanged: u64,
+    /// Transactions committed.
     pub batches: u64,
     /// Queues started, with the outcome of each request.
     pub queues: Vec<(String, Outcome)>,
+    /// The run stopped on SIGINT/SIGTERM before finishing.
     pub interrupted: bool,
 }
 
 impl QueueReport {
+    /// True when the run was not interrupted and Immich accepted the start of every queue.
     pub fn all_started(&self) -> bool {
         !self.interrupted && self.queues.iter().all(|(_, o)| o.is_accepted())
     }

@@ -135,17 +135,27 @@ pub enum JournalEntry {
     /// batch's single statement performs. Undo does not need it (the `change` lines carry every
     /// row's old and new value); it is there for people reading the journal.
     Prefix {
+        /// The batch number.
         batch: u64,
+        /// The stored-path prefix being replaced (ends with `/`).
         old_prefix: String,
+        /// Its replacement (ends with `/`).
         new_prefix: String,
+        /// Rows this batch rewrites (one `change` line each).
         rows: u64,
     },
     /// The batch's transaction was rolled back (interrupted before its commit): none of its
     /// changes reached the database, and undo skips it.
-    RolledBack { batch: u64 },
+    RolledBack {
+        /// The batch number.
+        batch: u64,
+    },
     /// The run stopped on SIGINT/SIGTERM after `committed` batches; later steps were not
     /// applied.
-    Interrupted { committed: u64 },
+    Interrupted {
+        /// Batches committed before the stop.
+        committed: u64,
+    },
 }
 
 /// What `apply` did.
@@ -579,7 +589,9 @@ const MEDIA_SPELLINGS: [&str; 3] = ["/usr/src/app/upload", "/data", "upload"];
 /// One rewrite of every row under `old_prefix` to `new_prefix` (both end with `/`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrefixRewrite {
+    /// The stored-path prefix to replace, e.g. `/data/upload/`.
     pub old_prefix: String,
+    /// What replaces it, e.g. `/data/upload/upload/`.
     pub new_prefix: String,
     /// The moved findings it stands for; each is `old_prefix + rest -> new_prefix + rest`.
     pub steps: Vec<RelinkStep>,
@@ -588,7 +600,9 @@ pub struct PrefixRewrite {
 /// What relink will do: prefix rewrites, then single rows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelinkPlan {
+    /// Whole-folder moves, each applied as one `UPDATE` per batch.
     pub prefixes: Vec<PrefixRewrite>,
+    /// Single-row changes not covered by a prefix rewrite.
     pub rows: Vec<RelinkStep>,
 }
 
@@ -783,7 +797,9 @@ async fn same_rows(
 /// What the dry run shows for one prefix rewrite.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PrefixCheck {
+    /// The prefix the rewrite replaces.
     pub old_prefix: String,
+    /// The prefix it writes instead.
     pub new_prefix: String,
     /// Rows the rewrite would change, or why it cannot be one rewrite.
     pub verdict: std::result::Result<u64, String>,
