@@ -205,34 +205,6 @@ fn unprivileged_process_reports_what_the_kernel_refuses() {
     );
 }
 
-/// Another session holding an exclusive lock on `table`: a scan's first page waits on it.
-struct TableLock {
-    rt: tokio::runtime::Runtime,
-    conn: sqlx::PgConnection,
-}
-
-impl TableLock {
-    fn take(db_url: &str, table: &str) -> TableLock {
-        let rt = runtime();
-        let conn = rt.block_on(async {
-            let mut c = connect(db_url).await;
-            sqlx::query("BEGIN").execute(&mut c).await.unwrap();
-            sqlx::query(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
-                .execute(&mut c)
-                .await
-                .unwrap();
-            c
-        });
-        TableLock { rt, conn }
-    }
-
-    fn release(mut self) {
-        self.rt
-            .block_on(sqlx::query("ROLLBACK").execute(&mut self.conn))
-            .unwrap();
-    }
-}
-
 /// Starts a JSONL scan into `lib.dir/name` and gives it time to block on the lock.
 fn spawn_blocked_scan(lib: &Lib, name: &str, extra: &[&str]) -> (std::process::Child, PathBuf) {
     let report = lib.dir.join(name);

@@ -103,34 +103,6 @@ fn scanner_waits_on_lock(rt: &tokio::runtime::Runtime, conn: &mut sqlx::PgConnec
     })
 }
 
-/// Another session holding an exclusive lock on `table` until released.
-struct TableLock {
-    rt: tokio::runtime::Runtime,
-    conn: sqlx::PgConnection,
-}
-
-impl TableLock {
-    fn take(db_url: &str, table: &str) -> TableLock {
-        let rt = runtime();
-        let conn = rt.block_on(async {
-            let mut c = connect(db_url).await;
-            sqlx::query("BEGIN").execute(&mut c).await.unwrap();
-            sqlx::query(&format!("LOCK TABLE \"{table}\" IN ACCESS EXCLUSIVE MODE"))
-                .execute(&mut c)
-                .await
-                .unwrap();
-            c
-        });
-        TableLock { rt, conn }
-    }
-
-    fn release(mut self) {
-        self.rt
-            .block_on(sqlx::query("ROLLBACK").execute(&mut self.conn))
-            .unwrap();
-    }
-}
-
 /// Kills the scanner's backend after the first page was checked, then counts pages.
 struct KillAfterFirstPage {
     db_url: String,
@@ -539,28 +511,6 @@ fn disk_full_under_the_report_exits_2_naming_the_file_and_enospc() {
         names.iter().all(|n| !n.contains(".tmp-")),
         "no half-written temp file left: {names:?}"
     );
-}
-
-/// Every row of every table that holds a path, as text, in a stable order.
-fn dump(lib: &Lib) -> String {
-    let t = lib.truth.generation.tables();
-    let mut tables = vec![t.assets.to_string(), t.users.to_string(), "person".into()];
-    if let Some(f) = t.asset_files {
-        tables.push(f.to_string());
-    }
-    let rt = runtime();
-    rt.block_on(async {
-        let mut c = connect(&lib.truth.db_url).await;
-        let mut out = String::new();
-        for table in tables {
-            let sql = format!(
-                "SELECT COALESCE(string_agg(to_jsonb(t)::text, E'\\n' ORDER BY to_jsonb(t)::text), '') FROM \"{table}\" t"
-            );
-            let rows: String = sqlx::query_scalar(&sql).fetch_one(&mut c).await.unwrap();
-            out.push_str(&rows);
-        }
-        out
-    })
 }
 
 fn moved_steps(lib: &Lib) -> Vec<RelinkStep> {

@@ -9,32 +9,6 @@ use immich_fixtures::Generation;
 use immich_integrity::relink;
 use immich_integrity::{scan, Fault, Finding};
 
-/// Every row of every table that holds a path, as text, in a stable order.
-fn dump(lib: &Lib) -> String {
-    let t = lib.truth.generation.tables();
-    let mut tables = vec![
-        t.assets.to_string(),
-        t.users.to_string(),
-        "person".to_string(),
-    ];
-    if let Some(f) = t.asset_files {
-        tables.push(f.to_string());
-    }
-    let rt = runtime();
-    rt.block_on(async {
-        let mut c = connect(&lib.truth.db_url).await;
-        let mut out = String::new();
-        for table in tables {
-            let sql = format!(
-                "SELECT COALESCE(string_agg(to_jsonb(t)::text, E'\\n' ORDER BY to_jsonb(t)::text), '') FROM \"{table}\" t"
-            );
-            let rows: String = sqlx::query_scalar(&sql).fetch_one(&mut c).await.unwrap();
-            out.push_str(&rows);
-        }
-        out
-    })
-}
-
 fn relink_generation(generation: Generation) {
     let lib = generate(generation, 50, true);
     let before = dump(&lib);

@@ -47,6 +47,7 @@ pub mod probe;
 pub mod regenerate;
 pub mod relink;
 pub mod roots;
+pub mod saved_report;
 mod scan;
 pub mod schema;
 pub mod source;

@@ -24,7 +24,7 @@ use crate::source::{connect, read_info};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -154,19 +154,7 @@ pub fn targets(findings: &[Finding], purpose: Purpose) -> Vec<Target> {
 
 /// Reads findings from a saved JSONL report (`scan --format jsonl`).
 pub fn targets_from_report(path: &Path, purpose: Purpose) -> Result<Vec<Target>> {
-    let io = |e| Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut findings = Vec::new();
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line.map_err(io)?;
-        // The summary line and unknown lines are not findings.
-        if let Ok(f) = serde_json::from_str::<Finding>(&line) {
-            findings.push(f);
-        }
-    }
+    let findings = crate::saved_report::read_findings(path)?;
     Ok(targets(&findings, purpose))
 }
 

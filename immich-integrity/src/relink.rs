@@ -13,7 +13,7 @@ use crate::schema::{q, Schema};
 use crate::source::{connect, path_checksum_expr, read_info};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -51,19 +51,7 @@ pub fn plan(findings: &[Finding]) -> Vec<RelinkStep> {
 
 /// Reads `moved` findings from a saved JSONL report (`scan --format jsonl`).
 pub fn plan_from_report(path: &Path) -> Result<Vec<RelinkStep>> {
-    let io = |e| Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut findings = Vec::new();
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line.map_err(io)?;
-        // The summary line and unknown lines are not findings.
-        if let Ok(f) = serde_json::from_str::<Finding>(&line) {
-            findings.push(f);
-        }
-    }
+    let findings = crate::saved_report::read_findings(path)?;
     Ok(plan(&findings))
 }
 

@@ -242,3 +242,56 @@ pub fn nest_top_folder(media_root: &std::path::Path, folder: &str) {
     std::fs::create_dir(&dir).unwrap();
     std::fs::rename(&tmp, dir.join(folder)).unwrap();
 }
+
+/// Another session holding an exclusive lock on `table` (quoted here) until released: a scan or
+/// relink that needs it waits, which makes a kill or a signal land at a known point.
+pub struct TableLock {
+    pub rt: tokio::runtime::Runtime,
+    /// The locking session (a test may also use it, e.g. to terminate the scanner).
+    pub conn: sqlx::PgConnection,
+}
+
+impl TableLock {
+    pub fn take(db_url: &str, table: &str) -> TableLock {
+        let rt = runtime();
+        let conn = rt.block_on(async {
+            let mut c = connect(db_url).await;
+            sqlx::query("BEGIN").execute(&mut c).await.unwrap();
+            sqlx::query(&format!("LOCK TABLE \"{table}\" IN ACCESS EXCLUSIVE MODE"))
+                .execute(&mut c)
+                .await
+                .unwrap();
+            c
+        });
+        TableLock { rt, conn }
+    }
+
+    pub fn release(mut self) {
+        self.rt
+            .block_on(sqlx::query("ROLLBACK").execute(&mut self.conn))
+            .unwrap();
+    }
+}
+
+/// Every row of every table that holds a path, as text, in a stable order: equal dumps mean
+/// nothing changed.
+pub fn dump(lib: &Lib) -> String {
+    let t = lib.truth.generation.tables();
+    let mut tables = vec![t.assets.to_string(), t.users.to_string(), "person".into()];
+    if let Some(f) = t.asset_files {
+        tables.push(f.to_string());
+    }
+    let rt = runtime();
+    rt.block_on(async {
+        let mut c = connect(&lib.truth.db_url).await;
+        let mut out = String::new();
+        for table in tables {
+            let sql = format!(
+                "SELECT COALESCE(string_agg(to_jsonb(t)::text, E'\\n' ORDER BY to_jsonb(t)::text), '') FROM \"{table}\" t"
+            );
+            let rows: String = sqlx::query_scalar(&sql).fetch_one(&mut c).await.unwrap();
+            out.push_str(&rows);
+        }
+        out
+    })
+}
