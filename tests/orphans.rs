@@ -225,6 +225,35 @@ fn cli_orphans_exit_codes_and_jsonl() {
     assert_eq!(table.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&table.stdout).contains("moved original of"));
 
+    // The orphans report drives a relink like a scan report: the matched orphan is relinked,
+    // the other orphans are ignored, and a rescan no longer finds the original missing.
+    let report = lib.dir.join("orphans.jsonl");
+    std::fs::write(&report, &text).unwrap();
+    let mut relink = vec!["relink".to_string()];
+    relink.extend(library_flags(&lib));
+    relink.extend([
+        "--from".to_string(),
+        report.to_string_lossy().into_owned(),
+        "--apply".into(),
+        "--journal".into(),
+        lib.dir
+            .join("orphans.journal")
+            .to_string_lossy()
+            .into_owned(),
+    ]);
+    let applied = Command::new(binary()).args(&relink).output().unwrap();
+    let said = String::from_utf8_lossy(&applied.stdout);
+    assert_eq!(applied.status.code(), Some(0), "{said}");
+    assert!(said.contains("relinked 1 rows"), "{said}");
+    let mut findings: Vec<immich_integrity::Finding> = Vec::new();
+    immich_integrity::scan(&options(&lib.truth), &mut findings).unwrap();
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f.asset_id.as_deref() == Some(planted.moved_row.as_str())),
+        "{findings:?}"
+    );
+
     let bad = Command::new(binary())
         .args(["orphans", "--db-url", &lib.truth.db_url, "--media-root"])
         .arg(lib.dir.join("no-such-folder"))

@@ -19,7 +19,7 @@
 //!    asset id) is reported as that row's `moved` candidate with the path to relink to.
 
 use crate::error::{Error, Result};
-use crate::model::{AssetRow, FileKind};
+use crate::model::{AssetRow, Fault, FileKind, Finding, Repair};
 use crate::pathmap::{Mapped, PathMap};
 use crate::scan::{build_map, ScanOptions};
 use crate::source::{Source, SourceOptions};
@@ -47,6 +47,27 @@ pub struct Orphan {
     /// The row whose missing file this is, when one matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved_candidate: Option<MovedCandidate>,
+}
+
+impl Orphan {
+    /// The `moved` finding this orphan stands for, when it matches a row: the form `relink
+    /// --from` reads, so an orphans report can drive a relink like a scan report.
+    pub fn as_moved_finding(&self) -> Option<Finding> {
+        let c = self.moved_candidate.as_ref()?;
+        Some(Finding {
+            asset_id: Some(c.row_id.clone()),
+            owner_id: Some(c.owner_id.clone()),
+            file: Some(c.file),
+            db_path: Some(c.db_path.clone()),
+            host_path: None,
+            fault: Fault::Moved,
+            found_at: Some(self.path.to_string_lossy().into_owned()),
+            repair: Repair::Relink,
+            detail: c.detail.clone(),
+            affected: None,
+            relink_to: Some(c.relink_to.clone()),
+        })
+    }
 }
 
 /// A row whose file is not at its stored path but matches this orphan.
