@@ -905,12 +905,16 @@ fn asset_select(s: &Schema) -> (String, String) {
         "(a.\"deletedAt\" IS NOT NULL) AS trashed".into(),
     ];
     cols.push(format!("{} AS path_checksum", path_checksum_expr(s)));
-    let mut from = format!("{} a", q(s.asset_table));
+    let from = format!("{} a", q(s.asset_table));
     match s.exif_table {
-        Some(e) => {
-            cols.push("e.\"fileSizeInByte\" AS size".into());
-            from.push_str(&format!(" LEFT JOIN {} e ON e.\"assetId\" = a.id", q(e)));
-        }
+        // A correlated lookup, not a LEFT JOIN: with the keyset condition only on `a.id`, the
+        // planner merge-joined the whole exif index from its first row on every page (or
+        // hash-joined a sequential scan of it), so a page cost O(rows before it) and a scan
+        // O(n^2). One primary-key probe per row keeps every page at the same cost.
+        Some(e) => cols.push(format!(
+            "(SELECT e.\"fileSizeInByte\" FROM {} e WHERE e.\"assetId\" = a.id LIMIT 1) AS size",
+            q(e)
+        )),
         None => cols.push("NULL::int8 AS size".into()),
     }
     if let Some((p, t)) = s.preview_columns {
