@@ -33,6 +33,8 @@
 
 pub mod access;
 pub mod api;
+#[doc(hidden)]
+pub mod benchkit;
 mod check;
 pub mod decode;
 pub mod doctor;
