@@ -7,8 +7,9 @@
 //! Immich's PostgreSQL database in bounded, primary-key-ordered pages (inside one read-only
 //! snapshot); a [`PathMap`] turns each stored path ([`FileRef`]) into a host path; the checker
 //! observes every file in parallel on a rayon pool (one `fstatat` through a folder handle
-//! resolved beneath its root, so nothing outside it is ever touched) and classifies what it saw into a [`Fault`]; each
-//! [`Finding`] carries the [`Repair`] to apply and is handed, in asset-id order, to an
+//! resolved beneath its root, so nothing outside it is ever touched) and classifies what it
+//! saw into a [`Fault`]; each [`Finding`] carries the [`Repair`] to apply and is handed, in
+//! asset-id order, to an
 //! [`Observer`]. The library never prints: progress and findings go through that trait, and
 //! diagnostics are `tracing` events at debug level for the embedder's subscriber (if any).
 //!
