@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// Directory handles a [`Root`] keeps per worker thread (oldest dropped first). Consecutive
-/// rows in asset-id order share thumbnail folders (`thumbs/<user>/<id[0..2]>/<id[2..4]>`), and a row's preview
-/// and thumbnail always share one; a handle is held only for as long as a few dozen other
-/// folders are visited.
+/// rows in asset-id order share thumbnail folders (`thumbs/<user>/<id[0..2]>/<id[2..4]>`),
+/// and a row's preview and thumbnail always share one; a handle is held only for as long as a
+/// few dozen other folders are visited.
 pub const DIR_CACHE: usize = 32;
 
 /// Paths longer than this take the whole-path route (which walks them in pieces).
