@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Scale benchmark: on one generated library per size, compare our `scan --level exists` with
 # the floor (`find ROOT -type f`) and the naive baseline an admin would write (export paths
-# with psql, stat them with xargs), then `--level quick` and `--level hash` against `cat` of
-# the same bytes (MB/s = bytes of the library / wall time, so all three rows are comparable),
-# and the `--manifest` runs: building it at `hash`, a rerun with nothing changed (reads no
-# content), and a `--verify-manifest` rerun (reads everything, blake3 + SHA-1 in one pass).
-# Usage: bash benches/scale.sh [SIZES...]   (default: 10000 100000)
-# Prints a table and writes target/bench/scale.json. Caches are warm (a first untimed pass);
-# with DROP_CACHES=1 (root) it also times a cold pass after `echo 3 > /proc/sys/vm/drop_caches`.
+# with psql, stat them with xargs), then `--level quick`, `full` and `hash` against `cat` and
+# `sha1sum` of the same bytes (MB/s = bytes of the library / wall time, so the rows are
+# comparable), and the `--manifest` runs: building it at `hash`, a rerun with nothing changed
+# (reads no content), and a `--verify-manifest` rerun (reads everything, blake3 + SHA-1 in one
+# pass).
+# Usage: bash benches/scale.sh [SIZES...]   (default: 10000 100000; 1000000 works too: it
+#        takes about 8 minutes to generate, ~19 GB of disk and ~5 M inodes, checked first)
+# Prints a table and writes target/bench/scale.json. Caches are warm (a first untimed pass).
+# With DROP_CACHES=1 (root) it also times exists, find and naive cold, each after
+# `sync; echo 3 > /proc/sys/vm/drop_caches`; it says so when the kernel does not allow it.
+# KEEP_FIXTURE=1 keeps each library (and its database) for more measurements by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -16,6 +20,7 @@ BIN=./target/release
 mkdir -p target/bench
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(10000 100000)
 json=target/bench/scale.json; echo "[" > "$json"; first=1
+TMPBASE=${TMPDIR:-/tmp}
 
 # wall seconds, cpu seconds, peak RSS KiB of one command (output discarded)
 measure() {
@@ -25,12 +30,34 @@ measure() {
   tail -n 1 "$t" | awk '{printf "%s %.2f %s", $1, $2+$3, $4}'; rm -f "$t"
 }
 
-printf '%-8s %-22s %8s %8s %9s %12s %9s\n' assets what wall_s cpu_s rss_MiB files_per_s MB_per_s
+cold=0
+if [ "${DROP_CACHES:-0}" = 1 ]; then
+  if sync && echo 3 > /proc/sys/vm/drop_caches 2> /dev/null; then
+    cold=1
+  else
+    echo "DROP_CACHES=1 but /proc/sys/vm/drop_caches is not writable here: no cold rows"
+  fi
+fi
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+
+printf '%-8s %-16s %8s %8s %8s %10s %11s %9s\n' assets what wall_s cpu_s rss_MiB rows_per_s files_per_s MB_per_s
 for n in "${sizes[@]}"; do
-  base=$(mktemp -d /tmp/immich-bench.XXXXXX); chmod 755 "$base"
+  # About 20 KB of disk and 5 inodes per asset (small generated files, one folder each).
+  need_kb=$((n * 20 + 1048576)); need_inodes=$((n * 5 + 100000))
+  avail_kb=$(df -Pk "$TMPBASE" | awk 'NR==2 {print $4}')
+  avail_inodes=$(df -Pi "$TMPBASE" | awk 'NR==2 {print $4}')
+  if [ "$avail_kb" -lt "$need_kb" ] || [ "$avail_inodes" -lt "$need_inodes" ]; then
+    echo "$n: skipped, needs ~$((need_kb / 1048576)) GiB and $need_inodes inodes in $TMPBASE" \
+      "($((avail_kb / 1048576)) GiB, $avail_inodes inodes free)"
+    continue
+  fi
+  base=$(mktemp -d "$TMPBASE/immich-bench.XXXXXX"); chmod 755 "$base"
+  gen_start=$(date +%s)
   fx=$($BIN/immich-fixture --generation v2.6 --assets "$n" --no-faults --out "$base")
+  gen_s=$(($(date +%s) - gen_start))
   get() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$fx" "$1"; }
   db=$(get db_url); media=$(get media_root); dir=$(get dir); files=$(get files_referenced)
+  rows=$(get asset_rows)
   maps=$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(' '.join('--map %s=%s' % (c, h) for c, h in d['maps'] if c != d['container_root']))" "$fx")
   # an array, not a function: time(1) must exec it
   # shellcheck disable=SC2206
@@ -40,12 +67,17 @@ for n in "${sizes[@]}"; do
       | sed "s#^/data#$media#" | tr '\n' '\0' | xargs -0 stat -c '%s' > /dev/null 2>&1 || true
   }
   bytes=$(du -sb "$dir" | cut -f1)
+  load=$(cut -d' ' -f1-3 /proc/loadavg)
   "${scan[@]}" > /dev/null || true; find "$dir" -type f > /dev/null   # warm the caches
-  declare -A r
+  unset r; declare -A r
+  whats=(exists find naive quick cat full hash sha1sum manifest_build manifest_rerun manifest_verify)
   r[exists]=$(measure "${scan[@]}" --level exists)
   r[find]=$(measure find "$dir" -type f)
   r[naive]=$(measure bash -c "$(declare -f naive); db='$db' media='$media' naive")
   r[quick]=$(measure "${scan[@]}" --level quick)
+  # `hash` includes `full` (each level includes the one before, DESIGN): hash - full is
+  # what the SHA-1 pass itself costs, the figure to hold against sha1sum.
+  r[full]=$(measure "${scan[@]}" --level full)
   r[hash]=$(measure "${scan[@]}" --level hash)
   r[sha1sum]=$(measure bash -c "find '$dir' -type f -print0 | xargs -0 sha1sum > /dev/null")
   r[cat]=$(measure bash -c "find '$dir' -type f -print0 | xargs -0 cat > /dev/null")
@@ -54,24 +86,39 @@ for n in "${sizes[@]}"; do
   r[manifest_rerun]=$(measure "${scan[@]}" --level hash --manifest "$manifest")
   r[manifest_verify]=$(measure "${scan[@]}" --level hash --manifest "$manifest" --verify-manifest)
   manifest_bytes=$(stat -c %s "$manifest")
-  for k in exists find naive quick cat hash sha1sum manifest_build manifest_rerun manifest_verify; do
+  if [ $cold = 1 ]; then
+    drop; r[exists_cold]=$(measure "${scan[@]}" --level exists)
+    drop; r[find_cold]=$(measure find "$dir" -type f)
+    drop; r[naive_cold]=$(measure bash -c "$(declare -f naive); db='$db' media='$media' naive")
+    whats+=(exists_cold find_cold naive_cold)
+  fi
+  for k in "${whats[@]}"; do
     read -r wall cpu rss <<< "${r[$k]}"
+    rps=$(python3 -c "print(int($rows/max($wall,0.001)))")
     fps=$(python3 -c "print(int($files/max($wall,0.001)))")
     mbs=$(python3 -c "print(round($bytes/1e6/max($wall,0.001), 1))")
-    printf '%-8s %-22s %8s %8s %9s %12s %9s\n' "$n" "$k" "$wall" "$cpu" "$((rss/1024))" "$fps" "$mbs"
+    printf '%-8s %-16s %8s %8s %8s %10s %11s %9s\n' "$n" "$k" "$wall" "$cpu" "$((rss/1024))" "$rps" "$fps" "$mbs"
     [ $first = 1 ] || echo "," >> "$json"; first=0
-    printf '{"assets":%s,"files":%s,"bytes":%s,"what":"%s","wall_s":%s,"cpu_s":%s,"peak_rss_kib":%s,"mb_per_s":%s}' \
-      "$n" "$files" "$bytes" "$k" "$wall" "$cpu" "$rss" "$mbs" >> "$json"
+    printf '{"assets":%s,"rows":%s,"files":%s,"bytes":%s,"what":"%s","wall_s":%s,"cpu_s":%s,"peak_rss_kib":%s,"rows_per_s":%s,"files_per_s":%s,"mb_per_s":%s,"loadavg_before":"%s"}' \
+      "$n" "$rows" "$files" "$bytes" "$k" "$wall" "$cpu" "$rss" "$rps" "$fps" "$mbs" "$load" >> "$json"
   done
-  echo "         library: $files files, $((bytes/1000000)) MB; manifest file: $((manifest_bytes/1024)) KiB"
-  python3 - "${r[exists]}" "${r[find]}" "${r[naive]}" "${r[quick]}" "${r[cat]}" "${r[hash]}" "${r[sha1sum]}" "${r[manifest_rerun]}" "${r[manifest_verify]}" <<'PY'
+  echo "         library: $rows rows, $files files, $((bytes/1000000)) MB, generated in ${gen_s} s;" \
+    "manifest file: $((manifest_bytes/1024)) KiB; load average before: $load"
+  python3 - "${r[exists]}" "${r[find]}" "${r[naive]}" "${r[quick]}" "${r[cat]}" "${r[hash]}" "${r[sha1sum]}" "${r[manifest_rerun]}" "${r[manifest_verify]}" "${r[exists_cold]:-0 0 0}" "${r[find_cold]:-0 0 0}" "${r[naive_cold]:-0 0 0}" "${r[full]}" <<'PY'
 import sys
-e, f, nv, q, c, h, s, mr, mv = (float(a.split()[0]) for a in sys.argv[1:])
+e, f, nv, q, c, h, s, mr, mv, ec, fc, nc, fu = (float(a.split()[0]) for a in sys.argv[1:])
 d = lambda a, b: a / max(b, 1e-3)
-print(f"         ratios: exists/find {d(e,f):.2f}x, naive/exists {d(nv,e):.1f}x, quick/cat {d(q,c):.2f}x, hash/sha1sum {d(h,s):.2f}x")
+print(f"         ratios: exists/find {d(e,f):.2f}x, naive/exists {d(nv,e):.2f}x, quick/cat {d(q,c):.2f}x, hash/sha1sum {d(h,s):.2f}x, (hash-full)/sha1sum {d(max(h-fu,0),s):.2f}x")
+if ec > 0:
+    print(f"         cold:   exists/find {d(ec,fc):.2f}x, naive/exists {d(nc,ec):.2f}x")
 print(f"         manifest: unchanged rerun/hash {d(mr,h):.2f}x, verify/hash {d(mv,h):.2f}x")
 PY
-  $BIN/immich-fixture drop "$(get db_name)" --dir "$dir" > /dev/null; rm -rf "$base"
+  if [ "${KEEP_FIXTURE:-0}" = 1 ]; then
+    echo "$fx" > "$base/fixture.json"
+    echo "         kept: $base/fixture.json (drop it: immich-fixture drop $(get db_name) --dir $dir)"
+  else
+    $BIN/immich-fixture drop "$(get db_name)" --dir "$dir" > /dev/null; rm -rf "$base"
+  fi
 done
 echo "]" >> "$json"
 echo "wrote $json"

@@ -155,15 +155,17 @@ impl Checker {
         let media = self.map.entries()[entry].media;
         let root = self.roots.root_for(entry, &rel, media)?;
         self.files_checked.fetch_add(1, Ordering::Relaxed);
-        let host = root.host.join(&rel);
         let obs = root.observe(&rel);
+        // The host path is only needed in a finding (or to read the file): a healthy file at
+        // `exists` does not pay for building it.
+        let host = || root.host.join(&rel);
         if let Some(active) = stale {
-            return Some(self.stale_prefix(row, f, root, &rel, host, obs, &active));
+            return Some(self.stale_prefix(row, f, root, &rel, host(), obs, &active));
         }
         match obs {
-            Observation::File(meta) => self.judge_file(row, f.kind, root, &rel, host, meta),
-            Observation::NotFound => Some(self.missing(row, f, root, &rel, host, media)),
-            other => Some(judge_other(other, host)),
+            Observation::File(meta) => self.judge_file(row, f.kind, root, &rel, meta),
+            Observation::NotFound => Some(self.missing(row, f, root, &rel, host(), media)),
+            other => Some(judge_other(other, host())),
         }
     }
 
@@ -173,20 +175,20 @@ impl Checker {
         kind: FileKind,
         root: &Root,
         rel: &Path,
-        host: PathBuf,
         meta: Meta,
     ) -> Option<Fault0> {
+        let host = || root.host.join(rel);
         if let Some(why) = self.denied(root, rel, &meta) {
-            return Some(Fault0::new(Fault::PermissionDenied, Some(host), why));
+            return Some(Fault0::new(Fault::PermissionDenied, Some(host()), why));
         }
         if meta.size == 0 {
-            return Some(Fault0::new(Fault::Empty, Some(host), "file is 0 bytes"));
+            return Some(Fault0::new(Fault::Empty, Some(host()), "file is 0 bytes"));
         }
         if self.level >= Level::Quick {
             if let Some(m) = &self.manifest {
-                return m.judge(self, row, kind, root, rel, host, meta);
+                return m.judge(self, row, kind, root, rel, host(), meta);
             }
-            return self.quick(row, kind, root, rel, host, meta, None);
+            return self.quick(row, kind, root, rel, host(), meta, None);
         }
         None
     }

@@ -6,9 +6,10 @@
 //! The pipeline is a short chain of plain data: a [`Source`] streams [`AssetRow`]s out of
 //! Immich's PostgreSQL database in bounded, primary-key-ordered pages (inside one read-only
 //! snapshot); a [`PathMap`] turns each stored path ([`FileRef`]) into a host path; the checker
-//! observes every file in parallel on a rayon pool (one `openat2` + `fstat`, resolved beneath its
-//! root so nothing outside it is ever touched) and classifies what it saw into a [`Fault`]; each
-//! [`Finding`] carries the [`Repair`] to apply and is handed, in asset-id order, to an
+//! observes every file in parallel on a rayon pool (one `fstatat` through a folder handle
+//! resolved beneath its root, so nothing outside it is ever touched) and classifies what it
+//! saw into a [`Fault`]; each [`Finding`] carries the [`Repair`] to apply and is handed, in
+//! asset-id order, to an
 //! [`Observer`]. The library never prints: progress and findings go through that trait, and
 //! diagnostics are `tracing` events at debug level for the embedder's subscriber (if any).
 //!
@@ -33,6 +34,8 @@
 
 pub mod access;
 pub mod api;
+#[doc(hidden)]
+pub mod benchkit;
 mod check;
 pub mod decode;
 pub mod doctor;

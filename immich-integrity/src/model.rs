@@ -179,7 +179,8 @@ impl Repair {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
-    /// One `openat2` + `fstat` per file: missing, moved, not a file, empty, permission denied.
+    /// One `fstatat` per file (through a cached folder handle opened beneath the root): missing,
+    /// moved, not a file, empty, permission denied.
     Exists,
     /// Also read each file's head and tail: format magic, end markers, box sizes, recorded size.
     Quick,

@@ -905,12 +905,16 @@ fn asset_select(s: &Schema) -> (String, String) {
         "(a.\"deletedAt\" IS NOT NULL) AS trashed".into(),
     ];
     cols.push(format!("{} AS path_checksum", path_checksum_expr(s)));
-    let mut from = format!("{} a", q(s.asset_table));
+    let from = format!("{} a", q(s.asset_table));
     match s.exif_table {
-        Some(e) => {
-            cols.push("e.\"fileSizeInByte\" AS size".into());
-            from.push_str(&format!(" LEFT JOIN {} e ON e.\"assetId\" = a.id", q(e)));
-        }
+        // A correlated lookup, not a LEFT JOIN: with the keyset condition only on `a.id`, the
+        // planner merge-joined the whole exif index from its first row on every page (or
+        // hash-joined a sequential scan of it), so a page cost O(rows before it) and a scan
+        // O(n^2). One primary-key probe per row keeps every page at the same cost.
+        Some(e) => cols.push(format!(
+            "(SELECT e.\"fileSizeInByte\" FROM {} e WHERE e.\"assetId\" = a.id LIMIT 1) AS size",
+            q(e)
+        )),
         None => cols.push("NULL::int8 AS size".into()),
     }
     if let Some((p, t)) = s.preview_columns {
@@ -959,56 +963,123 @@ fn push_path(files: &mut Vec<FileRef>, kind: FileKind, path: Option<String>) {
 }
 
 fn decode_asset(qs: &Queries, r: &PgRow) -> Result<AssetRow> {
-    let mut files = Vec::with_capacity(4);
-    // An empty originalPath is still a reference: report it instead of skipping it.
-    files.push(FileRef {
-        kind: FileKind::Original,
-        db_path: get::<Option<String>>(r, "original")?.unwrap_or_default(),
-        edited: false,
-    });
-    if qs.has_preview_columns {
-        push_path(&mut files, FileKind::Preview, get(r, "preview")?);
-        push_path(&mut files, FileKind::Thumbnail, get(r, "thumbnail")?);
-    }
-    if qs.has_encoded_column {
-        push_path(&mut files, FileKind::EncodedVideo, get(r, "encoded")?);
-    }
-    if qs.has_sidecar_column {
-        push_path(&mut files, FileKind::Sidecar, get(r, "sidecar")?);
-    }
-    if let Ok(list) = r.try_get::<Vec<String>, _>("files") {
-        for item in list {
-            let mut parts = item.splitn(3, ':');
-            let (Some(t), Some(e), Some(p)) = (parts.next(), parts.next(), parts.next()) else {
-                continue;
-            };
-            // Unknown future types are skipped rather than guessed at.
-            if let Some(kind) = FileKind::from_asset_file_type(t) {
-                // An asset_file row with a NULL or empty path is reported (missing, "empty
-                // path"), like an empty originalPath.
-                files.push(FileRef {
-                    kind,
-                    db_path: p.to_string(),
-                    edited: e == "1",
-                });
-            }
+    let opt = |present: bool, col: &'static str| -> Result<Option<String>> {
+        if present {
+            get(r, col)
+        } else {
+            Ok(None)
+        }
+    };
+    let cols = AssetColumns {
+        id: get(r, "id")?,
+        owner: get(r, "owner")?,
+        library: get(r, "library")?,
+        asset_type: get(r, "type")?,
+        checksum: get(r, "checksum")?,
+        path_checksum: get(r, "path_checksum")?,
+        size: get(r, "size")?,
+        trashed: get(r, "trashed")?,
+        original: get(r, "original")?,
+        preview: opt(qs.has_preview_columns, "preview")?,
+        thumbnail: opt(qs.has_preview_columns, "thumbnail")?,
+        encoded: opt(qs.has_encoded_column, "encoded")?,
+        sidecar: opt(qs.has_sidecar_column, "sidecar")?,
+        files: r.try_get::<Vec<String>, _>("files").ok(),
+    };
+    Ok(cols.into_row(&qs.kinds))
+}
+
+/// One row of the asset page query, its columns decoded but not yet interpreted. Public for
+/// the micro-benchmarks (`benches/hot.rs`), which build rows without a database.
+#[doc(hidden)]
+#[derive(Debug, Clone, Default)]
+pub struct AssetColumns {
+    /// `id`.
+    pub id: String,
+    /// `ownerId`.
+    pub owner: String,
+    /// `libraryId`.
+    pub library: Option<String>,
+    /// `type`.
+    pub asset_type: Option<String>,
+    /// `checksum`.
+    pub checksum: Option<Vec<u8>>,
+    /// Whether the checksum is of the path.
+    pub path_checksum: Option<bool>,
+    /// `fileSizeInByte` of the exif row.
+    pub size: Option<i64>,
+    /// `deletedAt` is set.
+    pub trashed: bool,
+    /// `originalPath`.
+    pub original: Option<String>,
+    /// `previewPath` (schemas before `asset_file`).
+    pub preview: Option<String>,
+    /// `thumbnailPath` (schemas before `asset_file`).
+    pub thumbnail: Option<String>,
+    /// `encodedVideoPath`.
+    pub encoded: Option<String>,
+    /// `sidecarPath`.
+    pub sidecar: Option<String>,
+    /// The `asset_file` rows as `"type:edited:path"` strings.
+    pub files: Option<Vec<String>>,
+}
+
+impl AssetColumns {
+    /// The row a scan checks; `kinds` keeps only those file kinds (empty: all).
+    pub fn into_row(self, kinds: &[FileKind]) -> AssetRow {
+        let mut files = Vec::with_capacity(4);
+        // An empty originalPath is still a reference: report it instead of skipping it.
+        files.push(FileRef {
+            kind: FileKind::Original,
+            db_path: self.original.unwrap_or_default(),
+            edited: false,
+        });
+        push_path(&mut files, FileKind::Preview, self.preview);
+        push_path(&mut files, FileKind::Thumbnail, self.thumbnail);
+        push_path(&mut files, FileKind::EncodedVideo, self.encoded);
+        push_path(&mut files, FileKind::Sidecar, self.sidecar);
+        if let Some(list) = self.files {
+            push_asset_files(list, &mut files);
+        }
+        if !kinds.is_empty() {
+            files.retain(|f| kinds.contains(&f.kind));
+        }
+        AssetRow {
+            entity: Entity::Asset,
+            id: self.id,
+            owner_id: self.owner,
+            library_id: self.library,
+            asset_type: self.asset_type.unwrap_or_default(),
+            checksum: self.checksum,
+            checksum_is_of_path: self.path_checksum.unwrap_or(false),
+            original_size: self.size.and_then(|s| u64::try_from(s).ok()),
+            trashed: self.trashed,
+            files,
         }
     }
-    if !qs.kinds.is_empty() {
-        files.retain(|f| qs.kinds.contains(&f.kind));
+}
+
+/// Appends the files of an `asset_file` array (`"type:edited:path"` items, see
+/// `asset_select`). Each item's string becomes the path in place (no second allocation).
+/// Items without two colons and unknown future types are skipped rather than guessed at; an
+/// empty path is kept and reported (missing, "empty path"), like an empty originalPath.
+pub(crate) fn push_asset_files(list: Vec<String>, files: &mut Vec<FileRef>) {
+    for mut item in list {
+        let Some(t) = item.find(':') else { continue };
+        let Some(e) = item[t + 1..].find(':').map(|e| t + 1 + e) else {
+            continue;
+        };
+        let Some(kind) = FileKind::from_asset_file_type(&item[..t]) else {
+            continue;
+        };
+        let edited = &item[t + 1..e] == "1";
+        item.drain(..=e);
+        files.push(FileRef {
+            kind,
+            db_path: item,
+            edited,
+        });
     }
-    Ok(AssetRow {
-        entity: Entity::Asset,
-        id: get(r, "id")?,
-        owner_id: get(r, "owner")?,
-        library_id: get(r, "library")?,
-        asset_type: get::<Option<String>>(r, "type")?.unwrap_or_default(),
-        checksum: get(r, "checksum")?,
-        checksum_is_of_path: get::<Option<bool>>(r, "path_checksum")?.unwrap_or(false),
-        original_size: get::<Option<i64>>(r, "size")?.and_then(|s| u64::try_from(s).ok()),
-        trashed: get(r, "trashed")?,
-        files,
-    })
 }
 
 fn decode_single(r: &PgRow, entity: Entity, kind: FileKind) -> Result<AssetRow> {
@@ -1058,6 +1129,42 @@ mod tests {
         let (first, next) = keyset("SELECT x FROM t a", Some("a.o = ANY($1)"), "a.id", 1);
         assert!(first.ends_with("WHERE a.o = ANY($1) ORDER BY a.id LIMIT $2"));
         assert!(next.ends_with("a.id > $2::uuid ORDER BY a.id LIMIT $3"));
+    }
+
+    #[test]
+    fn asset_file_items_become_paths_in_place() {
+        let mut files = Vec::new();
+        push_asset_files(
+            vec![
+                "preview:0:/data/thumbs/u/ab/cd/x_preview.jpeg".into(),
+                "thumbnail:1:/data/thumbs/u/ab/cd/x:odd:name.webp".into(),
+                "fullsize:0:".into(),
+                "future_kind:0:/data/x".into(),
+                "no-colons".into(),
+                "preview:0".into(),
+            ],
+            &mut files,
+        );
+        let got: Vec<_> = files
+            .iter()
+            .map(|f| (f.kind, f.db_path.as_str(), f.edited))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    FileKind::Preview,
+                    "/data/thumbs/u/ab/cd/x_preview.jpeg",
+                    false
+                ),
+                (
+                    FileKind::Thumbnail,
+                    "/data/thumbs/u/ab/cd/x:odd:name.webp",
+                    true
+                ),
+                (FileKind::Fullsize, "", false),
+            ]
+        );
     }
 
     #[test]
