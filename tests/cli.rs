@@ -5,9 +5,8 @@ mod common;
 
 use common::*;
 use immich_fixtures::Generation;
-use immich_integrity::Finding;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 fn scan_args(lib: &Lib) -> Vec<String> {
     let mut a = vec!["scan".to_string()];
@@ -15,25 +14,7 @@ fn scan_args(lib: &Lib) -> Vec<String> {
     a
 }
 
-fn run(args: &[String]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap()
-}
-
-fn parse_jsonl(out: &[u8]) -> (Vec<Finding>, serde_json::Value) {
-    let text = String::from_utf8(out.to_vec()).unwrap();
-    let mut lines: Vec<&str> = text.lines().collect();
-    let summary: serde_json::Value =
-        serde_json::from_str(lines.pop().expect("a summary line")).unwrap();
-    let findings = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    (findings, summary)
-}
+use common::run_cli as run;
 
 #[test]
 fn jsonl_report_matches_ground_truth_and_exits_1() {

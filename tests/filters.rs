@@ -380,21 +380,14 @@ fn cli_flags_reach_the_library_filters() {
         ]
         .map(String::from),
     );
-    let out = std::process::Command::new(binary())
-        .args(&args)
-        .output()
-        .unwrap();
+    let out = run_cli(&args);
     assert_eq!(
         out.status.code(),
         Some(1),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let findings: Vec<Finding> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.contains("\"summary\":true"))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (findings, _) = parse_jsonl(&out.stdout);
     let kinds = ["original", "preview", "thumbnail"];
     let expected: Vec<TruthFault> = truth
         .faults

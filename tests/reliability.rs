@@ -12,18 +12,12 @@ use immich_integrity::{scan, Completion, Finding, Observer, Progress};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn run(args: &[String]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap()
-}
+use common::run_cli as run;
 
 fn scan_args(lib: &Lib, db_url: &str) -> Vec<String> {
     let mut a = vec!["scan".to_string()];

@@ -222,26 +222,16 @@ fn cli_level_full_reports_the_full_truth_as_jsonl() {
     args.extend(library_flags(&lib));
     args.extend(["--level", "full", "--format", "jsonl"].map(String::from));
     args.extend(["--as-user".to_string(), lib.truth.as_user.clone()]);
-    let out = std::process::Command::new(binary())
-        .args(&args)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
+    let out = run_cli(&args);
     assert_eq!(
         out.status.code(),
         Some(1),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines: Vec<&str> = text.lines().collect();
-    let summary: serde_json::Value = serde_json::from_str(lines.pop().unwrap()).unwrap();
+    let (findings, summary) = parse_jsonl(&out.stdout);
     assert_eq!(summary["level"], "full");
     assert!(summary["decode_fallbacks"]["xmp"].as_u64().unwrap_or(0) > 0);
-    let findings: Vec<Finding> = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_eq!(summary["findings"].as_u64(), Some(findings.len() as u64));
     assert_same(
         &finding_keys(&findings),

@@ -295,3 +295,25 @@ pub fn dump(lib: &Lib) -> String {
         out
     })
 }
+
+/// Runs the `immich-integrity` binary with `args` (and no `DATABASE_URL` from the environment).
+pub fn run_cli(args: &[String]) -> std::process::Output {
+    std::process::Command::new(binary())
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+/// Splits a `--format jsonl` report into its findings and its last line, the summary.
+pub fn parse_jsonl(out: &[u8]) -> (Vec<Finding>, serde_json::Value) {
+    let text = String::from_utf8(out.to_vec()).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let summary: serde_json::Value =
+        serde_json::from_str(lines.pop().expect("a summary line")).unwrap();
+    let findings = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (findings, summary)
+}
