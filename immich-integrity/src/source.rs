@@ -2,10 +2,12 @@
 //!
 //! A dedicated thread owns a tokio runtime and one connection inside a
 //! `REPEATABLE READ READ ONLY` transaction (one consistent snapshot of a live server, and no
-//! write is possible). It pages through the asset table by primary key (keyset pagination, so
-//! memory does not grow with the table and a page costs an index range scan) and hands each
-//! page to the checker through a bounded channel: when checking falls behind, the query side
-//! waits (backpressure) while the next page is already prefetched.
+//! write is possible). It reads the asset table in primary-key order through a server-side
+//! cursor, `FETCH`ing a page at a time (memory does not grow with the table, and the server
+//! runs one merge-join plan instead of a query per page), and hands each page to the checker
+//! through a bounded channel: when checking falls behind, the query side waits
+//! (backpressure) while the next page is already prefetched. After a lost connection the
+//! cursor is declared again on a new snapshot, starting after the last id delivered.
 
 use crate::error::{Error, Result};
 use crate::model::{AssetRow, Entity, FileKind, FileRef};
@@ -412,50 +414,39 @@ async fn run(
     // Reconnect attempts since the last delivered page.
     let mut attempts = 0u32;
     for page in &queries.pages {
-        // The last id delivered in this phase: the keyset resumes right after it.
+        // The last id delivered in this phase: after a reconnect the cursor is declared
+        // again, to start right after it.
         let mut after: Option<String> = None;
+        let mut declared = false;
         let mut left = page.limit.unwrap_or(u64::MAX);
         while left > 0 {
             let batch_size = (opts.batch_size as u64).min(left);
-            let limit = batch_size as i64;
-            let res = match &after {
-                None => {
-                    bind_all(sqlx::query(&page.first), &page.params)
-                        .bind(limit)
-                        .fetch_all(&mut conn)
-                        .await
+            let res = async {
+                if !declared {
+                    page.declare(&mut conn, after.as_deref()).await?;
+                    declared = true;
                 }
-                Some(id) => {
-                    bind_all(sqlx::query(&page.next), &page.params)
-                        .bind(id)
-                        .bind(limit)
-                        .fetch_all(&mut conn)
-                        .await
-                }
-            };
+                page.fetch(&mut conn, batch_size).await
+            }
+            .await;
             let rows = match res {
                 Ok(rows) => rows,
-                Err(e) => {
-                    let err = Error::Query {
-                        context: "streaming rows",
-                        source: e,
-                    };
-                    match reconnect(&opts, err, &mut attempts).await {
-                        Ok((c, cause)) => {
-                            conn = c;
-                            let at = match &after {
-                                Some(id) => format!("after {} {id}", page.name),
-                                None => format!("at the first {} row", page.name),
-                            };
-                            resumes.record(format!("{cause}; resumed {at} in a new snapshot"));
-                            continue;
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            return;
-                        }
+                Err(err) => match reconnect(&opts, err, &mut attempts).await {
+                    Ok((c, cause)) => {
+                        conn = c;
+                        declared = false;
+                        let at = match &after {
+                            Some(id) => format!("after {} {id}", page.name),
+                            None => format!("at the first {} row", page.name),
+                        };
+                        resumes.record(format!("{cause}; resumed {at} in a new snapshot"));
+                        continue;
                     }
-                }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                },
             };
             let n = rows.len();
             let batch: Result<Vec<AssetRow>> =
@@ -478,6 +469,9 @@ async fn run(
             if (n as u64) < batch_size {
                 break;
             }
+        }
+        if declared {
+            let _ = page.close(&mut conn).await;
         }
     }
     let _ = sqlx::query("COMMIT").execute(&mut conn).await;
@@ -746,6 +740,51 @@ impl Page {
     }
 }
 
+impl Page {
+    /// Opens this page's cursor on the rows after `after` (from the first when `None`).
+    async fn declare(&self, conn: &mut PgConnection, after: Option<&str>) -> Result<()> {
+        let (sql, id) = match after {
+            None => (&self.first, None),
+            Some(id) => (&self.next, Some(id)),
+        };
+        let sql = format!("DECLARE {} NO SCROLL CURSOR FOR {sql}", self.cursor());
+        let mut query = bind_all(sqlx::query(&sql), &self.params).persistent(false);
+        if let Some(id) = id {
+            query = query.bind(id);
+        }
+        query
+            .execute(conn)
+            .await
+            .map_err(Error::query("streaming rows"))?;
+        Ok(())
+    }
+
+    /// The next `n` rows of the open cursor.
+    async fn fetch(&self, conn: &mut PgConnection, n: u64) -> Result<Vec<PgRow>> {
+        let sql = format!("FETCH FORWARD {n} FROM {}", self.cursor());
+        sqlx::query(&sql)
+            .persistent(false)
+            .fetch_all(conn)
+            .await
+            .map_err(Error::query("streaming rows"))
+    }
+
+    async fn close(&self, conn: &mut PgConnection) -> Result<()> {
+        sqlx::query(&format!("CLOSE {}", self.cursor()))
+            .persistent(false)
+            .execute(conn)
+            .await
+            .map_err(Error::query("closing the row cursor"))?;
+        Ok(())
+    }
+
+    /// One cursor name per phase: a FETCH described for one phase's columns is never run
+    /// against another's.
+    fn cursor(&self) -> String {
+        format!("immich_integrity_{}", self.name)
+    }
+}
+
 /// The SQL for each kind of row, built once from the detected schema's fixed identifiers.
 struct Queries {
     pages: Vec<Page>,
@@ -756,17 +795,20 @@ struct Queries {
     has_sidecar_column: bool,
 }
 
-/// First-page and next-page variants of a keyset query over `id`, after `nparams` filter
-/// placeholders (`$1..$nparams`).
+/// The cursor query from the first row and the one resuming after an id (`$nparams+1`), for a
+/// `select_from` with `nparams` filter placeholders. `{after}` in `select_from` (after a
+/// joined table's id column) becomes the same condition, so that the joined tables' index
+/// scans start at that id too instead of at their first row.
 fn keyset(select_from: &str, filter: Option<&str>, id: &str, nparams: usize) -> (String, String) {
     let (first, next) = match filter {
         Some(f) => (format!(" WHERE {f}"), format!(" WHERE ({f}) AND")),
         None => (String::new(), " WHERE".to_string()),
     };
-    let (a, b) = (nparams + 1, nparams + 2);
+    let a = nparams + 1;
     (
-        format!("{select_from}{first} ORDER BY {id} LIMIT ${a}"),
-        format!("{select_from}{next} {id} > ${a}::uuid ORDER BY {id} LIMIT ${b}"),
+        format!("{select_from}{first} ORDER BY {id}").replace("{after}", "IS NOT NULL"),
+        format!("{select_from}{next} {id} > ${a}::uuid ORDER BY {id}")
+            .replace("{after}", &format!("> ${a}::uuid")),
     )
 }
 
@@ -905,16 +947,18 @@ fn asset_select(s: &Schema) -> (String, String) {
         "(a.\"deletedAt\" IS NOT NULL) AS trashed".into(),
     ];
     cols.push(format!("{} AS path_checksum", path_checksum_expr(s)));
-    let from = format!("{} a", q(s.asset_table));
+    // Joins, not correlated subqueries: the cursor's plan merge-joins the three id-ordered
+    // index scans in one pass, where a subquery per row (an index probe for the size, a
+    // sorted ARRAY(...) for the files) cost the server twice the CPU (README, Performance).
+    let mut from = format!("{} a", q(s.asset_table));
     match s.exif_table {
-        // A correlated lookup, not a LEFT JOIN: with the keyset condition only on `a.id`, the
-        // planner merge-joined the whole exif index from its first row on every page (or
-        // hash-joined a sequential scan of it), so a page cost O(rows before it) and a scan
-        // O(n^2). One primary-key probe per row keeps every page at the same cost.
-        Some(e) => cols.push(format!(
-            "(SELECT e.\"fileSizeInByte\" FROM {} e WHERE e.\"assetId\" = a.id LIMIT 1) AS size",
-            q(e)
-        )),
+        Some(e) => {
+            from.push_str(&format!(
+                " LEFT JOIN {} e ON e.\"assetId\" = a.id AND e.\"assetId\" {{after}}",
+                q(e)
+            ));
+            cols.push("e.\"fileSizeInByte\" AS size".into());
+        }
         None => cols.push("NULL::int8 AS size".into()),
     }
     if let Some((p, t)) = s.preview_columns {
@@ -927,20 +971,22 @@ fn asset_select(s: &Schema) -> (String, String) {
     if s.has_sidecar_column {
         cols.push("a.\"sidecarPath\" AS sidecar".into());
     }
-    // One text[] of "type:edited:path" keeps a page to one round trip.
+    // One text[] of "type:edited:path" per asset (NULL when it has no asset_file row).
     if let Some(f) = s.asset_file_table {
         let edited = if s.has_asset_file_is_edited {
             "(CASE WHEN f.\"isEdited\" THEN '1' ELSE '0' END)"
         } else {
             "'0'"
         };
-        cols.push(format!(
-            // COALESCE: one NULL path must not turn the whole array unreadable.
-            "ARRAY(SELECT COALESCE(f.type::text, '') || ':' || {edited} || ':' || \
-             COALESCE(f.path, '') FROM {} f \
-             WHERE f.\"assetId\" = a.id ORDER BY f.type, f.path) AS files",
+        from.push_str(&format!(
+            // COALESCE: one NULL path must not turn the whole item NULL.
+            " LEFT JOIN (SELECT f.\"assetId\", array_agg(COALESCE(f.type::text, '') || ':' || \
+             {edited} || ':' || COALESCE(f.path, '') ORDER BY f.type, f.path) AS files \
+             FROM {} f WHERE f.\"assetId\" {{after}} GROUP BY f.\"assetId\") fa \
+             ON fa.\"assetId\" = a.id",
             q(f)
         ));
+        cols.push("fa.files AS files".into());
     }
     (format!("SELECT {}", cols.join(", ")), from)
 }
@@ -1116,19 +1162,19 @@ mod tests {
     #[test]
     fn keyset_filter_lands_in_the_where_clause() {
         let (first, next) = keyset(
-            "SELECT x FROM t a LEFT JOIN e ON e.id = a.id",
+            "SELECT x FROM t a LEFT JOIN e ON e.id = a.id AND e.id {after}",
             None,
             "a.id",
             0,
         );
-        assert!(first.ends_with("LEFT JOIN e ON e.id = a.id ORDER BY a.id LIMIT $1"));
-        assert!(next.contains("a.id WHERE a.id > $1::uuid"));
+        assert!(first.ends_with("ON e.id = a.id AND e.id IS NOT NULL ORDER BY a.id"));
+        assert!(next.contains("AND e.id > $1::uuid WHERE a.id > $1::uuid ORDER BY a.id"));
         let (_, next) = keyset("SELECT x FROM t a", Some("a.d IS NULL"), "a.id", 0);
-        assert!(next.ends_with("WHERE (a.d IS NULL) AND a.id > $1::uuid ORDER BY a.id LIMIT $2"));
-        // Filter placeholders come first; the keyset's own follow them.
+        assert!(next.ends_with("WHERE (a.d IS NULL) AND a.id > $1::uuid ORDER BY a.id"));
+        // Filter placeholders come first; the keyset's own follows them.
         let (first, next) = keyset("SELECT x FROM t a", Some("a.o = ANY($1)"), "a.id", 1);
-        assert!(first.ends_with("WHERE a.o = ANY($1) ORDER BY a.id LIMIT $2"));
-        assert!(next.ends_with("a.id > $2::uuid ORDER BY a.id LIMIT $3"));
+        assert!(first.ends_with("WHERE a.o = ANY($1) ORDER BY a.id"));
+        assert!(next.ends_with("a.id > $2::uuid ORDER BY a.id"));
     }
 
     #[test]
