@@ -11,7 +11,6 @@ use crate::roots::Roots;
 use dashmap::DashMap;
 use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -613,16 +612,7 @@ fn sha1_file(path: &Path) -> std::io::Result<([u8; 20], u64)> {
 /// SHA-1 of a whole file, read in 1 MiB blocks.
 pub(crate) fn sha1_reader(mut f: std::fs::File) -> std::io::Result<([u8; 20], u64)> {
     let mut h = Sha1::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        n += k as u64;
-        h.update(&buf[..k]);
-    }
+    let n = crate::blocks::for_each_block(&mut f, |b| h.update(b))?;
     Ok((h.finalize().into(), n))
 }
 

@@ -36,6 +36,7 @@ pub mod access;
 pub mod api;
 #[doc(hidden)]
 pub mod benchkit;
+mod blocks;
 mod check;
 pub mod decode;
 pub mod doctor;

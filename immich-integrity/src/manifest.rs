@@ -61,8 +61,6 @@ use std::sync::{Mutex, Once, RwLock};
 
 /// Page cache of the manifest database.
 pub const CACHE_BYTES: usize = 64 << 20;
-/// Read block size for the blake3 / SHA-1 pass.
-const BLOCK: usize = 1 << 20;
 
 const FILES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("files");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
@@ -588,28 +586,19 @@ fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
     })
 }
 
-/// blake3 (and SHA-1 if asked) of a whole file in one pass of 1 MiB reads.
+/// blake3 (and SHA-1 if asked) of a whole file in one pass.
 fn digest(
     mut f: std::fs::File,
     with_sha1: bool,
 ) -> std::io::Result<([u8; 32], Option<[u8; 20]>, u64)> {
     let mut b3 = blake3::Hasher::new();
     let mut s1 = with_sha1.then(Sha1::new);
-    let mut buf = vec![0u8; BLOCK];
-    let mut n = 0u64;
-    loop {
-        let k = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(k) => k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        n += k as u64;
-        b3.update(&buf[..k]);
+    let n = crate::blocks::for_each_block(&mut f, |b| {
+        b3.update(b);
         if let Some(s) = s1.as_mut() {
-            s.update(&buf[..k]);
+            s.update(b);
         }
-    }
+    })?;
     Ok((
         *b3.finalize().as_bytes(),
         s1.map(|s| s.finalize().into()),
