@@ -2,18 +2,18 @@
 //!
 //! [`decode_file`] runs after the `quick` check passed and answers with a [`Decoded`]:
 //!
-//! - **Still images** (JPEG, PNG, WebP, GIF, TIFF) are decoded with the `image` crate under
+//! - **Still images** (PNG, WebP, GIF, TIFF) are decoded with the `image` crate under
 //!   [`image::Limits`]: at most [`MAX_DIMENSION`] pixels per side and [`MAX_ALLOC`] bytes of
 //!   decoder memory. The limits are checked against the size the header *declares*, before the
 //!   pixel buffer is allocated, so a decompression bomb (a tiny PNG declaring 100 000 × 100 000
 //!   pixels) is refused at once as `Corrupt` and never allocates gigabytes. A genuine image that
 //!   needs more than [`MAX_ALLOC`] to decode (over ~179 megapixels of RGB8, ~89 MP of
 //!   16-bit RGB) is refused the same way, with the numbers in the detail.
-//! - **JPEG** gets a second, stricter pass (with the `video` feature): the zune-jpeg decoder
-//!   behind `image` forgives bit flips and truncation (DESIGN §1), so the file is also decoded
-//!   by FFmpeg's `mjpeg` decoder with `err_detect = crccheck+bitstream+buffer+explode` (what
-//!   `ffmpeg -xerror` does) and the same pixel limit. Files larger than [`MAX_STRICT_JPEG`]
-//!   skip this pass (the `image` pass still ran).
+//! - **JPEG** (with the `video` feature) is decoded by FFmpeg's `mjpeg` decoder with
+//!   `err_detect = crccheck+bitstream+buffer+explode` (what `ffmpeg -xerror` does), after the
+//!   size its SOF header declares was held against the same limits. The zune-jpeg decoder
+//!   behind `image` forgives bit flips and truncation (DESIGN §1) that this one refuses; it
+//!   still decodes JPEGs larger than [`MAX_STRICT_JPEG`] and every JPEG without `video`.
 //! - **Videos** (MP4/MOV/3GP, Matroska/WebM; `video` feature): the container is opened, the
 //!   best video stream found and the first [`MAX_FRAMES`] frames decoded with the same error
 //!   detection. A hostile file cannot hang a worker: FFmpeg's interrupt callback aborts any
@@ -45,7 +45,8 @@ pub const VIDEO_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_FRAMES: usize = 3;
 /// Packets (of all streams) read from a video before giving up on finding [`MAX_FRAMES`].
 pub const MAX_PACKETS: usize = 2048;
-/// JPEGs larger than this skip the strict FFmpeg pass (it reads the whole file into memory).
+/// JPEGs larger than this are decoded by `image` rather than FFmpeg (which needs the whole file
+/// in memory).
 pub const MAX_STRICT_JPEG: u64 = 256 * 1024 * 1024;
 
 /// The limits one decode runs under. [`Default`] gives the constants of this module.
@@ -148,9 +149,10 @@ pub fn decode_bytes(bytes: &[u8], format: Format, limits: &DecodeLimits) -> Deco
     catch_unwind(AssertUnwindSafe(|| {
         let mut n = 0;
         let src = AtReader::new(bytes, bytes.len() as u64, &mut n);
-        match decode_image(src, format, limits) {
-            Ok(what) if format == Format::Jpeg => strict_jpeg(bytes, limits).map(|()| what),
-            r => r,
+        if format == Format::Jpeg && STRICT_JPEG {
+            decode_jpeg(bytes, limits)
+        } else {
+            decode_image(src, format, limits)
         }
         .map_or_else(Decoded::Corrupt, Decoded::Ok)
     }))
@@ -176,18 +178,10 @@ fn decode_inner(
     let res = match format {
         #[cfg(feature = "video")]
         Format::Mp4 | Format::Matroska => video::probe(file, format, limits, bytes_read),
-        _ => {
-            let what = decode_image(AtReader::new(file, size, bytes_read), format, limits);
-            match what {
-                Ok(what) if format == Format::Jpeg && size <= MAX_STRICT_JPEG => {
-                    read_all(file, size, bytes_read)
-                        .map_err(|e| format!("jpeg: read error: {e}"))
-                        .and_then(|bytes| strict_jpeg(&bytes, limits))
-                        .map(|()| what)
-                }
-                r => r,
-            }
-        }
+        Format::Jpeg if STRICT_JPEG && size <= MAX_STRICT_JPEG => read_all(file, size, bytes_read)
+            .map_err(|e| format!("jpeg: read error: {e}"))
+            .and_then(|bytes| decode_jpeg(&bytes, limits)),
+        _ => decode_image(AtReader::new(file, size, bytes_read), format, limits),
     };
     res.map_or_else(Decoded::Corrupt, Decoded::Ok)
 }
@@ -227,34 +221,106 @@ fn decode_image<R: ReadAt + ?Sized>(
                 fmt,
             );
             hdr.no_limits();
-            let declared = match hdr.into_dimensions() {
-                Ok((w, h)) => format!(
-                    "declares {w}x{h} pixels ({} MiB as RGBA)",
-                    (w as u64 * h as u64 * 4) >> 20
-                ),
-                Err(_) => "declares a size".into(),
-            };
-            Err(format!(
-                "{name}: refused to decode: {declared}, over the limits of {} px per side and \
-                 {} MiB of decoder memory ({e}); a decompression bomb or an image too large \
-                 to decode safely",
-                limits.max_dimension,
-                limits.max_alloc >> 20
+            Err(refused(
+                name,
+                hdr.into_dimensions().ok(),
+                limits,
+                &e.to_string(),
             ))
         }
         Err(e) => Err(format!("{name}: does not decode: {e}")),
     }
 }
 
-/// The strict JPEG pass (FFmpeg's mjpeg decoder with error detection set to explode).
-#[cfg(feature = "video")]
-fn strict_jpeg(bytes: &[u8], limits: &DecodeLimits) -> Result<(), String> {
-    video::strict_jpeg(bytes, limits)
+/// The refusal of an image whose declared size is over `limits`.
+fn refused(name: &str, size: Option<(u32, u32)>, limits: &DecodeLimits, why: &str) -> String {
+    let declared = match size {
+        Some((w, h)) => format!(
+            "declares {w}x{h} pixels ({} MiB as RGBA)",
+            (w as u64 * h as u64 * 4) >> 20
+        ),
+        None => "declares a size".into(),
+    };
+    format!(
+        "{name}: refused to decode: {declared}, over the limits of {} px per side and {} MiB \
+         of decoder memory ({why}); a decompression bomb or an image too large to decode \
+         safely",
+        limits.max_dimension,
+        limits.max_alloc >> 20
+    )
 }
 
-#[cfg(not(feature = "video"))]
-fn strict_jpeg(_bytes: &[u8], _limits: &DecodeLimits) -> Result<(), String> {
-    Ok(())
+/// Whether JPEGs go to FFmpeg's strict decoder (the `video` feature) instead of `image`.
+const STRICT_JPEG: bool = cfg!(feature = "video");
+
+/// A JPEG, decoded by FFmpeg's mjpeg decoder with error detection set to explode, after its
+/// declared size was held against `limits`. Only this decoder: zune-jpeg (behind `image`)
+/// accepts truncated and bit-flipped scans that this one refuses (DESIGN §1), so running
+/// both only doubled the cost (the scale benchmark's thumbnails are mostly decoder setup).
+fn decode_jpeg(bytes: &[u8], limits: &DecodeLimits) -> Result<String, String> {
+    let header = jpeg_header(bytes);
+    if let Some((w, h)) = header.size {
+        let need = u64::from(w) * u64::from(h) * 4;
+        if w > limits.max_dimension || h > limits.max_dimension || need > limits.max_alloc {
+            return Err(refused("jpeg", header.size, limits, "from its SOF header"));
+        }
+    }
+    #[cfg(feature = "video")]
+    video::strict_jpeg(bytes, limits, header.huffman_tables)?;
+    Ok(match header.size {
+        Some((w, h)) => format!("jpeg {w}x{h}"),
+        None => "jpeg".into(),
+    })
+}
+
+/// What a JPEG's marker segments say before its first scan.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct JpegHeader {
+    /// Width and height from the first SOF segment.
+    size: Option<(u32, u32)>,
+    /// A DHT segment defines its own Huffman tables.
+    huffman_tables: bool,
+}
+
+/// Walks the marker segments from SOI to the first SOS (or to whatever stops the walk).
+fn jpeg_header(b: &[u8]) -> JpegHeader {
+    let mut h = JpegHeader::default();
+    let mut at = 2;
+    while at + 4 <= b.len() && b[at] == 0xFF {
+        let marker = b[at + 1];
+        match marker {
+            // Fill bytes, then markers without a length (TEM, RSTn).
+            0xFF => {
+                at += 1;
+                continue;
+            }
+            0x01 | 0xD0..=0xD7 => {
+                at += 2;
+                continue;
+            }
+            0xDA | 0xD9 => break,
+            _ => {}
+        }
+        let len = usize::from(u16::from_be_bytes([b[at + 2], b[at + 3]]));
+        let seg = &b[at + 4..b.len().min(at + 2 + len).max(at + 4)];
+        match marker {
+            0xC4 => h.huffman_tables = true,
+            // SOFn (not DHT, JPG, DAC): precision, height, width.
+            0xC0..=0xCF
+                if !matches!(marker, 0xC4 | 0xC8 | 0xCC) && h.size.is_none() && seg.len() >= 5 =>
+            {
+                let height = u16::from_be_bytes([seg[1], seg[2]]);
+                let width = u16::from_be_bytes([seg[3], seg[4]]);
+                h.size = Some((u32::from(width), u32::from(height)));
+            }
+            _ => {}
+        }
+        if len < 2 {
+            break;
+        }
+        at += 2 + len;
+    }
+    h
 }
 
 /// `Read + Seek` over a [`ReadAt`] source with its own position (the file offset of the
@@ -346,17 +412,57 @@ mod video {
         matches!(e, ff::Error::Other { errno } if *errno == libc::EAGAIN)
     }
 
-    /// Decode one JPEG as a single packet with FFmpeg's mjpeg decoder.
-    pub(super) fn strict_jpeg(bytes: &[u8], limits: &DecodeLimits) -> Result<(), String> {
-        init()?;
-        let codec =
-            ff::decoder::find(ff::codec::Id::MJPEG).ok_or("jpeg: FFmpeg has no mjpeg decoder")?;
-        let ctx = ff::codec::Context::new_with_codec(codec);
-        let mut dec = ctx
+    /// An open mjpeg decoder and the pixel limit it was opened with.
+    struct Mjpeg {
+        max_pixels: u64,
+        decoder: ff::decoder::Video,
+    }
+
+    thread_local! {
+        /// This worker's mjpeg decoder, kept between files: opening one (its tables, its
+        /// options) cost more than decoding a thumbnail. It is kept only after a clean
+        /// decode, and lent only to a JPEG with its own Huffman tables: one without gets a
+        /// fresh decoder, so it is decoded with the default tables, as it would be alone.
+        static MJPEG: std::cell::RefCell<Option<Mjpeg>> = const { std::cell::RefCell::new(None) };
+    }
+
+    fn open_mjpeg(limits: &DecodeLimits) -> Result<Mjpeg, String> {
+        static CODEC: OnceLock<Option<ff::Codec>> = OnceLock::new();
+        let codec = CODEC
+            .get_or_init(|| ff::decoder::find(ff::codec::Id::MJPEG))
+            .ok_or("jpeg: FFmpeg has no mjpeg decoder")?;
+        let decoder = ff::codec::Context::new_with_codec(codec)
             .decoder()
             .open_as_with(codec, options(limits))
             .and_then(|d| d.video())
             .map_err(|e| format!("jpeg: cannot open FFmpeg's mjpeg decoder: {e}"))?;
+        Ok(Mjpeg {
+            max_pixels: limits.max_pixels(),
+            decoder,
+        })
+    }
+
+    /// Decode one JPEG as a single packet with FFmpeg's mjpeg decoder.
+    pub(super) fn strict_jpeg(
+        bytes: &[u8],
+        limits: &DecodeLimits,
+        own_tables: bool,
+    ) -> Result<(), String> {
+        init()?;
+        let kept = MJPEG.with(|m| m.borrow_mut().take());
+        let mut dec = match kept {
+            Some(m) if own_tables && m.max_pixels == limits.max_pixels() => m,
+            _ => open_mjpeg(limits)?,
+        };
+        let res = decode_packet(&mut dec.decoder, bytes);
+        if res.is_ok() {
+            dec.decoder.flush();
+            MJPEG.with(|m| *m.borrow_mut() = Some(dec));
+        }
+        res
+    }
+
+    fn decode_packet(dec: &mut ff::decoder::Video, bytes: &[u8]) -> Result<(), String> {
         let fail = |e: ff::Error| format!("jpeg: strict decoder (FFmpeg mjpeg): {e}");
         let pkt = ff::Packet::copy(bytes);
         dec.send_packet(&pkt).map_err(fail)?;
@@ -396,7 +502,7 @@ mod video {
         deadline: Box<Deadline>,
     }
 
-    /// `avformat_open_input` + `avformat_find_stream_info` with our interrupt callback (the
+    /// `avformat_open_input` with our interrupt callback (the
     /// closure ffmpeg-next's `input_with_interrupt` installs is never freed; this one is).
     /// The demuxer is the one the magic bytes named (`mov` or `matroska`), never probed, and
     /// only the `file` protocol is allowed: a file cannot make FFmpeg open another file or a
@@ -439,11 +545,10 @@ mod video {
             if r < 0 {
                 return Err((ff::Error::from(r), deadline.hit.load(Ordering::Relaxed)));
             }
-            let r = ffi::avformat_find_stream_info(ps, std::ptr::null_mut());
-            if r < 0 {
-                ffi::avformat_close_input(&mut ps);
-                return Err((ff::Error::from(r), deadline.hit.load(Ordering::Relaxed)));
-            }
+            // No avformat_find_stream_info: the MP4 and Matroska demuxers read each stream's
+            // codec, size and extradata from the header, which is all the decoder needs, and
+            // the frames decoded next are the real test. It decoded frames of its own to
+            // guess what the header already says (a tenth of a `--level full` scan).
             Ok(Opened {
                 input: ff::format::context::Input::wrap(ps),
                 deadline,
@@ -686,6 +791,61 @@ mod tests {
                 Decoded::Unsupported,
                 "{f:?}"
             );
+        }
+    }
+
+    /// `j` without its DHT segments (a JPEG relying on the default Huffman tables).
+    fn without_dht(j: &[u8]) -> Vec<u8> {
+        let mut out = j[..2].to_vec();
+        let mut at = 2;
+        while j[at + 1] != 0xDA {
+            let len = usize::from(u16::from_be_bytes([j[at + 2], j[at + 3]]));
+            if j[at + 1] != 0xC4 {
+                out.extend_from_slice(&j[at..at + 2 + len]);
+            }
+            at += 2 + len;
+        }
+        out.extend_from_slice(&j[at..]);
+        out
+    }
+
+    #[test]
+    fn jpeg_headers_give_size_and_tables() {
+        let j = jpeg(48, 32);
+        let h = jpeg_header(&j);
+        assert_eq!(h.size, Some((48, 32)));
+        assert!(h.huffman_tables);
+        let bare = without_dht(&j);
+        assert_eq!(jpeg_header(&bare).size, Some((48, 32)));
+        assert!(!jpeg_header(&bare).huffman_tables);
+        // Cut anywhere, or a zero length, the walk stops without panicking.
+        for n in 0..j.len().min(700) {
+            let _ = jpeg_header(&j[..n]);
+        }
+        assert_eq!(
+            jpeg_header(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0, 1, 2]),
+            JpegHeader::default()
+        );
+    }
+
+    #[test]
+    fn a_kept_decoder_judges_each_file_alone() {
+        // Same thread throughout, so every call after the first may reuse the decoder.
+        let l = DecodeLimits::default();
+        let ok = |b: &[u8]| matches!(decode_bytes(b, Format::Jpeg, &l), Decoded::Ok(_));
+        let big = jpeg(128, 96);
+        let small = jpeg(40, 30);
+        let flipped = ones_run(&big);
+        let bare = without_dht(&small);
+        let bare_alone = ok(&bare);
+        for _ in 0..3 {
+            assert!(ok(&big));
+            assert!(!ok(&flipped));
+            assert!(ok(&small));
+            assert!(!ok(&big[..big.len() / 2]));
+            // After a file with custom tables, a file without any is still decoded with
+            // the default ones, as it is alone (a fresh decoder).
+            assert_eq!(ok(&bare), bare_alone);
         }
     }
 
