@@ -9,9 +9,10 @@ use crate::roots::Roots;
 use crate::source::{Next, Source, SourceInfo, SourceOptions};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -226,42 +227,66 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
         observer.finding(f);
     };
     let mut source = source;
-    loop {
-        if opts.cancel.load(Ordering::Relaxed) {
-            summary.completion = Completion::Interrupted;
-            break;
-        }
-        let batch = match source.next_within(Duration::from_millis(100)) {
-            Next::Batch(Ok(b)) => b,
-            Next::Batch(Err(e)) => {
-                summary.completion = Completion::Failed(e.to_string());
-                break;
+    // Two pages in flight: while the workers finish one page's slowest files, the next
+    // page's rows keep the other workers busy (one page at a time left a core idle at the
+    // tail of every page). Findings are still emitted in page order. With a manifest, one:
+    // each page's entries are committed before the next page reads the manifest.
+    let depth = if checker.manifest.is_some() { 1 } else { 2 };
+    let check = &checker;
+    pool.in_place_scope(|scope| {
+        let mut in_flight: VecDeque<(usize, Receiver<Vec<Vec<Finding>>>)> = VecDeque::new();
+        let mut more = true;
+        loop {
+            if more && in_flight.len() < depth {
+                if opts.cancel.load(Ordering::Relaxed) {
+                    summary.completion = Completion::Interrupted;
+                    more = false;
+                    continue;
+                }
+                match source.next_within(Duration::from_millis(100)) {
+                    Next::Batch(Ok(batch)) => {
+                        let (tx, rx) = channel();
+                        in_flight.push_back((batch.len(), rx));
+                        scope.spawn(move |_| {
+                            let found = batch.par_iter().map(|row| check.check_row(row)).collect();
+                            let _ = tx.send(found);
+                        });
+                        continue;
+                    }
+                    Next::Batch(Err(e)) => {
+                        summary.completion = Completion::Failed(e.to_string());
+                        more = false;
+                    }
+                    Next::Pending => continue,
+                    Next::End => more = false,
+                }
             }
-            Next::Pending => continue,
-            Next::End => break,
-        };
-        let found: Vec<Vec<Finding>> =
-            pool.install(|| batch.par_iter().map(|row| checker.check_row(row)).collect());
-        summary.rows += batch.len() as u64;
-        for f in found.iter().flatten() {
-            emit(f, &mut summary, observer);
-        }
-        if let Some(m) = &checker.manifest {
-            if let Err(e) = m.flush() {
-                summary.completion = Completion::Failed(e.to_string());
+            let Some((rows, rx)) = in_flight.pop_front() else {
                 break;
+            };
+            // A worker that panicked dropped its sender; the scope re-raises the panic.
+            let found = rx.recv().unwrap_or_default();
+            summary.rows += rows as u64;
+            for f in found.iter().flatten() {
+                emit(f, &mut summary, observer);
             }
+            if let Some(m) = &check.manifest {
+                if let Err(e) = m.flush() {
+                    summary.completion = Completion::Failed(e.to_string());
+                    more = false;
+                }
+            }
+            summary.files_checked = check.files_checked.load(Ordering::Relaxed);
+            summary.bytes_read = check.bytes_read.load(Ordering::Relaxed);
+            observer.progress(&Progress {
+                rows: summary.rows,
+                files_checked: summary.files_checked,
+                bytes_read: summary.bytes_read,
+                findings: summary.findings,
+                total_rows,
+            });
         }
-        summary.files_checked = checker.files_checked.load(Ordering::Relaxed);
-        summary.bytes_read = checker.bytes_read.load(Ordering::Relaxed);
-        observer.progress(&Progress {
-            rows: summary.rows,
-            files_checked: summary.files_checked,
-            bytes_read: summary.bytes_read,
-            findings: summary.findings,
-            total_rows,
-        });
-    }
+    });
     for m in &checker.roots.missing {
         let affected = m.affected.load(Ordering::Relaxed);
         let f = Finding {
