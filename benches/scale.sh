@@ -12,6 +12,8 @@
 # With DROP_CACHES=1 (root) it also times exists, find and naive cold, each after
 # `sync; echo 3 > /proc/sys/vm/drop_caches`; it says so when the kernel does not allow it.
 # KEEP_FIXTURE=1 keeps each library (and its database) for more measurements by hand.
+# FIXTURE=FILE measures an existing library instead (the JSON immich-fixture printed, e.g.
+# a kept fixture.json; the sizes are then ignored) and leaves it in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -19,6 +21,7 @@ cargo build --release -q -p immich-integrity-cli -p immich-fixtures
 BIN=./target/release
 mkdir -p target/bench
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(10000 100000)
+[ -z "${FIXTURE:-}" ] || sizes=(existing)
 json=target/bench/scale.json; echo "[" > "$json"; first=1
 TMPBASE=${TMPDIR:-/tmp}
 
@@ -53,11 +56,16 @@ for n in "${sizes[@]}"; do
   fi
   base=$(mktemp -d "$TMPBASE/immich-bench.XXXXXX"); chmod 755 "$base"
   gen_start=$(date +%s)
-  fx=$($BIN/immich-fixture --generation v2.6 --assets "$n" --no-faults --out "$base")
+  if [ -n "${FIXTURE:-}" ]; then
+    fx=$(cat "$FIXTURE")
+  else
+    fx=$($BIN/immich-fixture --generation v2.6 --assets "$n" --no-faults --out "$base")
+  fi
   gen_s=$(($(date +%s) - gen_start))
   get() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$fx" "$1"; }
   db=$(get db_url); media=$(get media_root); dir=$(get dir); files=$(get files_referenced)
   rows=$(get asset_rows)
+  [ -z "${FIXTURE:-}" ] || n=$rows
   maps=$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(' '.join('--map %s=%s' % (c, h) for c, h in d['maps'] if c != d['container_root']))" "$fx")
   # an array, not a function: time(1) must exec it
   # shellcheck disable=SC2206
@@ -113,7 +121,9 @@ if ec > 0:
     print(f"         cold:   exists/find {d(ec,fc):.2f}x, naive/exists {d(nc,ec):.2f}x")
 print(f"         manifest: unchanged rerun/hash {d(mr,h):.2f}x, verify/hash {d(mv,h):.2f}x")
 PY
-  if [ "${KEEP_FIXTURE:-0}" = 1 ]; then
+  if [ -n "${FIXTURE:-}" ]; then
+    rm -rf "$base"
+  elif [ "${KEEP_FIXTURE:-0}" = 1 ]; then
     echo "$fx" > "$base/fixture.json"
     echo "         kept: $base/fixture.json (drop it: immich-fixture drop $(get db_name) --dir $dir)"
   else
