@@ -738,9 +738,7 @@ impl Page {
             decode,
         }
     }
-}
 
-impl Page {
     /// Opens this page's cursor on the rows after `after` (from the first when `None`).
     async fn declare(&self, conn: &mut PgConnection, after: Option<&str>) -> Result<()> {
         let (sql, id) = match after {
