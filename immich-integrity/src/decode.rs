@@ -605,7 +605,6 @@ mod video {
         let mut frame = ff::frame::Video::empty();
         let mut frames = 0usize;
         let mut packets = 0usize;
-        let mut pkt = ff::Packet::empty();
         let mut eof = false;
         loop {
             // Take every frame the decoder has ready.
@@ -651,6 +650,10 @@ mod video {
                     limits.max_frames, limits.max_packets
                 ));
             }
+            // A new packet each time: `Packet::read` is `av_read_frame` without unreferencing
+            // what the packet held, so one packet reused leaked every buffer it was given
+            // (peak RSS grew by the size of every video read).
+            let mut pkt = ff::Packet::empty();
             match pkt.read(&mut o.input) {
                 Ok(()) => {
                     packets += 1;
