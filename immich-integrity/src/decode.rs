@@ -26,7 +26,7 @@
 //! `Corrupt("... decoder panicked: ...")`, never a crash. FFmpeg's own logging is silenced.
 //! The file is read with positioned reads (`pread`), so the caller's file offset is untouched.
 
-use crate::formats::{Format, ReadAt};
+use crate::formats::{Format, JpegFrame, ReadAt};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -253,12 +253,21 @@ fn refused(name: &str, size: Option<(u32, u32)>, limits: &DecodeLimits, why: &st
 /// Whether JPEGs go to FFmpeg's strict decoder (the `video` feature) instead of `image`.
 const STRICT_JPEG: bool = cfg!(feature = "video");
 
+/// What the headers of an in-memory JPEG declare, read by the `quick` check's own walk (a few
+/// microseconds in memory, next to the decode).
+fn jpeg_frame(bytes: &[u8]) -> JpegFrame {
+    crate::formats::check(bytes, bytes.len() as u64, None)
+        .ok()
+        .and_then(|r| r.jpeg)
+        .unwrap_or_default()
+}
+
 /// A JPEG, decoded by FFmpeg's mjpeg decoder with error detection set to explode, after its
 /// declared size was held against `limits`. Only this decoder: zune-jpeg (behind `image`)
 /// accepts truncated and bit-flipped scans that this one refuses (DESIGN §1), so running
 /// both only doubled the cost (the scale benchmark's thumbnails are mostly decoder setup).
 fn decode_jpeg(bytes: &[u8], limits: &DecodeLimits) -> Result<String, String> {
-    let header = jpeg_header(bytes);
+    let header = jpeg_frame(bytes);
     if let Some((w, h)) = header.size {
         let need = u64::from(w) * u64::from(h) * 4;
         if w > limits.max_dimension || h > limits.max_dimension || need > limits.max_alloc {
@@ -271,56 +280,6 @@ fn decode_jpeg(bytes: &[u8], limits: &DecodeLimits) -> Result<String, String> {
         Some((w, h)) => format!("jpeg {w}x{h}"),
         None => "jpeg".into(),
     })
-}
-
-/// What a JPEG's marker segments say before its first scan.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct JpegHeader {
-    /// Width and height from the first SOF segment.
-    size: Option<(u32, u32)>,
-    /// A DHT segment defines its own Huffman tables.
-    huffman_tables: bool,
-}
-
-/// Walks the marker segments from SOI to the first SOS (or to whatever stops the walk).
-fn jpeg_header(b: &[u8]) -> JpegHeader {
-    let mut h = JpegHeader::default();
-    let mut at = 2;
-    while at + 4 <= b.len() && b[at] == 0xFF {
-        let marker = b[at + 1];
-        match marker {
-            // Fill bytes, then markers without a length (TEM, RSTn).
-            0xFF => {
-                at += 1;
-                continue;
-            }
-            0x01 | 0xD0..=0xD7 => {
-                at += 2;
-                continue;
-            }
-            0xDA | 0xD9 => break,
-            _ => {}
-        }
-        let len = usize::from(u16::from_be_bytes([b[at + 2], b[at + 3]]));
-        let seg = &b[at + 4..b.len().min(at + 2 + len).max(at + 4)];
-        match marker {
-            0xC4 => h.huffman_tables = true,
-            // SOFn (not DHT, JPG, DAC): precision, height, width.
-            0xC0..=0xCF
-                if !matches!(marker, 0xC4 | 0xC8 | 0xCC) && h.size.is_none() && seg.len() >= 5 =>
-            {
-                let height = u16::from_be_bytes([seg[1], seg[2]]);
-                let width = u16::from_be_bytes([seg[3], seg[4]]);
-                h.size = Some((u32::from(width), u32::from(height)));
-            }
-            _ => {}
-        }
-        if len < 2 {
-            break;
-        }
-        at += 2 + len;
-    }
-    h
 }
 
 /// `Read + Seek` over a [`ReadAt`] source with its own position (the file offset of the
@@ -815,19 +774,19 @@ mod tests {
     #[test]
     fn jpeg_headers_give_size_and_tables() {
         let j = jpeg(48, 32);
-        let h = jpeg_header(&j);
+        let h = jpeg_frame(&j);
         assert_eq!(h.size, Some((48, 32)));
         assert!(h.huffman_tables);
         let bare = without_dht(&j);
-        assert_eq!(jpeg_header(&bare).size, Some((48, 32)));
-        assert!(!jpeg_header(&bare).huffman_tables);
+        assert_eq!(jpeg_frame(&bare).size, Some((48, 32)));
+        assert!(!jpeg_frame(&bare).huffman_tables);
         // Cut anywhere, or a zero length, the walk stops without panicking.
         for n in 0..j.len().min(700) {
-            let _ = jpeg_header(&j[..n]);
+            let _ = jpeg_frame(&j[..n]);
         }
         assert_eq!(
-            jpeg_header(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0, 1, 2]),
-            JpegHeader::default()
+            jpeg_frame(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0, 1, 2]),
+            JpegFrame::default()
         );
     }
 

@@ -234,6 +234,17 @@ pub struct QuickReport {
     pub bytes_read: u64,
     /// Facts that are not faults, e.g. "motion photo: 123456 bytes of video after EOI".
     pub note: Option<String>,
+    /// For a JPEG, what its headers before the first scan declare.
+    pub jpeg: Option<JpegFrame>,
+}
+
+/// What a JPEG's marker segments declare before its first scan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JpegFrame {
+    /// Width and height from the first SOF segment.
+    pub size: Option<(u32, u32)>,
+    /// A DHT segment defines its own Huffman tables.
+    pub huffman_tables: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -610,6 +621,7 @@ pub fn check<R: ReadAt + ?Sized>(
             verdict: Verdict::Truncated("empty".into()),
             bytes_read: 0,
             note: None,
+            jpeg: None,
         });
     }
     let mut src = Src::new(r, size);
@@ -619,8 +631,9 @@ pub fn check<R: ReadAt + ?Sized>(
         format = Format::Raw;
     }
     let mut notes: Vec<String> = Vec::new();
+    let mut jpeg = None;
     let mut verdict = match format {
-        Format::Jpeg => check_jpeg(&mut src, &mut notes)?,
+        Format::Jpeg => check_jpeg(&mut src, &mut notes, jpeg.insert(JpegFrame::default()))?,
         Format::Png => check_png(&src, &mut notes),
         Format::WebP => check_webp(&mut src, &mut notes)?,
         Format::Gif => check_gif(&src),
@@ -696,6 +709,7 @@ pub fn check<R: ReadAt + ?Sized>(
         } else {
             Some(notes.join("; "))
         },
+        jpeg,
     })
 }
 
@@ -853,9 +867,11 @@ fn samsung_trailer<R: ReadAt + ?Sized>(src: &mut Src<'_, R>) -> io::Result<Optio
     Ok(Some(start))
 }
 
+/// `frame` collects what the headers declare, as far as the walk got.
 fn check_jpeg<R: ReadAt + ?Sized>(
     src: &mut Src<'_, R>,
     notes: &mut Vec<String>,
+    frame: &mut JpegFrame,
 ) -> io::Result<Verdict> {
     let size = src.size;
     let ends_ffd9 = src.last_bytes(2) == [0xFF, 0xD9];
@@ -915,14 +931,22 @@ fn check_jpeg<R: ReadAt + ?Sized>(
                 Verdict::Truncated(msg)
             });
         }
+        if m == 0xC4 {
+            frame.huffman_tables = true;
+        }
         if matches!(m, 0xC0..=0xCF) && !matches!(m, 0xC4 | 0xC8 | 0xCC) {
-            sof = true;
             let f = src.bytes(p + 4, 6)?;
             if len < 8 || be16(&f, 3) == Some(0) {
                 return Ok(Verdict::Corrupt(format!(
                     "jpeg: frame header FF{m:02X} at {p} is invalid (length {len}, width 0?)"
                 )));
             }
+            if !sof {
+                if let (Some(h), Some(w)) = (be16(&f, 1), be16(&f, 3)) {
+                    frame.size = Some((u32::from(w), u32::from(h)));
+                }
+            }
+            sof = true;
         }
         if m == 0xE1 && xmp.is_none() {
             const NS: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
