@@ -71,7 +71,14 @@ const CWD_MEDIA: &str = "/usr/src/app/upload";
 const MEDIA_SPELLINGS: [&str; 3] = ["upload", CWD_MEDIA, "/data"];
 
 fn same_media_family(a: &str, b: &str) -> bool {
-    let norm = |s: &str| if s == "upload" { CWD_MEDIA } else { s }.to_string();
+    // Called for every mapped path: compare borrowed strings, allocate nothing.
+    fn norm(s: &str) -> &str {
+        if s == "upload" {
+            CWD_MEDIA
+        } else {
+            s
+        }
+    }
     norm(a) == norm(b)
 }
 
@@ -203,6 +210,10 @@ fn strip_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
 
 /// Lexically resolves `.` and `..`; `None` when `..` climbs above the start.
 fn normalise(rest: &str) -> Option<PathBuf> {
+    // Nearly every path is already normal: one exact allocation, no component list.
+    if rest.split('/').all(|c| !matches!(c, "" | "." | "..")) {
+        return Some(PathBuf::from(rest));
+    }
     let mut parts: Vec<&str> = Vec::new();
     for c in rest.split('/') {
         match c {
@@ -259,6 +270,21 @@ mod tests {
             m.map("/etc/../etc/passwd"),
             Mapped::Escapes { entry: None }
         ));
+    }
+
+    #[test]
+    fn normalise_takes_the_short_way_only_for_normal_paths() {
+        let n = |s| normalise(s).map(|p| p.to_string_lossy().into_owned());
+        assert_eq!(n("upload/u/ab/x.jpg").as_deref(), Some("upload/u/ab/x.jpg"));
+        assert_eq!(
+            n("upload//u/./ab/x.jpg/").as_deref(),
+            Some("upload/u/ab/x.jpg")
+        );
+        assert_eq!(n("upload/u/../v/x.jpg").as_deref(), Some("upload/v/x.jpg"));
+        assert_eq!(n("..").as_deref(), None);
+        assert_eq!(n("a/../..").as_deref(), None);
+        assert_eq!(n("").as_deref(), Some(""));
+        assert_eq!(n("...").as_deref(), Some("..."));
     }
 
     #[test]
