@@ -15,6 +15,10 @@
 # KEEP_FIXTURE=1 keeps each library (and its database) for more measurements by hand.
 # FIXTURE=FILE measures an existing library instead (the JSON immich-fixture printed, e.g.
 # a kept fixture.json; the sizes are then ignored) and leaves it in place.
+# MANIFEST=0 skips the three --manifest rows (at 1 M they take most of the run).
+# PAUSE_DAMON=1 (root) turns DAMON's proactive reclaim (kdamond) off for the run and back on
+# at the end: on VMs that run it, file cache idle for about a minute is paged out, so a
+# "warm" find or cat would read the disk. Without it the script only says that it is on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -43,6 +47,19 @@ if [ "${DROP_CACHES:-0}" = 1 ]; then
   fi
 fi
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+
+damon_paused=()
+for st in /sys/kernel/mm/damon/admin/kdamonds/*/state; do
+  [ -e "$st" ] && [ "$(cat "$st")" = on ] || continue
+  if [ "${PAUSE_DAMON:-0}" = 1 ] && echo off > "$st" 2> /dev/null; then
+    damon_paused+=("$st")
+  else
+    echo "note: DAMON reclaim is on ($st): warm rows may read from disk; PAUSE_DAMON=1 pauses it"
+  fi
+done
+restore_damon() { for st in "${damon_paused[@]}"; do echo on > "$st"; done; }
+trap restore_damon EXIT
+[ ${#damon_paused[@]} = 0 ] || echo "DAMON reclaim paused for this run (${#damon_paused[@]} kdamond)"
 
 printf '%-8s %-16s %8s %8s %8s %10s %11s %9s\n' assets what wall_s cpu_s rss_MiB rows_per_s files_per_s MB_per_s
 for n in "${sizes[@]}"; do
@@ -93,11 +110,15 @@ for n in "${sizes[@]}"; do
   r[hash]=$(measure "${scan[@]}" --level hash)
   r[sha1sum]=$(measure bash -c "find '$dir' -type f -print0 | xargs -0 sha1sum > /dev/null")
   r[cat]=$(measure bash -c "find '$dir' -type f -print0 | xargs -0 cat > /dev/null")
-  manifest="$base/manifest.redb"
-  r[manifest_build]=$(measure "${scan[@]}" --level hash --manifest "$manifest")
-  r[manifest_rerun]=$(measure "${scan[@]}" --level hash --manifest "$manifest")
-  r[manifest_verify]=$(measure "${scan[@]}" --level hash --manifest "$manifest" --verify-manifest)
-  manifest_bytes=$(stat -c %s "$manifest")
+  manifest="$base/manifest.redb"; manifest_bytes=0
+  if [ "${MANIFEST:-1}" = 0 ]; then
+    whats=("${whats[@]/manifest_*/}")
+  else
+    r[manifest_build]=$(measure "${scan[@]}" --level hash --manifest "$manifest")
+    r[manifest_rerun]=$(measure "${scan[@]}" --level hash --manifest "$manifest")
+    r[manifest_verify]=$(measure "${scan[@]}" --level hash --manifest "$manifest" --verify-manifest)
+    manifest_bytes=$(stat -c %s "$manifest")
+  fi
   if [ $cold = 1 ]; then
     drop; r[exists_cold]=$(measure "${scan[@]}" --level exists)
     drop; r[find_cold]=$(measure find "$dir" -type f)
@@ -105,6 +126,7 @@ for n in "${sizes[@]}"; do
     whats+=(exists_cold find_cold naive_cold)
   fi
   for k in "${whats[@]}"; do
+    [ -n "$k" ] || continue
     read -r wall cpu rss <<< "${r[$k]}"
     rps=$(python3 -c "print(int($rows/max($wall,0.001)))")
     fps=$(python3 -c "print(int($files/max($wall,0.001)))")
@@ -116,14 +138,15 @@ for n in "${sizes[@]}"; do
   done
   echo "         library: $rows rows, $files files, $((bytes/1000000)) MB, generated in ${gen_s} s;" \
     "manifest file: $((manifest_bytes/1024)) KiB; load average before: $load"
-  python3 - "${r[exists]}" "${r[find]}" "${r[naive]}" "${r[quick]}" "${r[cat]}" "${r[hash]}" "${r[sha1sum]}" "${r[manifest_rerun]}" "${r[manifest_verify]}" "${r[exists_cold]:-0 0 0}" "${r[find_cold]:-0 0 0}" "${r[naive_cold]:-0 0 0}" "${r[full]}" <<'PY'
+  python3 - "${r[exists]}" "${r[find]}" "${r[naive]}" "${r[quick]}" "${r[cat]}" "${r[hash]}" "${r[sha1sum]}" "${r[manifest_rerun]:-0 0 0}" "${r[manifest_verify]:-0 0 0}" "${r[exists_cold]:-0 0 0}" "${r[find_cold]:-0 0 0}" "${r[naive_cold]:-0 0 0}" "${r[full]}" <<'PY'
 import sys
 e, f, nv, q, c, h, s, mr, mv, ec, fc, nc, fu = (float(a.split()[0]) for a in sys.argv[1:])
 d = lambda a, b: a / max(b, 1e-3)
 print(f"         ratios: exists/find {d(e,f):.2f}x, naive/exists {d(nv,e):.2f}x, quick/cat {d(q,c):.2f}x, hash/sha1sum {d(h,s):.2f}x, (hash-full)/sha1sum {d(max(h-fu,0),s):.2f}x")
 if ec > 0:
     print(f"         cold:   exists/find {d(ec,fc):.2f}x, naive/exists {d(nc,ec):.2f}x")
-print(f"         manifest: unchanged rerun/hash {d(mr,h):.2f}x, verify/hash {d(mv,h):.2f}x")
+if mr > 0:
+    print(f"         manifest: unchanged rerun/hash {d(mr,h):.2f}x, verify/hash {d(mv,h):.2f}x")
 PY
   if [ -n "${FIXTURE:-}" ]; then
     rm -rf "$base"
