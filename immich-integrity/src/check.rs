@@ -3,7 +3,7 @@
 
 use crate::access::{Identity, READ, SEARCH};
 use crate::decode::{self, DecodeLimits, Decoded};
-use crate::formats::{self, Verdict};
+use crate::formats::{self, JpegFrame, Verdict};
 use crate::model::{AssetRow, Fault, FileKind, FileRef, Finding, Level, Repair};
 use crate::pathmap::{Mapped, PathMap};
 use crate::probe::{Meta, Observation, Root};
@@ -240,7 +240,7 @@ impl Checker {
             Verdict::Truncated(d) => (Fault::Truncated, d),
             Verdict::Corrupt(d) => (Fault::Corrupt, d),
             // Precedence (DESIGN §1): corrupt before size_mismatch before checksum_mismatch.
-            Verdict::Ok => match self.full(&file, meta.size, report.format) {
+            Verdict::Ok => match self.full(&file, meta.size, report.format, report.jpeg) {
                 Some(detail) => (Fault::Corrupt, detail),
                 None => return self.content_ok(row, kind, host, meta, Some((file, sha1))),
             },
@@ -249,11 +249,18 @@ impl Checker {
     }
 
     /// The `full` level: the decode error, if the file does not decode.
-    fn full(&self, file: &std::fs::File, size: u64, format: formats::Format) -> Option<String> {
+    /// `jpeg`: what the `quick` check read from a JPEG's headers.
+    fn full(
+        &self,
+        file: &std::fs::File,
+        size: u64,
+        format: formats::Format,
+        jpeg: Option<JpegFrame>,
+    ) -> Option<String> {
         if self.level < Level::Full {
             return None;
         }
-        let r = decode::decode_file(file, size, format, &self.decode_limits);
+        let r = decode::decode_after_quick(file, size, format, jpeg, &self.decode_limits);
         self.bytes_read.fetch_add(r.bytes_read, Ordering::Relaxed);
         match r.outcome {
             Decoded::Ok(_) => None,
@@ -609,7 +616,7 @@ fn sha1_file(path: &Path) -> std::io::Result<([u8; 20], u64)> {
     sha1_reader(std::fs::File::open(path)?)
 }
 
-/// SHA-1 of a whole file, read in 1 MiB blocks.
+/// SHA-1 of a whole file, read through the thread's block buffer.
 pub(crate) fn sha1_reader(mut f: std::fs::File) -> std::io::Result<([u8; 20], u64)> {
     let mut h = Sha1::new();
     let n = crate::blocks::for_each_block(&mut f, |b| h.update(b))?;

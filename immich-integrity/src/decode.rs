@@ -124,6 +124,19 @@ pub fn can_decode(format: Format) -> bool {
 /// Decode `file` (of length `size`, whose content the `quick` check identified as `format`).
 /// Never panics; never changes the file offset.
 pub fn decode_file(file: &File, size: u64, format: Format, limits: &DecodeLimits) -> DecodeReport {
+    decode_after_quick(file, size, format, None, limits)
+}
+
+/// [`decode_file`] with what the `quick` check of this file already read from a JPEG's
+/// headers ([`QuickReport::jpeg`](crate::formats::QuickReport::jpeg): its declared size and
+/// tables), so they are not walked a second time.
+pub fn decode_after_quick(
+    file: &File,
+    size: u64,
+    format: Format,
+    jpeg: Option<JpegFrame>,
+    limits: &DecodeLimits,
+) -> DecodeReport {
     if !can_decode(format) {
         return DecodeReport {
             outcome: Decoded::Unsupported,
@@ -133,7 +146,7 @@ pub fn decode_file(file: &File, size: u64, format: Format, limits: &DecodeLimits
     let mut bytes_read = 0u64;
     let res = catch_unwind(AssertUnwindSafe(|| {
         test_hooks::maybe_panic(file);
-        decode_inner(file, size, format, limits, &mut bytes_read)
+        decode_inner(file, size, format, jpeg, limits, &mut bytes_read)
     }));
     DecodeReport {
         outcome: res.unwrap_or_else(|p| panicked(format, p)),
@@ -150,7 +163,7 @@ pub fn decode_bytes(bytes: &[u8], format: Format, limits: &DecodeLimits) -> Deco
         let mut n = 0;
         let src = AtReader::new(bytes, bytes.len() as u64, &mut n);
         if format == Format::Jpeg && STRICT_JPEG {
-            decode_jpeg(bytes, limits)
+            decode_jpeg(bytes, None, limits)
         } else {
             decode_image(src, format, limits)
         }
@@ -172,6 +185,7 @@ fn decode_inner(
     file: &File,
     size: u64,
     format: Format,
+    jpeg: Option<JpegFrame>,
     limits: &DecodeLimits,
     bytes_read: &mut u64,
 ) -> Decoded {
@@ -180,7 +194,7 @@ fn decode_inner(
         Format::Mp4 | Format::Matroska => video::probe(file, format, limits, bytes_read),
         Format::Jpeg if STRICT_JPEG && size <= MAX_STRICT_JPEG => read_all(file, size, bytes_read)
             .map_err(|e| format!("jpeg: read error: {e}"))
-            .and_then(|bytes| decode_jpeg(&bytes, limits)),
+            .and_then(|bytes| decode_jpeg(&bytes, jpeg, limits)),
         _ => decode_image(AtReader::new(file, size, bytes_read), format, limits),
     };
     res.map_or_else(Decoded::Corrupt, Decoded::Ok)
@@ -253,8 +267,8 @@ fn refused(name: &str, size: Option<(u32, u32)>, limits: &DecodeLimits, why: &st
 /// Whether JPEGs go to FFmpeg's strict decoder (the `video` feature) instead of `image`.
 const STRICT_JPEG: bool = cfg!(feature = "video");
 
-/// What the headers of an in-memory JPEG declare, read by the `quick` check's own walk (a few
-/// microseconds in memory, next to the decode).
+/// What the headers of an in-memory JPEG declare, read by the `quick` check's own walk (for a
+/// JPEG decoded without that check having run: [`decode_bytes`], [`decode_file`]).
 fn jpeg_frame(bytes: &[u8]) -> JpegFrame {
     crate::formats::check(bytes, bytes.len() as u64, None)
         .ok()
@@ -263,11 +277,15 @@ fn jpeg_frame(bytes: &[u8]) -> JpegFrame {
 }
 
 /// A JPEG, decoded by FFmpeg's mjpeg decoder with error detection set to explode, after its
-/// declared size was held against `limits`. Only this decoder: zune-jpeg (behind `image`)
+/// declared size (`header`, or read now when not known) was held against `limits`. Only this decoder: zune-jpeg (behind `image`)
 /// accepts truncated and bit-flipped scans that this one refuses (DESIGN §1), so running
 /// both only doubled the cost (the scale benchmark's thumbnails are mostly decoder setup).
-fn decode_jpeg(bytes: &[u8], limits: &DecodeLimits) -> Result<String, String> {
-    let header = jpeg_frame(bytes);
+fn decode_jpeg(
+    bytes: &[u8],
+    header: Option<JpegFrame>,
+    limits: &DecodeLimits,
+) -> Result<String, String> {
+    let header = header.unwrap_or_else(|| jpeg_frame(bytes));
     if let Some((w, h)) = header.size {
         let need = u64::from(w) * u64::from(h) * 4;
         if w > limits.max_dimension || h > limits.max_dimension || need > limits.max_alloc {
@@ -788,6 +806,28 @@ mod tests {
             jpeg_frame(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0, 1, 2]),
             JpegFrame::default()
         );
+    }
+
+    #[test]
+    #[cfg(feature = "video")] // without it JPEGs go to `image`, which reads its own headers
+    fn the_quick_checks_header_facts_are_used_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.jpg");
+        let j = jpeg(48, 32);
+        std::fs::write(&path, &j).unwrap();
+        let f = File::open(&path).unwrap();
+        let l = DecodeLimits::default();
+        let size = j.len() as u64;
+        let ok = |jpeg| decode_after_quick(&f, size, Format::Jpeg, jpeg, &l).outcome;
+        assert!(matches!(ok(None), Decoded::Ok(_)));
+        let walked = jpeg_frame(&j);
+        assert!(matches!(ok(Some(walked)), Decoded::Ok(_)));
+        // Told the headers declare a bomb, it refuses without looking again.
+        let bomb = JpegFrame {
+            size: Some((100_000, 100_000)),
+            huffman_tables: true,
+        };
+        assert!(matches!(ok(Some(bomb)), Decoded::Corrupt(d) if d.contains("refused")));
     }
 
     #[test]
