@@ -721,6 +721,7 @@ fn disk_full_between_batches_keeps_the_committed_batch_undoable() {
             old: old.clone(),
             new: format!("{old}.{}", "n".repeat(700)),
             found_at: found.clone(),
+            owner: None,
         })
         .collect();
     let disk = SmallDisk::mount(&lib.dir);

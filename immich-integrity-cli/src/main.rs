@@ -21,6 +21,9 @@ use style::ColorChoice;
 const EXIT_CLEAN: u8 = 0;
 const EXIT_FAULTS: u8 = 1;
 const EXIT_FAILED: u8 = 2;
+/// The scan ran, but a part of the database could not be checked (its query does not fit
+/// the schema): the report is incomplete, whatever it found.
+const EXIT_INCOMPLETE: u8 = 3;
 const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Parser)]
@@ -135,7 +138,9 @@ const SCAN_EXAMPLES: &str = "Examples (the common cases of \"images do not load\
   # Machine-readable report for scripts:
   immich-integrity scan --env-file /opt/immich/.env --format jsonl --output report.jsonl
 
-Exit codes: 0 clean, 1 faults found, 2 could not run (bad flag, DB unreachable), 130 interrupted.";
+Exit codes: 0 clean, 1 faults found, 2 could not run (bad flag, DB unreachable), 3 incomplete
+(a part of the database, e.g. persons, could not be checked: its query does not fit the
+schema; the rest was checked and reported), 130 interrupted.";
 
 #[derive(clap::Args)]
 struct ScanArgs {
@@ -442,6 +447,16 @@ fn run_scan(args: ScanArgs, ui: Ui) -> ExitCode {
         Completion::Failed(why) => {
             eprintln!("immich-integrity: scan stopped early: {why}");
             ExitCode::from(EXIT_FAILED)
+        }
+        Completion::Complete if !summary.unchecked.is_empty() => {
+            for u in &summary.unchecked {
+                eprintln!(
+                    "immich-integrity: {} rows were not checked: {} (run `immich-integrity \
+                     doctor` for the statement and column)",
+                    u.part, u.reason
+                );
+            }
+            ExitCode::from(EXIT_INCOMPLETE)
         }
         Completion::Complete if summary.is_clean() => ExitCode::from(EXIT_CLEAN),
         Completion::Complete => ExitCode::from(EXIT_FAULTS),

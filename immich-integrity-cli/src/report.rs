@@ -294,8 +294,11 @@ fn write_table(
     };
     writeln!(
         out,
-        "immich-integrity: schema {}, {} rows, {} files checked, {faults} in {:.1}s{}{}",
-        s.schema,
+        "immich-integrity: {}, {} rows, {} files checked, {faults} in {:.1}s{}{}{}",
+        match &s.immich_version {
+            Some(v) => format!("Immich v{v} (schema {})", s.schema),
+            None => format!("schema {}", s.schema),
+        },
         s.rows,
         s.files_checked,
         s.elapsed_ms as f64 / 1000.0,
@@ -307,6 +310,10 @@ fn write_table(
             immich_integrity::Completion::Complete => String::new(),
             immich_integrity::Completion::Interrupted => " (INTERRUPTED: incomplete)".into(),
             immich_integrity::Completion::Failed(w) => format!(" (FAILED: incomplete: {w})"),
-        }
+        },
+        s.unchecked
+            .iter()
+            .map(|u| format!(" (INCOMPLETE: {} rows not checked: {})", u.part, u.reason))
+            .collect::<String>()
     )
 }

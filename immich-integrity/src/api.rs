@@ -131,6 +131,50 @@ impl Outcome {
     }
 }
 
+/// What an API key may do, as the server says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyRights {
+    /// The key's permissions (`all`, `job.create`, ...).
+    pub permissions: Vec<String>,
+    /// Whether its user is an admin; `None` when the key may not read its user.
+    pub is_admin: Option<bool>,
+}
+
+impl KeyRights {
+    /// Holds `permission` (or `all`).
+    pub fn has(&self, permission: &str) -> bool {
+        self.permissions
+            .iter()
+            .any(|p| p == "all" || p == permission)
+    }
+
+    /// Why this key cannot start Immich's queues (`PUT /api/jobs/{name}`: an admin's key
+    /// with `job.create`), or `None` when it can.
+    pub fn cannot_start_queues(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if !self.has("job.create") {
+            why.push(format!(
+                "it lacks the job.create permission (it has: {})",
+                if self.permissions.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.permissions.join(", ")
+                }
+            ));
+        }
+        match self.is_admin {
+            Some(true) => {}
+            Some(false) => why.push("its user is not an admin".into()),
+            None => why.push(
+                "the server would not say whether its user is an admin (GET /api/users/me \
+                 needs user.read)"
+                    .into(),
+            ),
+        }
+        (!why.is_empty()).then(|| why.join("; "))
+    }
+}
+
 /// A blocking client bound to one server.
 pub struct Client {
     agent: ureq::Agent,
@@ -237,6 +281,50 @@ impl Client {
     pub fn start_queue(&self, key: &ApiKey, queue: &str) -> Outcome {
         let body = start_queue_body();
         self.send("PUT", &format!("/api/jobs/{queue}"), key, &body)
+    }
+
+    /// `GET path` and its JSON answer (one attempt: used before anything is changed, where a
+    /// failure simply stops the run).
+    pub fn get_json(&self, path: &str, key: &ApiKey) -> std::result::Result<serde_json::Value, String> {
+        let url = self.url(path);
+        let resp = self
+            .agent
+            .get(&url)
+            .set("x-api-key", key.expose())
+            .set("accept", "application/json")
+            .call();
+        let text = match resp {
+            Ok(r) if (200..300).contains(&r.status()) => r.into_string().map_err(|e| e.to_string()),
+            Ok(r) => Err(format!("{} answered {} (redirects are not followed)", url, r.status())),
+            Err(ureq::Error::Status(status, r)) => Err(format!(
+                "{url} answered {status}: {}",
+                immich_message(r.into_string().unwrap_or_default())
+            )),
+            Err(ureq::Error::Transport(t)) => Err(format!("{url}: {}", transport_reason(&t))),
+        }
+        .map_err(|e| key.scrub(&e))?;
+        serde_json::from_str(&text).map_err(|e| format!("{url} did not answer JSON: {e}"))
+    }
+
+    /// Who `key` is: its permissions (`GET /api/api-keys/me`, which needs none) and whether its
+    /// user is an admin (`GET /api/users/me`, which needs `user.read`).
+    pub fn key_rights(&self, key: &ApiKey) -> std::result::Result<KeyRights, String> {
+        let me = self.get_json("/api/api-keys/me", key)?;
+        let permissions = me
+            .get("permissions")
+            .and_then(|p| p.as_array())
+            .ok_or_else(|| "GET /api/api-keys/me answered without `permissions`".to_string())?
+            .iter()
+            .filter_map(|p| p.as_str().map(str::to_string))
+            .collect();
+        let is_admin = match self.get_json("/api/users/me", key) {
+            Ok(u) => u.get("isAdmin").and_then(|a| a.as_bool()),
+            Err(_) => None,
+        };
+        Ok(KeyRights {
+            permissions,
+            is_admin,
+        })
     }
 
     /// Sends a JSON body, retrying what is worth retrying.

@@ -37,6 +37,7 @@ pub mod api;
 #[doc(hidden)]
 pub mod benchkit;
 mod blocks;
+mod cascade;
 mod check;
 pub mod decode;
 pub mod doctor;
@@ -62,5 +63,5 @@ pub use manifest::Manifest;
 pub use model::{AssetRow, Entity, Fault, FileKind, FileRef, Finding, Level, Repair};
 pub use pathmap::PathMap;
 pub use scan::{build_map, scan, Completion, Observer, Progress, ScanOptions, Summary};
-pub use schema::Schema;
-pub use source::{Shard, Source, SourceOptions};
+pub use schema::{PersonKey, Schema};
+pub use source::{Shard, Source, SourceOptions, UncheckedPart};

@@ -16,6 +16,8 @@
 //! Nothing is sent and nothing is written unless the caller asks ([`run_api`] / [`apply_queue`]);
 //! planning ([`plan_batches`], [`plan_queue`]) only reads.
 
+use crate::cascade::{cascaded_rows, restore, triggers};
+pub use crate::cascade::CascadedRow;
 use crate::api::{ApiKey, Client, Outcome};
 use crate::error::{Error, Result};
 use crate::model::{Fault, FileKind, Finding, Repair};
@@ -640,6 +642,10 @@ pub enum QueueChange {
         row_id: String,
         /// The whole row as JSON, re-inserted by undo.
         row: serde_json::Value,
+        /// Rows the delete removes through `ON DELETE CASCADE` foreign keys (on v3 the
+        /// `integrity_report` rows that point at it), re-inserted by undo after the row.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        cascaded: Vec<CascadedRow>,
     },
     /// A path column on the asset table (schemas before `asset_files`, or
     /// `encodedVideoPath` / `sidecarPath` before they moved), set to `blank`.
@@ -708,6 +714,9 @@ pub struct QueuePlan {
     pub skipped: Vec<(Target, String)>,
     /// Queues to start afterwards.
     pub queues: Vec<&'static str>,
+    /// What the changes also cause in the database, for the dry run: rows deleted through
+    /// cascades, and the triggers that fire (audit rows, re-stamped `updatedAt`/`updateId`).
+    pub side_effects: Vec<String>,
 }
 
 /// Does `asset_job_status.metadataExtractedAt` exist?
@@ -805,13 +814,18 @@ async fn plan_queue_on(
                     .fetch_all(&mut *conn)
                     .await
                     .map_err(Error::query("reading an asset_file row"))?;
-                rows.into_iter()
-                    .next()
-                    .map(|(row_id, row)| QueueChange::DeleteAssetFile {
-                        file: t.file,
-                        row_id,
-                        row,
-                    })
+                match rows.into_iter().next() {
+                    Some((row_id, row)) => {
+                        let cascaded = cascaded_rows(conn, &q(table), &row, false).await?;
+                        Some(QueueChange::DeleteAssetFile {
+                            file: t.file,
+                            row_id,
+                            row,
+                            cascaded,
+                        })
+                    }
+                    None => None,
+                }
             }
             Slot::Column(col, blank) => {
                 let sql = format!(
@@ -887,7 +901,55 @@ async fn plan_queue_on(
     // An asset's steps side by side, so a batch boundary never splits them.
     plan.steps.sort_by(|a, b| a.asset_id.cmp(&b.asset_id));
     plan.queues = queues.into_iter().collect();
+    plan.side_effects = side_effects(conn, schema, &plan.steps).await?;
     Ok(plan)
+}
+
+/// Sentences for the dry run: cascaded rows per table, and the triggers each changed table
+/// fires.
+async fn side_effects(
+    conn: &mut PgConnection,
+    schema: &Schema,
+    steps: &[QueueStep],
+) -> Result<Vec<String>> {
+    let mut cascaded: BTreeMap<String, u64> = BTreeMap::new();
+    let mut touched: BTreeSet<(String, &'static str)> = BTreeSet::new();
+    for s in steps {
+        match &s.change {
+            QueueChange::DeleteAssetFile { file, cascaded: c, .. } => {
+                if let Some(Slot::AssetFile(t, _)) = slot(schema, *file) {
+                    touched.insert((q(t), "DELETE"));
+                }
+                for r in c {
+                    *cascaded.entry(r.table.clone()).or_default() += 1;
+                    touched.insert((r.table.clone(), "DELETE"));
+                }
+            }
+            QueueChange::BlankColumn { .. } | QueueChange::ClearThumbhash { .. } => {
+                touched.insert((q(schema.asset_table), "UPDATE"));
+            }
+            QueueChange::ClearMetadataExtractedAt { .. } => {
+                touched.insert(("asset_job_status".into(), "UPDATE"));
+            }
+        }
+    }
+    let mut out: Vec<String> = cascaded
+        .into_iter()
+        .map(|(t, n)| {
+            format!("{n} rows of {t} are deleted with them (ON DELETE CASCADE); undo puts them back")
+        })
+        .collect();
+    for (table, event) in touched {
+        let fired = triggers(conn, &table, event).await?;
+        if !fired.is_empty() {
+            out.push(format!(
+                "{event} on {table} fires {} (they write audit rows and re-stamp \
+                 updatedAt/updateId; undo does not remove those)",
+                fired.join(", ")
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// `(sql, binds)` applying a change (forward) or restoring it (undo). Every statement is
@@ -900,7 +962,9 @@ fn change_sql(
     let id = Some(step.asset_id.clone());
     let asset = q(schema.asset_table);
     Some(match &step.change {
-        QueueChange::DeleteAssetFile { file, row_id, row } => {
+        QueueChange::DeleteAssetFile {
+            file, row_id, row, ..
+        } => {
             let Slot::AssetFile(table, _) = slot(schema, *file)? else {
                 return None;
             };
@@ -1007,6 +1071,9 @@ pub struct QueueReport {
     pub queues: Vec<(String, Outcome)>,
     /// The run stopped on SIGINT/SIGTERM before finishing.
     pub interrupted: bool,
+    /// The server refused a queue after the rows were changed, so the run restored its own
+    /// committed changes from the journal: the rows restored.
+    pub rolled_back: Option<u64>,
 }
 
 impl QueueReport {
@@ -1029,9 +1096,23 @@ pub fn apply_queue(
     cancel: Option<Arc<AtomicBool>>,
 ) -> Result<QueueReport> {
     let cancelled = || cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
+    // Ask the server who the key is before any row changes: a key that cannot start the
+    // queues would leave the rows changed and nothing regenerating them.
+    let rights = client.key_rights(admin_key).map_err(|why| {
+        Error::InvalidArgument(format!(
+            "cannot ask the server who the API key is ({why}); no row was changed"
+        ))
+    })?;
+    if let Some(why) = rights.cannot_start_queues() {
+        return Err(Error::InvalidArgument(format!(
+            "the API key cannot start Immich's queues: {why}; no row was changed (use an \
+             admin's key with job.create, or `all`)"
+        )));
+    }
     let mut journal = open_append(journal_path)?;
     let rt = rt()?;
     let mut report = QueueReport::default();
+    let mut committed: Vec<QueueStep> = Vec::new();
     rt.block_on(async {
         let mut conn = connect(db_url).await?;
         let schema = read_info(&mut conn).await?.schema;
@@ -1073,6 +1154,12 @@ pub fn apply_queue(
                     report.unchanged += 1;
                     continue;
                 };
+                if !cascades_unchanged(&mut tx, &schema, step).await? {
+                    // The journal holds the rows seen at planning; deleting now would remove
+                    // rows it does not hold, which undo could not restore.
+                    report.unchanged += 1;
+                    continue;
+                }
                 if exec(&mut tx, &sql, &binds).await? == 1 {
                     report.applied += 1;
                 } else {
@@ -1086,14 +1173,33 @@ pub fn apply_queue(
                 .expect("plain data serialises");
             append_synced(&mut journal, journal_path, &[line])?;
             report.batches += 1;
+            committed.extend(chunk.iter().map(|s| (*s).clone()));
         }
         Ok(())
     })?;
     if report.interrupted {
         return Ok(report);
     }
+    let mut refused = false;
     for queue in &plan.queues {
-        let outcome = client.start_queue(admin_key, queue);
+        let mut outcome = client.start_queue(admin_key, queue);
+        if let Outcome::Rejected {
+            status: 404,
+            message,
+            attempts,
+        } = &outcome
+        {
+            outcome = Outcome::Rejected {
+                status: 404,
+                message: format!(
+                    "{message} (PUT /api/jobs/{queue} is deprecated since Immich v2.3 and \
+                     present through v3.2.2; this server has removed it: start the queue in \
+                     Immich, Administration > Jobs > Missing)"
+                ),
+                attempts: *attempts,
+            };
+        }
+        refused |= matches!(outcome, Outcome::Rejected { .. });
         if let Outcome::Accepted { status, .. } = outcome {
             let line = serde_json::to_string(&QueueJournal::QueueStarted {
                 queue: queue.to_string(),
@@ -1107,7 +1213,41 @@ pub fn apply_queue(
         }
         report.queues.push((queue.to_string(), outcome));
     }
+    if refused && !report.interrupted {
+        // Changed rows with no job to regenerate them would leave blank thumbnails for good:
+        // put this run's committed changes back now.
+        let restored = rt.block_on(async {
+            let mut conn = connect(db_url).await?;
+            let schema = read_info(&mut conn).await?.schema;
+            undo_steps(&mut conn, &schema, &committed).await
+        })?;
+        report.rolled_back = Some(restored);
+    }
     Ok(report)
+}
+
+/// For a delete: the rows it would cascade to now (locked) are the ones journaled.
+async fn cascades_unchanged(
+    conn: &mut PgConnection,
+    schema: &Schema,
+    step: &QueueStep,
+) -> Result<bool> {
+    let QueueChange::DeleteAssetFile {
+        file, row, cascaded, ..
+    } = &step.change
+    else {
+        return Ok(true);
+    };
+    let Some(Slot::AssetFile(table, _)) = slot(schema, *file) else {
+        return Ok(true);
+    };
+    let now = cascaded_rows(conn, &q(table), row, true).await?;
+    let key = |v: &[CascadedRow]| {
+        let mut k: Vec<String> = v.iter().map(|r| format!("{}:{}", r.table, r.row)).collect();
+        k.sort();
+        k
+    };
+    Ok(key(&now) == key(cascaded))
 }
 
 /// Is this a queue-mode journal (as opposed to a relink one)?
@@ -1139,18 +1279,44 @@ pub fn undo_queue(db_url: &str, journal_path: &Path) -> Result<u64> {
     rt.block_on(async {
         let mut conn = connect(db_url).await?;
         let schema = read_info(&mut conn).await?.schema;
-        let mut tx = sqlx::Connection::begin(&mut conn)
-            .await
-            .map_err(Error::query("starting undo"))?;
-        let mut restored = 0;
-        for step in steps.iter().rev() {
-            if let Some((sql, binds)) = change_sql(&schema, step, true) {
-                restored += exec(&mut tx, &sql, &binds).await?;
+        undo_steps(&mut conn, &schema, &steps).await
+    })
+}
+
+/// Restores `steps` (newest first) in one transaction, cascaded rows after their parent.
+async fn undo_steps(conn: &mut PgConnection, schema: &Schema, steps: &[QueueStep]) -> Result<u64> {
+    let mut tx = sqlx::Connection::begin(&mut *conn)
+        .await
+        .map_err(Error::query("starting undo"))?;
+    let mut restored = 0;
+    for step in steps.iter().rev() {
+        if let Some((sql, binds)) = change_sql(schema, step, true) {
+            restored += exec(&mut tx, &sql, &binds).await?;
+        }
+        if let QueueChange::DeleteAssetFile {
+            file,
+            row_id,
+            cascaded,
+            ..
+        } = &step.change
+        {
+            if let Some(Slot::AssetFile(table, _)) = slot(schema, *file) {
+                let back: bool = sqlx::query_scalar(&format!(
+                    "SELECT EXISTS (SELECT 1 FROM {} WHERE id = $1::uuid)",
+                    q(table)
+                ))
+                .bind(row_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(Error::query("looking for a restored asset_file row"))?;
+                if back && !cascaded.is_empty() {
+                    restored += restore(&mut tx, &q(table), cascaded).await?;
+                }
             }
         }
-        tx.commit().await.map_err(Error::query("committing undo"))?;
-        Ok(restored)
-    })
+    }
+    tx.commit().await.map_err(Error::query("committing undo"))?;
+    Ok(restored)
 }
 
 fn rt() -> Result<tokio::runtime::Runtime> {

@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::{Fault, FileKind, Finding};
-use crate::schema::{q, Schema};
+use crate::schema::{q, PersonKey, Schema};
 use crate::source::{connect, path_checksum_expr, read_info};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -30,6 +30,10 @@ pub struct RelinkStep {
     pub new: String,
     /// Host path of the file the new value points at.
     pub found_at: PathBuf,
+    /// The owning user: with `id`, the key of a person row on Immich v3.2+
+    /// (`ownerId`, `personGroupId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// Steps for every `moved` finding that says where to relink.
@@ -44,6 +48,7 @@ pub fn plan(findings: &[Finding]) -> Vec<RelinkStep> {
                 old: f.db_path.clone()?,
                 new: f.relink_to.clone()?,
                 found_at: PathBuf::from(f.found_at.clone()?),
+                owner: f.owner_id.clone(),
             })
         })
         .collect()
@@ -87,20 +92,59 @@ fn target(
     }
 }
 
-/// `UPDATE ... SET col = $1 WHERE key = $2 AND col = $3 [AND type = $4]`.
-fn update_sql(schema: &Schema, kind: FileKind) -> Option<(String, Option<&'static str>)> {
+/// What a row update binds after `$1` (new), `$2` (id) and `$3` (old).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fourth {
+    /// Nothing.
+    None,
+    /// `$4` is the `asset_file` type.
+    FileType(&'static str),
+    /// `$4` is the owner: a v3.2 person is keyed by (owner, person group).
+    Owner,
+}
+
+/// `UPDATE ... SET col = $1 WHERE key = $2 AND col = $3 [AND type = $4 | AND owner = $4]`.
+fn update_sql(schema: &Schema, kind: FileKind) -> Option<(String, Fourth)> {
     let (table, col, file_type) = target(schema, kind)?;
-    let key = if file_type.is_some() { "assetId" } else { "id" };
+    let person = kind == FileKind::PersonThumbnail;
+    let key = match file_type {
+        Some(_) => q("assetId"),
+        None if person => q(schema.person_key.id_column()),
+        None => q("id"),
+    };
     let mut sql = format!(
-        "UPDATE {} SET {c} = $1 WHERE {} = $2::uuid AND {c} = $3",
+        "UPDATE {} SET {c} = $1 WHERE {key} = $2::uuid AND {c} = $3",
         q(table),
-        q(key),
         c = q(col)
     );
-    if file_type.is_some() {
-        sql.push_str(" AND type::text = $4");
+    let fourth = match file_type {
+        Some(t) => {
+            sql.push_str(" AND type::text = $4");
+            Fourth::FileType(t)
+        }
+        None if person && schema.person_key == PersonKey::OwnerAndGroup => {
+            sql.push_str(" AND \"ownerId\" = $4::uuid");
+            Fourth::Owner
+        }
+        None => Fourth::None,
+    };
+    Some((sql, fourth))
+}
+
+/// Binds a step's values to an [`update_sql`] statement: `set` is written where the row holds
+/// `was` (relink: new over old; undo: old over new).
+fn bind_update<'q>(
+    sql: &'q str,
+    fourth: Fourth,
+    step: &'q RelinkStep,
+    (set, was): (&'q str, &'q str),
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let query = sqlx::query(sql).bind(set).bind(&step.id).bind(was);
+    match fourth {
+        Fourth::None => query,
+        Fourth::FileType(t) => query.bind(t),
+        Fourth::Owner => query.bind(step.owner.as_deref().unwrap_or_default()),
     }
-    Some((sql, file_type))
 }
 
 /// One journal line: what a batch is about to change, or that it committed.
@@ -456,6 +500,12 @@ async fn apply_rows(
                 step.clone(),
                 format!("schema {} has no column for {}", schema.label, step.file),
             )),
+            (None, Some((_, Fourth::Owner))) if step.owner.is_none() => report.skipped.push((
+                step.clone(),
+                "a person on this schema is keyed by owner and person group, and the step \
+                 names no owner"
+                    .into(),
+            )),
             (None, Some(_)) => ready.push(step.clone()),
         }
     }
@@ -478,15 +528,8 @@ async fn apply_rows(
             .map_err(Error::query("starting a relink transaction"))?;
         let (mut applied, mut skipped) = (Vec::new(), Vec::new());
         for step in chunk {
-            let (sql, file_type) = update_sql(schema, step.file).expect("checked above");
-            let mut query = sqlx::query(&sql)
-                .bind(&step.new)
-                .bind(&step.id)
-                .bind(&step.old);
-            if let Some(t) = file_type {
-                query = query.bind(t);
-            }
-            let done = query
+            let (sql, fourth) = update_sql(schema, step.file).expect("checked above");
+            let done = bind_update(&sql, fourth, step, (&step.new, &step.old))
                 .execute(&mut *tx)
                 .await
                 .map_err(Error::query("relinking a row"))?;
@@ -546,17 +589,10 @@ pub fn undo(db_url: &str, journal_path: &Path) -> Result<u64> {
             .map_err(Error::query("starting undo"))?;
         let mut restored = 0;
         for step in steps.iter().rev() {
-            let Some((sql, file_type)) = update_sql(&schema, step.file) else {
+            let Some((sql, fourth)) = update_sql(&schema, step.file) else {
                 continue;
             };
-            let mut query = sqlx::query(&sql)
-                .bind(&step.old)
-                .bind(&step.id)
-                .bind(&step.new);
-            if let Some(t) = file_type {
-                query = query.bind(t);
-            }
-            restored += query
+            restored += bind_update(&sql, fourth, step, (&step.old, &step.new))
                 .execute(&mut *tx)
                 .await
                 .map_err(Error::query("undoing a relink"))?
@@ -682,11 +718,13 @@ fn targets(schema: &Schema) -> Vec<(FileKind, &'static str, &'static str, Option
         .collect()
 }
 
-fn key_of(file_type: Option<&str>) -> &'static str {
-    if file_type.is_some() {
-        "assetId"
-    } else {
-        "id"
+/// The id column a finding's id matches in `table` (for a v3.2 person: its group; the path
+/// it held tells owners apart).
+fn key_of(schema: &Schema, table: &str, file_type: Option<&str>) -> &'static str {
+    match file_type {
+        Some(_) => "assetId",
+        None if table == "person" => schema.person_key.id_column(),
+        None => "id",
     }
 }
 
@@ -700,7 +738,7 @@ async fn rows_under(
     for (kind, table, col, file_type) in targets(schema) {
         let mut sql = format!(
             "SELECT {}::text, {c} FROM {} WHERE {c} LIKE $1 ESCAPE '\\'",
-            q(key_of(file_type)),
+            q(key_of(schema, table, file_type)),
             q(table),
             c = q(col)
         );
@@ -837,14 +875,14 @@ async fn apply_prefix(
              AND ({k}, {c}) IN (SELECT * FROM unnest($4::text[]::uuid[], $5::text[]))",
             t = q(table),
             c = q(col),
-            k = q(key_of(file_type)),
+            k = q(key_of(schema, table, file_type)),
         );
         if file_type.is_some() {
             sql.push_str(" AND type::text = $6");
         }
         sql.push_str(&format!(
             " RETURNING {}::text, {}",
-            q(key_of(file_type)),
+            q(key_of(schema, table, file_type)),
             q(col)
         ));
         for chunk in steps.chunks(batching.size.max(1)) {
@@ -920,6 +958,7 @@ mod tests {
             old: old.into(),
             new: new.into(),
             found_at: PathBuf::from(found),
+            owner: None,
         }
     }
 

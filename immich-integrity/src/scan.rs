@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::model::{Fault, Finding, Level, Repair};
 use crate::pathmap::PathMap;
 use crate::roots::Roots;
-use crate::source::{Next, Source, SourceInfo, SourceOptions};
+use crate::source::{Next, Source, SourceInfo, SourceOptions, UncheckedPart};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -110,8 +110,17 @@ pub enum Completion {
 pub struct Summary {
     /// Always `true`: tells the summary line from finding lines in JSON Lines.
     pub summary: bool,
-    /// The detected schema generation label.
+    /// The detected schema generation label (e.g. `v3.2+`).
     pub schema: String,
+    /// The Immich server version that last started on this database (`version_history`),
+    /// e.g. `3.2.2`; `None` when the database records none.
+    #[serde(default)]
+    pub immich_version: Option<String>,
+    /// Parts of the database that could not be checked because their query does not fit the
+    /// schema (a dropped or renamed column), with the server's reason. A report with any is
+    /// incomplete and never clean.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchecked: Vec<UncheckedPart>,
     /// The level checked at.
     pub level: Level,
     /// The container media location used.
@@ -157,9 +166,9 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// True when nothing was found.
+    /// True when nothing was found and every part of the database was checked.
     pub fn is_clean(&self) -> bool {
-        self.findings == 0
+        self.findings == 0 && self.unchecked.is_empty()
     }
 }
 
@@ -198,6 +207,8 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
     let mut summary = Summary {
         summary: true,
         schema: source.info.schema.label.clone(),
+        immich_version: source.info.schema.release.clone(),
+        unchecked: source.info.unchecked.clone(),
         level: opts.level,
         media_location: checker.map.active_media().map(str::to_string),
         rows: 0,

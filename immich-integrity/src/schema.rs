@@ -24,6 +24,14 @@ pub struct Schema {
     pub library_table: Option<&'static str>,
     /// `person` exists with `thumbnailPath`.
     pub has_person: bool,
+    /// How a `person` row is identified: by `id` (up to v3.1) or by
+    /// `("ownerId", "personGroupId")` (v3.2 cluster groups dropped `person.id`).
+    pub person_key: PersonKey,
+    /// `integrity_report` exists (Immich v3.0+ integrity checks).
+    pub has_integrity_report: bool,
+    /// The newest server version recorded in `version_history` (e.g. `3.2.2`), when the table
+    /// exists and has rows; see [`Schema::describe`].
+    pub release: Option<String>,
     /// `(preview column, thumbnail column)` on the asset table, before `asset_files` existed.
     pub preview_columns: Option<(&'static str, &'static str)>,
     /// `encodedVideoPath` is still a column of the asset table (before v2.6).
@@ -41,6 +49,39 @@ pub struct Schema {
     /// Which of the asset, person and user tables have both `createdAt` and `updatedAt`
     /// (what `--since` compares against).
     pub timestamps: Timestamps,
+}
+
+/// How rows of `person` are identified.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PersonKey {
+    /// `person.id` (a uuid), up to Immich v3.1.
+    #[default]
+    Id,
+    /// `("ownerId", "personGroupId")`, Immich v3.2+: a person is one owner's view of a person
+    /// group. Findings carry the `personGroupId` as their id and the owner as `owner_id`.
+    OwnerAndGroup,
+}
+
+impl PersonKey {
+    /// The column a finding's `asset_id` names for a person row.
+    pub fn id_column(self) -> &'static str {
+        match self {
+            PersonKey::Id => "id",
+            PersonKey::OwnerAndGroup => "personGroupId",
+        }
+    }
+
+    /// SQL over `person` (optionally aliased `{alias}.`) selecting this row by a finding's id
+    /// (`$id`) and owner (`$owner`), with the placeholders' numbers given.
+    pub fn where_sql(self, alias: &str, id: usize, owner: usize) -> String {
+        match self {
+            PersonKey::Id => format!("{alias}id = ${id}::uuid"),
+            PersonKey::OwnerAndGroup => format!(
+                "{alias}\"personGroupId\" = ${id}::uuid AND {alias}\"ownerId\" = ${owner}::uuid"
+            ),
+        }
+    }
 }
 
 /// Which tables carry `createdAt` and `updatedAt` columns.
@@ -67,6 +108,8 @@ const TABLES: &[&str] = &[
     "libraries",
     "person",
     "system_metadata",
+    "integrity_report",
+    "version_history",
 ];
 
 impl Schema {
@@ -84,7 +127,31 @@ impl Schema {
         for (t, c) in rows {
             cols.entry(t).or_default().insert(c);
         }
-        Schema::from_columns(&cols)
+        let mut schema = Schema::from_columns(&cols)?;
+        if cols
+            .get("version_history")
+            .is_some_and(|c| c.contains("version") && c.contains("createdAt"))
+        {
+            // The newest row is the server that last started on this database.
+            schema.release = sqlx::query_scalar::<_, String>(
+                "SELECT version::text FROM version_history ORDER BY \"createdAt\" DESC LIMIT 1",
+            )
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(Error::query("reading version_history"))?
+            .map(|v| v.trim().trim_start_matches(['v', 'V']).to_string())
+            .filter(|v| !v.is_empty());
+        }
+        Ok(schema)
+    }
+
+    /// `Immich v3.2.2 (schema v3.2+)`, or the schema label alone when the database records no
+    /// server version.
+    pub fn describe(&self) -> String {
+        match &self.release {
+            Some(v) => format!("Immich v{v} (schema {})", self.label),
+            None => format!("schema {}", self.label),
+        }
     }
 
     /// Pure part of detection, separated so it can be tested without a database.
@@ -116,13 +183,21 @@ impl Schema {
         let has = |c: &str| ac.contains(c);
         let has_encoded_video_column = has("encodedVideoPath");
         let has_sidecar_column = has("sidecarPath");
+        let person = cols.get("person");
+        let person_key = match person {
+            Some(p) if !p.contains("id") && p.contains("personGroupId") => PersonKey::OwnerAndGroup,
+            _ => PersonKey::Id,
+        };
+        let has_integrity_report = cols.contains_key("integrity_report");
         let label = match (asset_table, asset_file_table.is_some()) {
             ("assets", false) if preview_columns == Some(("resizePath", "webpPath")) => "v1.100-",
             ("assets", false) => "v1.101-v1.112",
             ("assets", true) => "v1.113-v1.135",
             (_, _) if has_sidecar_column => "v1.136-v2.3",
             (_, _) if has_encoded_video_column => "v2.4-v2.5",
-            _ => "v2.6+",
+            _ if person_key == PersonKey::OwnerAndGroup => "v3.2+",
+            _ if has_integrity_report => "v3.0-v3.1",
+            _ => "v2.6-v2.7",
         }
         .to_string();
         Ok(Schema {
@@ -132,9 +207,10 @@ impl Schema {
             exif_table: pick(&["asset_exif", "exif"]),
             user_table,
             library_table: pick(&["library", "libraries"]),
-            has_person: cols
-                .get("person")
-                .is_some_and(|c| c.contains("thumbnailPath")),
+            has_person: person.is_some_and(|c| c.contains("thumbnailPath")),
+            person_key,
+            has_integrity_report,
+            release: None,
             preview_columns,
             has_encoded_video_column,
             has_sidecar_column,
@@ -215,8 +291,38 @@ mod tests {
             ("user", &["id"]),
         ]))
         .unwrap();
-        assert_eq!(s.label, "v2.6+");
+        assert_eq!(s.label, "v2.6-v2.7");
         assert!(s.has_asset_file_is_edited && s.has_checksum_algorithm);
+        assert_eq!(s.person_key, PersonKey::Id);
+
+        let af: &[&str] = &["path", "isEdited"];
+        let v30 = cols(&[
+            ("asset", &v26),
+            ("asset_file", af),
+            ("user", &["id"]),
+            ("person", &["id", "ownerId", "thumbnailPath"]),
+            ("integrity_report", &["id", "type", "path"]),
+        ]);
+        let s = Schema::from_columns(&v30).unwrap();
+        assert_eq!((s.label.as_str(), s.person_key), ("v3.0-v3.1", PersonKey::Id));
+        assert!(s.has_integrity_report && s.has_person);
+
+        let v32 = cols(&[
+            ("asset", &v26),
+            ("asset_file", af),
+            ("user", &["id"]),
+            ("person", &["ownerId", "personGroupId", "thumbnailPath"]),
+            ("integrity_report", &["id", "type", "path"]),
+        ]);
+        let s = Schema::from_columns(&v32).unwrap();
+        assert_eq!(
+            (s.label.as_str(), s.person_key),
+            ("v3.2+", PersonKey::OwnerAndGroup)
+        );
+        assert_eq!(
+            s.person_key.where_sql("p.", 2, 3),
+            "p.\"personGroupId\" = $2::uuid AND p.\"ownerId\" = $3::uuid"
+        );
     }
 
     #[test]

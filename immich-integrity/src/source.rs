@@ -11,7 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::{AssetRow, Entity, FileKind, FileRef};
-use crate::schema::{q, Schema};
+use crate::schema::{q, PersonKey, Schema};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgArguments;
@@ -224,6 +224,18 @@ pub struct SourceInfo {
     /// Rows the filters select (assets, persons and users), when
     /// [`SourceOptions::count_total`] asked for it.
     pub total_rows: Option<u64>,
+    /// Parts of the database whose query does not fit this schema (a dropped or renamed
+    /// column): they are not streamed, the others are.
+    pub unchecked: Vec<UncheckedPart>,
+}
+
+/// A part of the database a scan could not check, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UncheckedPart {
+    /// `asset`, `person`, `user` or `library`.
+    pub part: String,
+    /// The server's error for the part's query (e.g. `column "id" does not exist`).
+    pub reason: String,
 }
 
 /// A running stream of row batches. Iterating yields pages in primary-key order; an `Err`
@@ -395,7 +407,8 @@ async fn run(
     let prepared = async {
         let mut info = read_info(&mut conn).await?;
         let filters = Filters::resolve(&opts, &info.schema, &mut conn).await?;
-        let queries = Queries::new(&info.schema, &opts, &filters);
+        let mut queries = Queries::new(&info.schema, &opts, &filters);
+        info.unchecked.extend(queries.drop_unfit(&mut conn).await?);
         if opts.count_total {
             info.total_rows = Some(queries.count(&mut conn).await?);
         }
@@ -416,14 +429,14 @@ async fn run(
     for page in &queries.pages {
         // The last id delivered in this phase: after a reconnect the cursor is declared
         // again, to start right after it.
-        let mut after: Option<String> = None;
+        let mut after: Option<(String, String)> = None;
         let mut declared = false;
         let mut left = page.limit.unwrap_or(u64::MAX);
         while left > 0 {
             let batch_size = (opts.batch_size as u64).min(left);
             let res = async {
                 if !declared {
-                    page.declare(&mut conn, after.as_deref()).await?;
+                    page.declare(&mut conn, after.as_ref()).await?;
                     declared = true;
                 }
                 page.fetch(&mut conn, batch_size).await
@@ -436,7 +449,7 @@ async fn run(
                         conn = c;
                         declared = false;
                         let at = match &after {
-                            Some(id) => format!("after {} {id}", page.name),
+                            Some((id, _)) => format!("after {} {id}", page.name),
                             None => format!("at the first {} row", page.name),
                         };
                         resumes.record(format!("{cause}; resumed {at} in a new snapshot"));
@@ -458,7 +471,10 @@ async fn run(
                     return;
                 }
             };
-            after = batch.last().map(|r| r.id.clone()).or(after);
+            after = batch
+                .last()
+                .map(|r| (r.id.clone(), r.owner_id.clone()))
+                .or(after);
             if !batch.is_empty() {
                 if tx.send(Ok(batch)).is_err() {
                     return; // the consumer stopped
@@ -520,6 +536,54 @@ async fn open_snapshot(url: &str) -> Result<PgConnection> {
     Ok(conn)
 }
 
+/// Prepares each statement without running it (inside a savepoint, so a failure does not
+/// abort the caller's transaction). `Err` carries the server's message for the first that
+/// does not compile; a lost connection is an error of its own kind, not drift.
+pub(crate) async fn prepare_all(
+    conn: &mut PgConnection,
+    sqls: &[&str],
+) -> Result<std::result::Result<(), String>> {
+    use sqlx::Executor;
+    let exec = |c: &'static str| sqlx::query(c).persistent(false);
+    // A failed Parse aborts the whole transaction (the scan's snapshot): fence it.
+    exec("SAVEPOINT immich_integrity_prepare")
+        .execute(&mut *conn)
+        .await
+        .map_err(Error::query("preparing the queries"))?;
+    let mut res = Ok(());
+    for sql in sqls {
+        match (&mut *conn).prepare(sql).await {
+            Ok(_) => {}
+            Err(e) if is_connection_lost(&e) => {
+                return Err(Error::query("preparing the queries")(e));
+            }
+            Err(e) => {
+                res = Err(server_message(&e));
+                break;
+            }
+        }
+    }
+    let end = if res.is_ok() {
+        "RELEASE SAVEPOINT immich_integrity_prepare"
+    } else {
+        "ROLLBACK TO SAVEPOINT immich_integrity_prepare"
+    };
+    exec(end)
+        .execute(&mut *conn)
+        .await
+        .map_err(Error::query("preparing the queries"))?;
+    Ok(res)
+}
+
+/// The server's own words for a failed statement (`column "id" does not exist`), or the
+/// client error.
+pub(crate) fn server_message(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => d.message().to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// Detects the schema and reads the small tables needed before streaming.
 pub async fn read_info(conn: &mut PgConnection) -> Result<SourceInfo> {
     let schema = Schema::detect(conn).await?;
@@ -555,6 +619,7 @@ pub async fn read_info(conn: &mut PgConnection) -> Result<SourceInfo> {
         media_location,
         libraries,
         total_rows: None,
+        unchecked: Vec::new(),
     })
 }
 
@@ -706,6 +771,8 @@ struct Page {
     params: Vec<Param>,
     limit: Option<u64>,
     decode: Decode,
+    /// The key is `(id, owner)` (v3.2 persons): a resume binds the owner too.
+    keyed_by_owner: bool,
 }
 
 impl Page {
@@ -713,7 +780,7 @@ impl Page {
     fn new(
         (select, from, count_from): (&str, &str, &str),
         w: Where,
-        id: &str,
+        (id, owner): (&str, Option<&str>),
         limit: Option<u64>,
         (name, decode): (&'static str, Decode),
     ) -> Page {
@@ -722,6 +789,7 @@ impl Page {
             &format!("{select} FROM {from}"),
             filter.as_deref(),
             id,
+            owner,
             w.params.len(),
         );
         let count = match &filter {
@@ -736,19 +804,24 @@ impl Page {
             params: w.params,
             limit,
             decode,
+            keyed_by_owner: owner.is_some(),
         }
     }
 
-    /// Opens this page's cursor on the rows after `after` (from the first when `None`).
-    async fn declare(&self, conn: &mut PgConnection, after: Option<&str>) -> Result<()> {
-        let (sql, id) = match after {
+    /// Opens this page's cursor on the rows after `after` (its id and owner; from the first
+    /// when `None`).
+    async fn declare(&self, conn: &mut PgConnection, after: Option<&(String, String)>) -> Result<()> {
+        let (sql, key) = match after {
             None => (&self.first, None),
-            Some(id) => (&self.next, Some(id)),
+            Some(k) => (&self.next, Some(k)),
         };
         let sql = format!("DECLARE {} NO SCROLL CURSOR FOR {sql}", self.cursor());
         let mut query = bind_all(sqlx::query(&sql), &self.params).persistent(false);
-        if let Some(id) = id {
+        if let Some((id, owner)) = key {
             query = query.bind(id);
+            if self.keyed_by_owner {
+                query = query.bind(owner);
+            }
         }
         query
             .execute(conn)
@@ -796,16 +869,31 @@ struct Queries {
 /// The cursor query from the first row and the one resuming after an id (`$nparams+1`), for a
 /// `select_from` with `nparams` filter placeholders. `{after}` in `select_from` (after a
 /// joined table's id column) becomes the same condition, so that the joined tables' index
-/// scans start at that id too instead of at their first row.
-fn keyset(select_from: &str, filter: Option<&str>, id: &str, nparams: usize) -> (String, String) {
+/// scans start at that id too instead of at their first row. With `owner` (a second key
+/// column, for v3.2 persons keyed by group and owner) the order and the resume condition
+/// are on the pair, the owner bound as `$nparams+2`.
+fn keyset(
+    select_from: &str,
+    filter: Option<&str>,
+    id: &str,
+    owner: Option<&str>,
+    nparams: usize,
+) -> (String, String) {
     let (first, next) = match filter {
         Some(f) => (format!(" WHERE {f}"), format!(" WHERE ({f}) AND")),
         None => (String::new(), " WHERE".to_string()),
     };
     let a = nparams + 1;
+    let (order, resume) = match owner {
+        None => (id.to_string(), format!("{id} > ${a}::uuid")),
+        Some(o) => (
+            format!("{id}, {o}"),
+            format!("({id}, {o}) > (${a}::uuid, ${}::uuid)", a + 1),
+        ),
+    };
     (
-        format!("{select_from}{first} ORDER BY {id}").replace("{after}", "IS NOT NULL"),
-        format!("{select_from}{next} {id} > ${a}::uuid ORDER BY {id}")
+        format!("{select_from}{first} ORDER BY {order}").replace("{after}", "IS NOT NULL"),
+        format!("{select_from}{next} {resume} ORDER BY {order}")
             .replace("{after}", &format!("> ${a}::uuid")),
     )
 }
@@ -853,7 +941,7 @@ impl Queries {
             pages.push(Page::new(
                 (&select, &from, &count_from),
                 w,
-                "a.id",
+                ("a.id", None),
                 opts.limit,
                 ("asset", decode_asset),
             ));
@@ -871,15 +959,23 @@ impl Queries {
                 w.bind("\"ownerId\" = ANY({})", Param::Uuids(o.clone()));
             }
             since(&mut w, "");
-            in_shard(&mut w, "id");
+            // v3.2 dropped `person.id`: a person is (owner, person group), and its findings
+            // carry the group id as their id (README, findings).
+            let (id, owner) = match s.person_key {
+                PersonKey::Id => ("id", None),
+                PersonKey::OwnerAndGroup => ("\"personGroupId\"", Some("\"ownerId\"")),
+            };
+            in_shard(&mut w, id);
             pages.push(Page::new(
                 (
-                    "SELECT id::text AS id, \"ownerId\"::text AS owner, \"thumbnailPath\" AS path",
+                    &format!(
+                        "SELECT {id}::text AS id, \"ownerId\"::text AS owner, \"thumbnailPath\" AS path"
+                    ),
                     "person",
                     "person",
                 ),
                 w,
-                "id",
+                (id, owner),
                 None,
                 ("person", decode_person),
             ));
@@ -903,7 +999,7 @@ impl Queries {
                     &users,
                 ),
                 w,
-                "id",
+                ("id", None),
                 None,
                 ("user", decode_user),
             ));
@@ -915,6 +1011,28 @@ impl Queries {
             has_encoded_column: s.has_encoded_video_column,
             has_sidecar_column: s.has_sidecar_column,
         }
+    }
+
+    /// Prepares (parses and plans, without running) every page's queries and removes the
+    /// pages whose SQL does not fit the database, returning them as unchecked parts: schema
+    /// drift in one table must not stop the check of the others.
+    async fn drop_unfit(&mut self, conn: &mut PgConnection) -> Result<Vec<UncheckedPart>> {
+        let mut unfit = Vec::new();
+        let mut kept = Vec::new();
+        for page in std::mem::take(&mut self.pages) {
+            match prepare_all(conn, &[&page.first, &page.next, &page.count]).await? {
+                Ok(()) => kept.push(page),
+                Err(e) => {
+                    tracing::debug!(part = page.name, error = %e, "query does not fit");
+                    unfit.push(UncheckedPart {
+                        part: page.name.to_string(),
+                        reason: e,
+                    });
+                }
+            }
+        }
+        self.pages = kept;
+        Ok(unfit)
     }
 
     /// Rows the pages will stream, counted in the same snapshot.
@@ -1166,16 +1284,22 @@ mod tests {
             "SELECT x FROM t a LEFT JOIN e ON e.id = a.id AND e.id {after}",
             None,
             "a.id",
+            None,
             0,
         );
         assert!(first.ends_with("ON e.id = a.id AND e.id IS NOT NULL ORDER BY a.id"));
         assert!(next.contains("AND e.id > $1::uuid WHERE a.id > $1::uuid ORDER BY a.id"));
-        let (_, next) = keyset("SELECT x FROM t a", Some("a.d IS NULL"), "a.id", 0);
+        let (_, next) = keyset("SELECT x FROM t a", Some("a.d IS NULL"), "a.id", None, 0);
         assert!(next.ends_with("WHERE (a.d IS NULL) AND a.id > $1::uuid ORDER BY a.id"));
         // Filter placeholders come first; the keyset's own follows them.
-        let (first, next) = keyset("SELECT x FROM t a", Some("a.o = ANY($1)"), "a.id", 1);
+        let (first, next) =
+            keyset("SELECT x FROM t a", Some("a.o = ANY($1)"), "a.id", None, 1);
         assert!(first.ends_with("WHERE a.o = ANY($1) ORDER BY a.id"));
         assert!(next.ends_with("a.id > $2::uuid ORDER BY a.id"));
+        // v3.2 persons: the pair orders and resumes, the owner bound after the group.
+        let (first, next) = keyset("SELECT x FROM person", None, "g", Some("o"), 0);
+        assert!(first.ends_with("ORDER BY g, o"));
+        assert!(next.ends_with("WHERE (g, o) > ($1::uuid, $2::uuid) ORDER BY g, o"));
     }
 
     #[test]
