@@ -321,8 +321,8 @@ async fn database_checks(opts: &DoctorOptions, checks: &mut Vec<Check>) -> Optio
             checks.push(Check::ok(
                 "schema",
                 format!(
-                    "Immich schema {} (asset table {}{})",
-                    i.schema.label,
+                    "{} (asset table {}{})",
+                    i.schema.describe(),
                     i.schema.asset_table,
                     i.schema
                         .asset_file_table
@@ -342,6 +342,7 @@ async fn database_checks(opts: &DoctorOptions, checks: &mut Vec<Check>) -> Optio
         }
     };
     checks.push(migrations_check(&mut conn, &info.schema).await);
+    checks.push(queries_check(&mut conn, &info.schema).await);
     let mut known: Vec<&str> = vec!["/data", "/usr/src/app/upload", "upload"];
     known.extend(info.media_location.as_deref());
     known.extend(opts.media_location.as_deref());
@@ -382,6 +383,55 @@ async fn database_checks(opts: &DoctorOptions, checks: &mut Vec<Check>) -> Optio
         local,
         thumbnails,
     })
+}
+
+/// Prepares (parses and plans, never runs) every statement that scan, orphans, relink,
+/// regenerate and undo would send to this database: a release that dropped or renamed a
+/// column the tool reads fails here, naming the statement, instead of half-way through a run.
+async fn queries_check(conn: &mut PgConnection, schema: &Schema) -> Check {
+    let mut all = crate::source::statements(schema);
+    all.extend(crate::relink::statements(schema));
+    all.extend(crate::regenerate::statements(schema));
+    let mut failed: Vec<String> = Vec::new();
+    let begun = sqlx::query("BEGIN READ ONLY").execute(&mut *conn).await;
+    if let Err(e) = begun {
+        return Check::warn("queries", format!("could not check: {e}"), "run doctor again");
+    }
+    for (label, sql) in &all {
+        match crate::source::prepare_all(conn, &[sql]).await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => failed.push(format!("{label}: {why}")),
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                return Check::warn("queries", format!("could not check: {e}"), "run doctor again");
+            }
+        }
+    }
+    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    if failed.is_empty() {
+        return Check::ok(
+            "queries",
+            format!(
+                "all {} statements of scan, orphans, relink, regenerate and undo compile \
+                 against {}",
+                all.len(),
+                schema.describe()
+            ),
+        );
+    }
+    Check::fail(
+        "queries",
+        format!(
+            "{} of {} statements do not compile against {}: {}",
+            failed.len(),
+            all.len(),
+            schema.describe(),
+            failed.join("; ")
+        ),
+        "a table the tool reads has changed (a dropped or renamed column): scan reports the \
+         parts it cannot check and exits 3; repairs on them are refused. Check that this \
+         database belongs to a released Immich version, or update immich-integrity",
+    )
 }
 
 fn connect_failure(target: &str, shown: &str, e: &sqlx::Error, checks: &mut Vec<Check>) {

@@ -759,6 +759,84 @@ fn slot(schema: &Schema, kind: FileKind) -> Option<Slot> {
     }
 }
 
+/// Every statement queue mode, and its undo, runs against this schema, labelled, for `doctor`
+/// to prepare (values are placeholders; nothing runs).
+pub(crate) fn statements(schema: &Schema) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let dummy = |change: QueueChange| QueueStep {
+        asset_id: String::new(),
+        change,
+    };
+    for kind in FileKind::ALL {
+        match slot(schema, kind) {
+            Some(Slot::AssetFile(table, _)) => {
+                out.push((format!("regenerate: read the {kind} row"), asset_file_row_sql(table)));
+                let step = dummy(QueueChange::DeleteAssetFile {
+                    file: kind,
+                    row_id: String::new(),
+                    row: serde_json::Value::Null,
+                    cascaded: Vec::new(),
+                });
+                for undo in [false, true] {
+                    if let Some((sql, _)) = change_sql(schema, &step, undo) {
+                        let verb = if undo { "undo: re-insert" } else { "regenerate: delete" };
+                        out.push((format!("{verb} the {kind} row"), sql));
+                    }
+                }
+            }
+            Some(Slot::Column(col, _)) => {
+                out.push((format!("regenerate: read the {kind} path"), column_sql(schema, col)));
+                let step = dummy(QueueChange::BlankColumn {
+                    file: kind,
+                    old: String::new(),
+                    blank: None,
+                });
+                for undo in [false, true] {
+                    if let Some((sql, _)) = change_sql(schema, &step, undo) {
+                        let verb = if undo { "undo: restore" } else { "regenerate: blank" };
+                        out.push((format!("{verb} the {kind} path"), sql));
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+    out.push(("regenerate: read thumbhash".into(), thumbhash_sql(schema)));
+    for undo in [false, true] {
+        let step = dummy(QueueChange::ClearThumbhash {
+            old_hex: String::new(),
+        });
+        if let Some((sql, _)) = change_sql(schema, &step, undo) {
+            let verb = if undo { "undo: restore" } else { "regenerate: clear" };
+            out.push((format!("{verb} thumbhash"), sql));
+        }
+    }
+    out
+}
+
+fn asset_file_row_sql(table: &str) -> String {
+    format!(
+        "SELECT id::text, to_jsonb(f) FROM {} f WHERE \"assetId\" = $1::uuid \
+         AND type::text = $2 AND path = $3",
+        q(table)
+    )
+}
+
+fn column_sql(schema: &Schema, col: &str) -> String {
+    format!(
+        "SELECT {}::text FROM {} WHERE id = $1::uuid",
+        q(col),
+        q(schema.asset_table)
+    )
+}
+
+fn thumbhash_sql(schema: &Schema) -> String {
+    format!(
+        "SELECT encode(thumbhash, 'hex') FROM {} WHERE id = $1::uuid",
+        q(schema.asset_table)
+    )
+}
+
 /// Reads the rows behind `targets` and plans the changes. Read only.
 pub fn plan_queue(db_url: &str, targets: &[Target]) -> Result<QueuePlan> {
     let rt = rt()?;
@@ -802,11 +880,7 @@ async fn plan_queue_on(
         };
         let change = match slot {
             Slot::AssetFile(table, file_type) => {
-                let sql = format!(
-                    "SELECT id::text, to_jsonb(f) FROM {} f WHERE \"assetId\" = $1::uuid \
-                     AND type::text = $2 AND path = $3",
-                    q(table)
-                );
+                let sql = asset_file_row_sql(table);
                 let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(&sql)
                     .bind(&t.asset_id)
                     .bind(file_type)
@@ -828,11 +902,7 @@ async fn plan_queue_on(
                 }
             }
             Slot::Column(col, blank) => {
-                let sql = format!(
-                    "SELECT {}::text FROM {} WHERE id = $1::uuid",
-                    q(col),
-                    q(schema.asset_table)
-                );
+                let sql = column_sql(schema, col);
                 let cur: Option<Option<String>> = sqlx::query_scalar(&sql)
                     .bind(&t.asset_id)
                     .fetch_optional(&mut *conn)
@@ -865,10 +935,7 @@ async fn plan_queue_on(
             FileKind::Preview | FileKind::Thumbnail | FileKind::Fullsize
         );
         if image_derivative && thumbhash_done.insert(t.asset_id.clone()) {
-            let sql = format!(
-                "SELECT encode(thumbhash, 'hex') FROM {} WHERE id = $1::uuid",
-                q(schema.asset_table)
-            );
+            let sql = thumbhash_sql(schema);
             let hash: Option<Option<String>> = sqlx::query_scalar(&sql)
                 .bind(&t.asset_id)
                 .fetch_optional(&mut *conn)

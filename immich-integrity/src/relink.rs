@@ -226,11 +226,8 @@ type RecordedFacts = (Option<i64>, Option<Vec<u8>>, Option<bool>);
 
 /// For an original: does the file at `found_at` still match what Immich recorded (size, and
 /// SHA-1 when the checksum is of the content)?
-async fn original_mismatch(
-    conn: &mut PgConnection,
-    schema: &Schema,
-    step: &RelinkStep,
-) -> Result<Option<String>> {
+/// The recorded size, checksum and checksum kind of one asset (`$1`).
+fn recorded_facts_sql(schema: &Schema) -> String {
     let size = match schema.exif_table {
         Some(e) => format!(
             "(SELECT \"fileSizeInByte\" FROM {} WHERE \"assetId\" = a.id)",
@@ -238,11 +235,41 @@ async fn original_mismatch(
         ),
         None => "NULL::int8".into(),
     };
-    let sql = format!(
+    format!(
         "SELECT {size}, a.checksum, {} FROM {} a WHERE a.id = $1::uuid",
         path_checksum_expr(schema),
         q(schema.asset_table)
-    );
+    )
+}
+
+/// Every statement relink and its undo run against this schema, labelled, for `doctor` to
+/// prepare (values are placeholders; nothing runs).
+pub(crate) fn statements(schema: &Schema) -> Vec<(String, String)> {
+    let mut out = vec![("relink: recorded size and checksum".to_string(), recorded_facts_sql(schema))];
+    for kind in FileKind::ALL {
+        if let Some((sql, _)) = update_sql(schema, kind) {
+            out.push((format!("relink/undo: {kind} path"), sql));
+        }
+    }
+    for (kind, table, col, file_type) in targets(schema) {
+        out.push((
+            format!("relink: rows under a prefix ({kind})"),
+            rows_under_sql(schema, table, col, file_type),
+        ));
+        out.push((
+            format!("relink: prefix rewrite ({kind})"),
+            prefix_sql(schema, table, col, file_type),
+        ));
+    }
+    out
+}
+
+async fn original_mismatch(
+    conn: &mut PgConnection,
+    schema: &Schema,
+    step: &RelinkStep,
+) -> Result<Option<String>> {
+    let sql = recorded_facts_sql(schema);
     let row: Option<RecordedFacts> = sqlx::query_as(&sql)
         .bind(&step.id)
         .fetch_optional(&mut *conn)
@@ -728,6 +755,43 @@ fn key_of(schema: &Schema, table: &str, file_type: Option<&str>) -> &'static str
     }
 }
 
+/// The id and path of every row of one path column under a `LIKE` pattern (`$1`).
+fn rows_under_sql(
+    schema: &Schema,
+    table: &str,
+    col: &str,
+    file_type: Option<&str>,
+) -> String {
+    let mut sql = format!(
+        "SELECT {}::text, {c} FROM {} WHERE {c} LIKE $1 ESCAPE '\\'",
+        q(key_of(schema, table, file_type)),
+        q(table),
+        c = q(col)
+    );
+    if file_type.is_some() {
+        sql.push_str(" AND type::text = $2");
+    }
+    sql
+}
+
+/// One batch of a prefix rewrite: `$1` new prefix, `$2` old prefix, `$3` its `LIKE`
+/// pattern, `$4`/`$5` the batch's ids and old paths, `$6` the `asset_file` type.
+fn prefix_sql(schema: &Schema, table: &str, col: &str, file_type: Option<&str>) -> String {
+    let key = q(key_of(schema, table, file_type));
+    let mut sql = format!(
+        "UPDATE {t} SET {c} = $1 || substr({c}, length($2) + 1) \
+         WHERE {c} LIKE $3 ESCAPE '\\' \
+         AND ({key}, {c}) IN (SELECT * FROM unnest($4::text[]::uuid[], $5::text[]))",
+        t = q(table),
+        c = q(col),
+    );
+    if file_type.is_some() {
+        sql.push_str(" AND type::text = $6");
+    }
+    sql.push_str(&format!(" RETURNING {key}::text, {}", q(col)));
+    sql
+}
+
 /// Every row under `prefix`, as (kind, id, path), in every path column of the schema.
 async fn rows_under(
     conn: &mut PgConnection,
@@ -736,15 +800,7 @@ async fn rows_under(
 ) -> Result<Vec<(FileKind, String, String)>> {
     let mut out = Vec::new();
     for (kind, table, col, file_type) in targets(schema) {
-        let mut sql = format!(
-            "SELECT {}::text, {c} FROM {} WHERE {c} LIKE $1 ESCAPE '\\'",
-            q(key_of(schema, table, file_type)),
-            q(table),
-            c = q(col)
-        );
-        if file_type.is_some() {
-            sql.push_str(" AND type::text = $2");
-        }
+        let sql = rows_under_sql(schema, table, col, file_type);
         let mut query = sqlx::query_as::<_, (String, String)>(&sql).bind(like_prefix(prefix));
         if let Some(t) = file_type {
             query = query.bind(t);
@@ -869,22 +925,7 @@ async fn apply_prefix(
             .filter(|s| target(schema, s.file) == Some((table, col, file_type)))
             .collect();
         steps.sort_by(|a, b| (&a.id, &a.old).cmp(&(&b.id, &b.old)));
-        let mut sql = format!(
-            "UPDATE {t} SET {c} = $1 || substr({c}, length($2) + 1) \
-             WHERE {c} LIKE $3 ESCAPE '\\' \
-             AND ({k}, {c}) IN (SELECT * FROM unnest($4::text[]::uuid[], $5::text[]))",
-            t = q(table),
-            c = q(col),
-            k = q(key_of(schema, table, file_type)),
-        );
-        if file_type.is_some() {
-            sql.push_str(" AND type::text = $6");
-        }
-        sql.push_str(&format!(
-            " RETURNING {}::text, {}",
-            q(key_of(schema, table, file_type)),
-            q(col)
-        ));
+        let sql = prefix_sql(schema, table, col, file_type);
         for chunk in steps.chunks(batching.size.max(1)) {
             if batching.cancelled() {
                 return journal.interrupted(report);

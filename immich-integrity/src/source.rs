@@ -536,6 +536,25 @@ async fn open_snapshot(url: &str) -> Result<PgConnection> {
     Ok(conn)
 }
 
+/// Every statement a scan (and `orphans`, which streams the same rows) runs against this
+/// schema, labelled, for `doctor` to prepare.
+pub(crate) fn statements(schema: &Schema) -> Vec<(String, String)> {
+    let opts = SourceOptions::new(String::new());
+    let filters = Filters {
+        owners: None,
+        library: None,
+        since: None,
+    };
+    let queries = Queries::new(schema, &opts, &filters);
+    let mut out = Vec::new();
+    for p in &queries.pages {
+        for (what, sql) in [("rows", &p.first), ("resume", &p.next), ("count", &p.count)] {
+            out.push((format!("scan/orphans: {} {what}", p.name), sql.clone()));
+        }
+    }
+    out
+}
+
 /// Prepares each statement without running it (inside a savepoint, so a failure does not
 /// abort the caller's transaction). `Err` carries the server's message for the first that
 /// does not compile; a lost connection is an error of its own kind, not drift.
@@ -737,7 +756,7 @@ impl Filters {
 
 /// A `WHERE` clause under construction: conditions joined with `AND` and the values bound to
 /// their `$n` placeholders, in order.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Where {
     parts: Vec<String>,
     params: Vec<Param>,
@@ -859,6 +878,9 @@ impl Page {
 /// The SQL for each kind of row, built once from the detected schema's fixed identifiers.
 struct Queries {
     pages: Vec<Page>,
+    /// The asset page without the `asset_file` join: used when the full one does not fit
+    /// (a dropped `asset_file` column), so originals are still checked.
+    assets_without_files: Option<Page>,
     /// File kinds to keep (empty: all).
     kinds: Vec<FileKind>,
     has_preview_columns: bool,
@@ -918,6 +940,7 @@ impl Queries {
             }
         };
         let mut pages = Vec::new();
+        let mut assets_without_files = None;
         let wants_asset_files = opts.kinds.is_empty()
             || opts
                 .kinds
@@ -936,15 +959,21 @@ impl Queries {
             }
             since(&mut w, "a.");
             in_shard(&mut w, "a.id");
-            let (select, from) = asset_select(s);
             let count_from = format!("{} a", q(s.asset_table));
-            pages.push(Page::new(
-                (&select, &from, &count_from),
-                w,
-                ("a.id", None),
-                opts.limit,
-                ("asset", decode_asset),
-            ));
+            let page = |with_files: bool, w: Where| {
+                let (select, from) = asset_select(s, with_files);
+                Page::new(
+                    (&select, &from, &count_from),
+                    w,
+                    ("a.id", None),
+                    opts.limit,
+                    ("asset", decode_asset),
+                )
+            };
+            if s.asset_file_table.is_some() {
+                assets_without_files = Some(page(false, w.clone()));
+            }
+            pages.push(page(true, w));
         }
         // Persons and users belong to no library: a library filter leaves them out.
         let per_owner = f.library.is_none();
@@ -1006,6 +1035,7 @@ impl Queries {
         }
         Queries {
             pages,
+            assets_without_files,
             kinds: opts.kinds.clone(),
             has_preview_columns: s.preview_columns.is_some(),
             has_encoded_column: s.has_encoded_video_column,
@@ -1022,6 +1052,23 @@ impl Queries {
         for page in std::mem::take(&mut self.pages) {
             match prepare_all(conn, &[&page.first, &page.next, &page.count]).await? {
                 Ok(()) => kept.push(page),
+                Err(e) if page.name == "asset" && self.assets_without_files.is_some() => {
+                    // Try the originals alone: only the derived files go unchecked.
+                    let bare = self.assets_without_files.take().expect("checked");
+                    match prepare_all(conn, &[&bare.first, &bare.next, &bare.count]).await? {
+                        Ok(()) => {
+                            unfit.push(UncheckedPart {
+                                part: "asset_file".into(),
+                                reason: e,
+                            });
+                            kept.push(bare);
+                        }
+                        Err(_) => unfit.push(UncheckedPart {
+                            part: "asset".into(),
+                            reason: e,
+                        }),
+                    }
+                }
                 Err(e) => {
                     tracing::debug!(part = page.name, error = %e, "query does not fit");
                     unfit.push(UncheckedPart {
@@ -1052,7 +1099,7 @@ impl Queries {
 }
 
 /// The asset page's select list and `FROM` clause (alias `a`).
-fn asset_select(s: &Schema) -> (String, String) {
+fn asset_select(s: &Schema, with_files: bool) -> (String, String) {
     let mut cols = vec![
         "a.id::text AS id".to_string(),
         "a.\"ownerId\"::text AS owner".into(),
@@ -1088,7 +1135,7 @@ fn asset_select(s: &Schema) -> (String, String) {
         cols.push("a.\"sidecarPath\" AS sidecar".into());
     }
     // One text[] of "type:edited:path" per asset (NULL when it has no asset_file row).
-    if let Some(f) = s.asset_file_table {
+    if let Some(f) = s.asset_file_table.filter(|_| with_files) {
         let edited = if s.has_asset_file_is_edited {
             "(CASE WHEN f.\"isEdited\" THEN '1' ELSE '0' END)"
         } else {
