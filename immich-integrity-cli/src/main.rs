@@ -463,6 +463,16 @@ fn run_scan(args: ScanArgs, ui: Ui) -> ExitCode {
     }
 }
 
+/// Repairs act on the parts a scan checked; say which were left out.
+pub(crate) fn warn_unchecked(summary: &immich_integrity::Summary, verb: &str) {
+    for u in &summary.unchecked {
+        eprintln!(
+            "immich-integrity: {} rows were not checked ({}), so none of them is {verb}",
+            u.part, u.reason
+        );
+    }
+}
+
 fn run_relink(args: RelinkArgs) -> ExitCode {
     use immich_integrity::relink;
     let opts = match scan_options(args.library) {
@@ -477,7 +487,10 @@ fn run_relink(args: RelinkArgs) -> ExitCode {
         None => {
             let mut findings: Vec<immich_integrity::Finding> = Vec::new();
             match immich_integrity::scan(&opts, &mut findings) {
-                Ok(s) if s.completion == Completion::Complete => relink::plan(&findings),
+                Ok(s) if s.completion == Completion::Complete => {
+                    warn_unchecked(&s, "relinked");
+                    relink::plan(&findings)
+                }
                 Ok(s) if s.completion == Completion::Interrupted => {
                     eprintln!("immich-integrity: interrupted during the scan; nothing relinked");
                     return ExitCode::from(EXIT_INTERRUPTED);

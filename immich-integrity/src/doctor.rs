@@ -395,7 +395,11 @@ async fn queries_check(conn: &mut PgConnection, schema: &Schema) -> Check {
     let mut failed: Vec<String> = Vec::new();
     let begun = sqlx::query("BEGIN READ ONLY").execute(&mut *conn).await;
     if let Err(e) = begun {
-        return Check::warn("queries", format!("could not check: {e}"), "run doctor again");
+        return Check::warn(
+            "queries",
+            format!("could not check: {e}"),
+            "run doctor again",
+        );
     }
     for (label, sql) in &all {
         match crate::source::prepare_all(conn, &[sql]).await {
@@ -403,7 +407,11 @@ async fn queries_check(conn: &mut PgConnection, schema: &Schema) -> Check {
             Ok(Err(why)) => failed.push(format!("{label}: {why}")),
             Err(e) => {
                 let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                return Check::warn("queries", format!("could not check: {e}"), "run doctor again");
+                return Check::warn(
+                    "queries",
+                    format!("could not check: {e}"),
+                    "run doctor again",
+                );
             }
         }
     }

@@ -210,7 +210,25 @@ fn for_each_row(opts: &ScanOptions, mut f: impl FnMut(&AssetRow)) -> Result<()> 
             f(row);
         }
     }
-    Ok(())
+    refuse_partial(&source)
+}
+
+/// A referenced set with a part missing would list that part's files as untracked, and an
+/// admin who deletes them loses them: refuse instead.
+fn refuse_partial(source: &Source) -> Result<()> {
+    let unchecked = source.unchecked();
+    if unchecked.is_empty() {
+        return Ok(());
+    }
+    Err(Error::UnknownSchema(format!(
+        "the referenced files cannot all be read ({}), so files of those rows would be listed \
+         as untracked; no list is given",
+        unchecked
+            .iter()
+            .map(|u| format!("{}: {}", u.part, u.reason))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )))
 }
 
 /// One unit of the parallel walk: a folder walked recursively, or one loose file. A unit that
@@ -431,6 +449,7 @@ pub fn find_orphans(opts: &ScanOptions) -> Result<OrphanReport> {
             return Err(Error::Interrupted);
         }
     }
+    refuse_partial(&source)?;
     drop(source);
     let refs = RefSet::new(keys);
 

@@ -16,9 +16,9 @@
 //! Nothing is sent and nothing is written unless the caller asks ([`run_api`] / [`apply_queue`]);
 //! planning ([`plan_batches`], [`plan_queue`]) only reads.
 
-use crate::cascade::{cascaded_rows, restore, triggers};
-pub use crate::cascade::CascadedRow;
 use crate::api::{ApiKey, Client, Outcome};
+pub use crate::cascade::CascadedRow;
+use crate::cascade::{cascaded_rows, restore, triggers};
 use crate::error::{Error, Result};
 use crate::model::{Fault, FileKind, Finding, Repair};
 use crate::schema::{q, Schema};
@@ -770,7 +770,10 @@ pub(crate) fn statements(schema: &Schema) -> Vec<(String, String)> {
     for kind in FileKind::ALL {
         match slot(schema, kind) {
             Some(Slot::AssetFile(table, _)) => {
-                out.push((format!("regenerate: read the {kind} row"), asset_file_row_sql(table)));
+                out.push((
+                    format!("regenerate: read the {kind} row"),
+                    asset_file_row_sql(table),
+                ));
                 let step = dummy(QueueChange::DeleteAssetFile {
                     file: kind,
                     row_id: String::new(),
@@ -779,13 +782,20 @@ pub(crate) fn statements(schema: &Schema) -> Vec<(String, String)> {
                 });
                 for undo in [false, true] {
                     if let Some((sql, _)) = change_sql(schema, &step, undo) {
-                        let verb = if undo { "undo: re-insert" } else { "regenerate: delete" };
+                        let verb = if undo {
+                            "undo: re-insert"
+                        } else {
+                            "regenerate: delete"
+                        };
                         out.push((format!("{verb} the {kind} row"), sql));
                     }
                 }
             }
             Some(Slot::Column(col, _)) => {
-                out.push((format!("regenerate: read the {kind} path"), column_sql(schema, col)));
+                out.push((
+                    format!("regenerate: read the {kind} path"),
+                    column_sql(schema, col),
+                ));
                 let step = dummy(QueueChange::BlankColumn {
                     file: kind,
                     old: String::new(),
@@ -793,7 +803,11 @@ pub(crate) fn statements(schema: &Schema) -> Vec<(String, String)> {
                 });
                 for undo in [false, true] {
                     if let Some((sql, _)) = change_sql(schema, &step, undo) {
-                        let verb = if undo { "undo: restore" } else { "regenerate: blank" };
+                        let verb = if undo {
+                            "undo: restore"
+                        } else {
+                            "regenerate: blank"
+                        };
                         out.push((format!("{verb} the {kind} path"), sql));
                     }
                 }
@@ -807,7 +821,11 @@ pub(crate) fn statements(schema: &Schema) -> Vec<(String, String)> {
             old_hex: String::new(),
         });
         if let Some((sql, _)) = change_sql(schema, &step, undo) {
-            let verb = if undo { "undo: restore" } else { "regenerate: clear" };
+            let verb = if undo {
+                "undo: restore"
+            } else {
+                "regenerate: clear"
+            };
             out.push((format!("{verb} thumbhash"), sql));
         }
     }
@@ -983,7 +1001,9 @@ async fn side_effects(
     let mut touched: BTreeSet<(String, &'static str)> = BTreeSet::new();
     for s in steps {
         match &s.change {
-            QueueChange::DeleteAssetFile { file, cascaded: c, .. } => {
+            QueueChange::DeleteAssetFile {
+                file, cascaded: c, ..
+            } => {
                 if let Some(Slot::AssetFile(t, _)) = slot(schema, *file) {
                     touched.insert((q(t), "DELETE"));
                 }
@@ -1003,7 +1023,9 @@ async fn side_effects(
     let mut out: Vec<String> = cascaded
         .into_iter()
         .map(|(t, n)| {
-            format!("{n} rows of {t} are deleted with them (ON DELETE CASCADE); undo puts them back")
+            format!(
+                "{n} rows of {t} are deleted with them (ON DELETE CASCADE); undo puts them back"
+            )
         })
         .collect();
     for (table, event) in touched {
@@ -1300,7 +1322,10 @@ async fn cascades_unchanged(
     step: &QueueStep,
 ) -> Result<bool> {
     let QueueChange::DeleteAssetFile {
-        file, row, cascaded, ..
+        file,
+        row,
+        cascaded,
+        ..
     } = &step.change
     else {
         return Ok(true);

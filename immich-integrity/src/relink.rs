@@ -245,7 +245,10 @@ fn recorded_facts_sql(schema: &Schema) -> String {
 /// Every statement relink and its undo run against this schema, labelled, for `doctor` to
 /// prepare (values are placeholders; nothing runs).
 pub(crate) fn statements(schema: &Schema) -> Vec<(String, String)> {
-    let mut out = vec![("relink: recorded size and checksum".to_string(), recorded_facts_sql(schema))];
+    let mut out = vec![(
+        "relink: recorded size and checksum".to_string(),
+        recorded_facts_sql(schema),
+    )];
     for kind in FileKind::ALL {
         if let Some((sql, _)) = update_sql(schema, kind) {
             out.push((format!("relink/undo: {kind} path"), sql));
@@ -756,12 +759,7 @@ fn key_of(schema: &Schema, table: &str, file_type: Option<&str>) -> &'static str
 }
 
 /// The id and path of every row of one path column under a `LIKE` pattern (`$1`).
-fn rows_under_sql(
-    schema: &Schema,
-    table: &str,
-    col: &str,
-    file_type: Option<&str>,
-) -> String {
+fn rows_under_sql(schema: &Schema, table: &str, col: &str, file_type: Option<&str>) -> String {
     let mut sql = format!(
         "SELECT {}::text, {c} FROM {} WHERE {c} LIKE $1 ESCAPE '\\'",
         q(key_of(schema, table, file_type)),

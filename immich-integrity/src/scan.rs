@@ -208,7 +208,7 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
         summary: true,
         schema: source.info.schema.label.clone(),
         immich_version: source.info.schema.release.clone(),
-        unchecked: source.info.unchecked.clone(),
+        unchecked: Vec::new(),
         level: opts.level,
         media_location: checker.map.active_media().map(str::to_string),
         rows: 0,
@@ -325,6 +325,7 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
     summary.files_checked = checker.files_checked.load(Ordering::Relaxed);
     summary.bytes_read = checker.bytes_read.load(Ordering::Relaxed);
     summary.checksums_skipped = checker.checksums_skipped.load(Ordering::Relaxed);
+    summary.unchecked = source.unchecked();
     summary.reconnects = source.resumes.count();
     summary.resumes = source.resumes.causes();
     summary.decode_fallbacks = checker

@@ -313,7 +313,10 @@ mod tests {
             ("integrity_report", &["id", "type", "path"]),
         ]);
         let s = Schema::from_columns(&v30).unwrap();
-        assert_eq!((s.label.as_str(), s.person_key), ("v3.0-v3.1", PersonKey::Id));
+        assert_eq!(
+            (s.label.as_str(), s.person_key),
+            ("v3.0-v3.1", PersonKey::Id)
+        );
         assert!(s.has_integrity_report && s.has_person);
 
         let v32 = cols(&[

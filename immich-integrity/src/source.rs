@@ -224,9 +224,6 @@ pub struct SourceInfo {
     /// Rows the filters select (assets, persons and users), when
     /// [`SourceOptions::count_total`] asked for it.
     pub total_rows: Option<u64>,
-    /// Parts of the database whose query does not fit this schema (a dropped or renamed
-    /// column): they are not streamed, the others are.
-    pub unchecked: Vec<UncheckedPart>,
 }
 
 /// A part of the database a scan could not check, and why.
@@ -245,6 +242,7 @@ pub struct Source {
     pub info: SourceInfo,
     /// Connections lost and re-opened so far (see [`Resumes`]).
     pub resumes: Arc<Resumes>,
+    unchecked: Arc<Mutex<Vec<UncheckedPart>>>,
     rx: Receiver<Result<Vec<AssetRow>>>,
     worker: Option<JoinHandle<()>>,
 }
@@ -256,6 +254,8 @@ impl Source {
         let (tx, rx) = sync_channel(opts.prefetch.max(1));
         let resumes = Arc::new(Resumes::default());
         let worker_resumes = resumes.clone();
+        let unchecked = Arc::new(Mutex::new(Vec::new()));
+        let worker_unchecked = unchecked.clone();
         let worker = std::thread::Builder::new()
             .name("immich-integrity-source".into())
             .spawn(move || {
@@ -271,7 +271,7 @@ impl Source {
                         return;
                     }
                 };
-                rt.block_on(run(opts, info_tx, tx, worker_resumes));
+                rt.block_on(run(opts, info_tx, tx, worker_resumes, worker_unchecked));
             })
             .map_err(|e| Error::InvalidArgument(format!("cannot spawn source thread: {e}")))?;
         let info = info_rx
@@ -280,6 +280,7 @@ impl Source {
         Ok(Source {
             info,
             resumes,
+            unchecked,
             rx,
             worker: Some(worker),
         })
@@ -298,6 +299,12 @@ pub enum Next {
 }
 
 impl Source {
+    /// Parts of the database whose query does not fit this schema (a dropped or renamed
+    /// column): they are not streamed, the others are. Complete once the stream has ended.
+    pub fn unchecked(&self) -> Vec<UncheckedPart> {
+        self.unchecked.lock().map(|u| u.clone()).unwrap_or_default()
+    }
+
     /// Waits at most `timeout` for the next page, so a caller can notice an interrupt even
     /// while the database is slow or blocked by a lock.
     pub fn next_within(&mut self, timeout: Duration) -> Next {
@@ -396,6 +403,7 @@ async fn run(
     info_tx: SyncSender<Result<SourceInfo>>,
     tx: SyncSender<Result<Vec<AssetRow>>>,
     resumes: Arc<Resumes>,
+    unchecked: Arc<Mutex<Vec<UncheckedPart>>>,
 ) {
     let mut conn = match open_snapshot(&opts.db_url).await {
         Ok(c) => c,
@@ -408,8 +416,10 @@ async fn run(
         let mut info = read_info(&mut conn).await?;
         let filters = Filters::resolve(&opts, &info.schema, &mut conn).await?;
         let mut queries = Queries::new(&info.schema, &opts, &filters);
-        info.unchecked.extend(queries.drop_unfit(&mut conn).await?);
+        // Counting needs queries that fit; otherwise the check waits for the stream, where a
+        // blocked or interrupted server is noticed like any other wait for rows.
         if opts.count_total {
+            record(&unchecked, queries.drop_unfit(&mut conn).await?);
             info.total_rows = Some(queries.count(&mut conn).await?);
         }
         Ok::<_, Error>((info, queries))
@@ -426,7 +436,39 @@ async fn run(
     }
     // Reconnect attempts since the last delivered page.
     let mut attempts = 0u32;
-    for page in &queries.pages {
+    let mut queries = queries;
+    let mut index = 0;
+    while index < queries.pages.len() {
+        // Each part's queries are prepared just before it streams (parts already checked
+        // for the count are not prepared again): a part that does not fit is reported and
+        // skipped, and a server that blocks or drops us here is handled like any wait for rows.
+        if !queries.pages[index].fitted {
+            match queries.fit(index, &mut conn).await {
+                Ok(Fit::Fits) => {}
+                Ok(Fit::Narrowed(part)) => record(&unchecked, vec![part]),
+                Ok(Fit::Unfit(part)) => {
+                    record(&unchecked, vec![part]);
+                    queries.pages.remove(index);
+                    continue;
+                }
+                Err(err) => match reconnect(&opts, err, &mut attempts).await {
+                    Ok((c, cause)) => {
+                        conn = c;
+                        resumes.record(format!(
+                            "{cause}; resumed at the first {} row in a new snapshot",
+                            queries.pages[index].name
+                        ));
+                        continue;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                },
+            }
+        }
+        let page = &queries.pages[index];
+        index += 1;
         // The last id delivered in this phase: after a reconnect the cursor is declared
         // again, to start right after it.
         let mut after: Option<(String, String)> = None;
@@ -491,6 +533,12 @@ async fn run(
         }
     }
     let _ = sqlx::query("COMMIT").execute(&mut conn).await;
+}
+
+fn record(list: &Mutex<Vec<UncheckedPart>>, parts: Vec<UncheckedPart>) {
+    if let Ok(mut l) = list.lock() {
+        l.extend(parts);
+    }
 }
 
 /// After a lost connection: waits, reconnects and opens a new snapshot, up to
@@ -638,7 +686,6 @@ pub async fn read_info(conn: &mut PgConnection) -> Result<SourceInfo> {
         media_location,
         libraries,
         total_rows: None,
-        unchecked: Vec::new(),
     })
 }
 
@@ -792,6 +839,8 @@ struct Page {
     decode: Decode,
     /// The key is `(id, owner)` (v3.2 persons): a resume binds the owner too.
     keyed_by_owner: bool,
+    /// Its queries were prepared and fit this database.
+    fitted: bool,
 }
 
 impl Page {
@@ -824,12 +873,22 @@ impl Page {
             limit,
             decode,
             keyed_by_owner: owner.is_some(),
+            fitted: false,
         }
+    }
+
+    /// Its three statements.
+    fn sqls(&self) -> [&str; 3] {
+        [&self.first, &self.next, &self.count]
     }
 
     /// Opens this page's cursor on the rows after `after` (its id and owner; from the first
     /// when `None`).
-    async fn declare(&self, conn: &mut PgConnection, after: Option<&(String, String)>) -> Result<()> {
+    async fn declare(
+        &self,
+        conn: &mut PgConnection,
+        after: Option<&(String, String)>,
+    ) -> Result<()> {
         let (sql, key) = match after {
             None => (&self.first, None),
             Some(k) => (&self.next, Some(k)),
@@ -873,6 +932,16 @@ impl Page {
     fn cursor(&self) -> String {
         format!("immich_integrity_{}", self.name)
     }
+}
+
+/// What preparing a page's queries showed.
+enum Fit {
+    /// They compile.
+    Fits,
+    /// The asset page fits only without its `asset_file` join: derived files go unchecked.
+    Narrowed(UncheckedPart),
+    /// They do not compile: the part goes unchecked.
+    Unfit(UncheckedPart),
 }
 
 /// The SQL for each kind of row, built once from the detected schema's fixed identifiers.
@@ -1043,42 +1112,56 @@ impl Queries {
         }
     }
 
-    /// Prepares (parses and plans, without running) every page's queries and removes the
-    /// pages whose SQL does not fit the database, returning them as unchecked parts: schema
-    /// drift in one table must not stop the check of the others.
-    async fn drop_unfit(&mut self, conn: &mut PgConnection) -> Result<Vec<UncheckedPart>> {
-        let mut unfit = Vec::new();
-        let mut kept = Vec::new();
-        for page in std::mem::take(&mut self.pages) {
-            match prepare_all(conn, &[&page.first, &page.next, &page.count]).await? {
-                Ok(()) => kept.push(page),
-                Err(e) if page.name == "asset" && self.assets_without_files.is_some() => {
-                    // Try the originals alone: only the derived files go unchecked.
-                    let bare = self.assets_without_files.take().expect("checked");
-                    match prepare_all(conn, &[&bare.first, &bare.next, &bare.count]).await? {
-                        Ok(()) => {
-                            unfit.push(UncheckedPart {
-                                part: "asset_file".into(),
-                                reason: e,
-                            });
-                            kept.push(bare);
-                        }
-                        Err(_) => unfit.push(UncheckedPart {
-                            part: "asset".into(),
-                            reason: e,
-                        }),
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(part = page.name, error = %e, "query does not fit");
-                    unfit.push(UncheckedPart {
-                        part: page.name.to_string(),
-                        reason: e,
-                    });
+    /// Prepares (parses and plans, without running) page `i`'s queries. An asset page that
+    /// does not fit is tried again without the `asset_file` join, so originals are still
+    /// checked when only a derived-file column drifted. Nothing changes on an `Err` (a lost
+    /// connection), so the caller can retry on a new one.
+    async fn fit(&mut self, i: usize, conn: &mut PgConnection) -> Result<Fit> {
+        let reason = match prepare_all(conn, &self.pages[i].sqls()).await? {
+            Ok(()) => {
+                self.pages[i].fitted = true;
+                return Ok(Fit::Fits);
+            }
+            Err(reason) => reason,
+        };
+        let name = self.pages[i].name;
+        tracing::debug!(part = name, %reason, "query does not fit");
+        if name == "asset" {
+            if let Some(bare) = &self.assets_without_files {
+                if prepare_all(conn, &bare.sqls()).await?.is_ok() {
+                    let mut bare = self.assets_without_files.take().expect("checked");
+                    bare.fitted = true;
+                    self.pages[i] = bare;
+                    return Ok(Fit::Narrowed(UncheckedPart {
+                        part: "asset_file".into(),
+                        reason,
+                    }));
                 }
             }
         }
-        self.pages = kept;
+        Ok(Fit::Unfit(UncheckedPart {
+            part: name.to_string(),
+            reason,
+        }))
+    }
+
+    /// [`Queries::fit`] for every page, removing those that do not fit (before counting).
+    async fn drop_unfit(&mut self, conn: &mut PgConnection) -> Result<Vec<UncheckedPart>> {
+        let mut unfit = Vec::new();
+        let mut i = 0;
+        while i < self.pages.len() {
+            match self.fit(i, conn).await? {
+                Fit::Fits => i += 1,
+                Fit::Narrowed(part) => {
+                    unfit.push(part);
+                    i += 1;
+                }
+                Fit::Unfit(part) => {
+                    unfit.push(part);
+                    self.pages.remove(i);
+                }
+            }
+        }
         Ok(unfit)
     }
 
@@ -1339,8 +1422,7 @@ mod tests {
         let (_, next) = keyset("SELECT x FROM t a", Some("a.d IS NULL"), "a.id", None, 0);
         assert!(next.ends_with("WHERE (a.d IS NULL) AND a.id > $1::uuid ORDER BY a.id"));
         // Filter placeholders come first; the keyset's own follows them.
-        let (first, next) =
-            keyset("SELECT x FROM t a", Some("a.o = ANY($1)"), "a.id", None, 1);
+        let (first, next) = keyset("SELECT x FROM t a", Some("a.o = ANY($1)"), "a.id", None, 1);
         assert!(first.ends_with("WHERE a.o = ANY($1) ORDER BY a.id"));
         assert!(next.ends_with("a.id > $2::uuid ORDER BY a.id"));
         // v3.2 persons: the pair orders and resumes, the owner bound after the group.
