@@ -555,11 +555,11 @@ impl Explainer<'_> {
         let Some(f) = self.checker.check_row(&row).into_iter().next() else {
             return Ok(());
         };
-        self.from_finding(&r.path, f, e);
+        self.judge_finding(&r.path, f, e);
         Err(())
     }
 
-    fn from_finding(&self, path: &str, f: Finding, e: &mut Explanation) {
+    fn judge_finding(&self, path: &str, f: Finding, e: &mut Explanation) {
         e.scan_fault = Some(f.fault);
         e.repair = f.repair;
         e.detail = f.detail;
@@ -567,15 +567,28 @@ impl Explainer<'_> {
             Fault::Moved => {
                 e.relink_to = f.relink_to;
                 e.found_at = f.found_at;
+                let found = e.found_at.as_deref().unwrap_or("?");
                 if matches!(self.checker.map.map(path), Mapped::StalePrefix { .. }) {
                     Verdict::StalePrefix
                 } else if self.is_nested(path, e.found_at.as_deref()) {
+                    e.detail = format!(
+                        "not at the stored path; found one top folder too deep at {found} \
+                         (a restore into upload/upload); {}",
+                        e.detail
+                    );
                     Verdict::Nested
                 } else {
+                    e.detail = format!("not at the stored path; found at {found}; {}", e.detail);
                     Verdict::Moved
                 }
             }
-            Fault::Missing => Verdict::Gone,
+            Fault::Missing => {
+                e.detail = format!(
+                    "{}, nor one top folder deeper or shallower: really missing",
+                    e.detail
+                );
+                Verdict::Gone
+            }
             Fault::PermissionDenied => Verdict::PermissionDenied,
             Fault::MountMissing => Verdict::MountMissing,
             _ => {
@@ -777,7 +790,9 @@ fn pair(checker: &Checker, ex: &mut [Explanation]) {
     };
     let mut by_host: HashMap<PathBuf, usize> = HashMap::new();
     for (i, e) in ex.iter().enumerate() {
-        if e.report_type == "untracked_file" && e.verdict == Verdict::Untracked {
+        // Whatever its own verdict: the found copy of a stale-prefix row is also "referenced"
+        // (under the old spelling), and naming the missing row says more.
+        if e.report_type == "untracked_file" {
             if let Some(h) = explainer.host_of(&e.path) {
                 by_host.insert(h, i);
             }
