@@ -1,6 +1,7 @@
 //! `immich-integrity`: a thin command line over the `immich-integrity` library.
 
 mod doctor;
+mod explain;
 mod extras;
 mod orphans;
 mod progress;
@@ -69,6 +70,10 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// List files under the media root that no row references (exit 1 when there are any).
     Orphans(orphans::OrphansArgs),
+    /// Explain each row of Immich v3's own integrity report (missing, untracked, checksum
+    /// mismatch): why it was filed and what to do. Read-only.
+    #[command(after_help = explain::EXPLAIN_HELP)]
+    ExplainReport(explain::ExplainArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(hide = true)]
     Completions {
@@ -303,6 +308,7 @@ fn main() -> ExitCode {
         }
         Command::Doctor(args) => doctor::run(args),
         Command::Orphans(args) => orphans::run_orphans(args),
+        Command::ExplainReport(args) => explain::run_explain(args),
         Command::Completions { shell } => {
             extras::completions(shell, Cli::command(), &mut std::io::stdout());
             ExitCode::from(EXIT_CLEAN)

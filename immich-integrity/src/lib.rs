@@ -43,6 +43,7 @@ pub mod decode;
 pub mod doctor;
 pub mod envfile;
 pub mod error;
+pub mod explain;
 pub mod formats;
 pub mod manifest;
 pub mod model;

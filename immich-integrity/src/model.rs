@@ -158,6 +158,10 @@ pub enum Repair {
     FixPermissions,
     /// Only a backup has this file.
     RestoreFromBackup,
+    /// Mount the absent root (an external library's import path, a media top folder), or
+    /// point `--map` at it. Used by `explain-report`; `scan` reports such a root as
+    /// `mount_missing` with repair `none` and the mount in its detail.
+    Mount,
     /// Nothing to do automatically (a person must look).
     None,
 }
@@ -170,6 +174,7 @@ impl Repair {
             Repair::Regenerate => "regenerate",
             Repair::FixPermissions => "fix_permissions",
             Repair::RestoreFromBackup => "restore_from_backup",
+            Repair::Mount => "mount",
             Repair::None => "none",
         }
     }

@@ -1,0 +1,867 @@
+//! Why did Immich file this? One verdict per row of Immich v3's own `integrity_report` table.
+//!
+//! Immich v3.0+ fills `integrity_report` with `missing_file`, `untracked_file` and
+//! `checksum_mismatch` rows, but says nothing about why. [`explain_report`] reads the table in one
+//! read-only snapshot (`REPEATABLE READ READ ONLY`: it never writes to it, nor to anything
+//! else) and gives each row an [`Explanation`]:
+//!
+//! - a `missing_file` row becomes an [`AssetRow`] with one [`FileRef`] (the row's stored path,
+//!   of the kind its `fileAssetId` names, or the original) and goes through the same checker
+//!   the scan uses, so `moved`, `nested` and `stale_prefix` carry the scan's own `found_at` and
+//!   `relink_to`; a mapped root that is absent or empty is `mount_missing`;
+//! - a `checksum_mismatch` row of an asset whose checksum hashes the path (`sha1-path`, external
+//!   libraries) is `checksum_of_path`; otherwise the file is checked like a missing one, then
+//!   its SHA-1 is compared with `asset.checksum`: `bitrot` when it differs, `already_healthy`
+//!   when it matches;
+//! - an `untracked_file` row that is the found copy of a `missing_file` row takes that row's
+//!   verdict and names it ([`Explanation::paired_row`], both ways); one whose path a row
+//!   references now, or whose file is gone, is `already_healthy`; the rest are `untracked`.
+
+use crate::access::Identity;
+use crate::check::{sha1_reader, Checker};
+use crate::error::{Error, Result};
+use crate::model::{AssetRow, Entity, Fault, FileKind, FileRef, Finding, Level, Repair};
+use crate::pathmap::{Mapped, PathMap};
+use crate::probe::Observation;
+use crate::roots::Roots;
+use crate::scan::{build_map, ScanOptions};
+use crate::schema::{q, Schema};
+use crate::source::{connect, path_checksum_expr, read_info, SourceInfo};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, Row};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Our verdict on one `integrity_report` row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The file is elsewhere under the media root (a top folder undoubled, e.g. stored in
+    /// `upload/upload/...` but found in `upload/...`); repair `relink`.
+    Moved,
+    /// The file is one top folder too deep (`/data/upload/upload/...` for `/data/upload/...`),
+    /// the restore-into-`upload/upload` case; repair `relink`.
+    Nested,
+    /// The stored path starts with a media location the server no longer uses
+    /// (`/usr/src/app/upload/...` while it uses `/data`); repair `relink`.
+    StalePrefix,
+    /// The file exists but the server's uid cannot read it (or search a folder above it);
+    /// Immich files such a file as `checksum_mismatch` too.
+    PermissionDenied,
+    /// The whole root the file lives under (an external library's import path, a media top
+    /// folder) is absent or empty: not mounted.
+    MountMissing,
+    /// Really missing: not at the stored path nor anywhere known mistakes put it.
+    Gone,
+    /// A `checksum_mismatch` of an asset whose checksum hashes the path, not the content
+    /// (external libraries, `checksumAlgorithm = 'sha1-path'`; Immich bug #29219).
+    ChecksumOfPath,
+    /// A `checksum_mismatch` whose file's SHA-1 really differs from `asset.checksum`.
+    Bitrot,
+    /// The row is stale: the file is fine at its stored path now, its SHA-1 matches, or the
+    /// untracked path is referenced by a row now (or gone). Immich's "Refresh" clears it.
+    AlreadyHealthy,
+    /// An `untracked_file` no row references and no missing row pairs with: a stray file.
+    Untracked,
+    /// The file is there but the scan finds another fault (empty, not a regular file, outside
+    /// its root); [`Explanation::scan_fault`] names it.
+    Damaged,
+    /// A report `type` this version does not know.
+    UnknownType,
+}
+
+impl Verdict {
+    /// The snake_case name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Moved => "moved",
+            Verdict::Nested => "nested",
+            Verdict::StalePrefix => "stale_prefix",
+            Verdict::PermissionDenied => "permission_denied",
+            Verdict::MountMissing => "mount_missing",
+            Verdict::Gone => "gone",
+            Verdict::ChecksumOfPath => "checksum_of_path",
+            Verdict::Bitrot => "bitrot",
+            Verdict::AlreadyHealthy => "already_healthy",
+            Verdict::Untracked => "untracked",
+            Verdict::Damaged => "damaged",
+            Verdict::UnknownType => "unknown_type",
+        }
+    }
+
+    /// False only for `already_healthy`: every other verdict is something to act on or look at.
+    pub fn is_fault(self) -> bool {
+        self != Verdict::AlreadyHealthy
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One `integrity_report` row and our verdict on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Explanation {
+    /// `integrity_report.id`.
+    pub report_id: String,
+    /// `integrity_report.type` as Immich wrote it (`missing_file`, `untracked_file`,
+    /// `checksum_mismatch`).
+    pub report_type: String,
+    /// `integrity_report.path` as Immich wrote it (a container path).
+    pub path: String,
+    /// `integrity_report.assetId` (for a row that names only `fileAssetId`: that file's asset).
+    pub asset_id: Option<String>,
+    /// `integrity_report.fileAssetId`, when the row is about an `asset_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_asset_id: Option<String>,
+    /// Which file of the asset the path is, when a row names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileKind>,
+    /// Our verdict.
+    pub verdict: Verdict,
+    /// A sentence for people: what was seen.
+    pub detail: String,
+    /// What to do about it.
+    pub repair: Repair,
+    /// For `moved`, `nested`, `stale_prefix`: the path to store instead, in the row's spelling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relink_to: Option<String>,
+    /// For `moved`, `nested`, `stale_prefix`: the host path where the file was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found_at: Option<String>,
+    /// The other row of a pair: the `untracked_file` row of a missing file's found copy, or
+    /// the `missing_file` row an untracked file is the copy of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired_row: Option<String>,
+    /// The fault the scan's checker reported for the file, when it reported one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_fault: Option<Fault>,
+}
+
+/// The summary line of an explain report.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExplainSummary {
+    /// Always `true`: tells the summary line from the explanation lines in JSON Lines.
+    pub summary: bool,
+    /// The detected schema generation label (e.g. `v3.2+`).
+    pub schema: String,
+    /// The Immich server version that last started on this database, when recorded.
+    #[serde(default)]
+    pub immich_version: Option<String>,
+    /// The container media location used.
+    pub media_location: Option<String>,
+    /// `integrity_report` rows explained.
+    pub rows: u64,
+    /// Rows whose verdict is not `already_healthy`.
+    pub faults: u64,
+    /// verdict -> rows.
+    pub verdicts: BTreeMap<String, u64>,
+    /// Wall time in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+impl ExplainSummary {
+    /// True when every row is `already_healthy` (or there are none).
+    pub fn is_clean(&self) -> bool {
+        self.faults == 0
+    }
+}
+
+/// The result of [`explain_report`]: one explanation per row, in `integrity_report.id` order.
+#[derive(Debug, Clone)]
+pub struct ExplainReport {
+    /// One per `integrity_report` row.
+    pub explanations: Vec<Explanation>,
+    /// The counters.
+    pub summary: ExplainSummary,
+}
+
+/// One `integrity_report` row with the facts of the asset (and asset file) it names.
+#[derive(Debug, Clone)]
+struct ReportRow {
+    id: String,
+    kind: String,
+    path: String,
+    asset_id: Option<String>,
+    file_asset_id: Option<String>,
+    /// `asset_file.type` / `isEdited` of `fileAssetId`.
+    file_type: Option<String>,
+    file_edited: bool,
+    /// The asset's columns; `None` when the row names no asset.
+    asset: Option<AssetFacts>,
+}
+
+#[derive(Debug, Clone)]
+struct AssetFacts {
+    owner_id: String,
+    library_id: Option<String>,
+    asset_type: String,
+    checksum: Vec<u8>,
+    checksum_is_of_path: bool,
+    size: Option<i64>,
+    trashed: bool,
+}
+
+/// A row that references an untracked path now: `(kind, row id)`.
+type Referrer = (String, String);
+
+/// What was read in the snapshot.
+struct Snapshot {
+    info: SourceInfo,
+    rows: Vec<ReportRow>,
+    /// Exact stored path -> the row referencing it, for every spelling of each untracked path.
+    referenced: HashMap<String, Referrer>,
+}
+
+/// Explains every row of Immich's `integrity_report` (see the module notes). The filters of
+/// `opts.source` (owners, library, kinds, limit, since, shard) do not apply: every row is read.
+/// Fails when the database has no `integrity_report` table (Immich before v3.0).
+pub fn explain_report(opts: &ScanOptions) -> Result<ExplainReport> {
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("cannot start the database runtime: {e}")))?;
+    // The map needs the media location the snapshot reads, and the untracked paths' spellings
+    // need the map: read the rows first, then ask for the references in the same snapshot.
+    let snap = rt.block_on(async {
+        let mut conn = connect(&opts.source.db_url).await?;
+        sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut conn)
+            .await
+            .map_err(Error::query("starting a read-only snapshot"))?;
+        let info = read_info(&mut conn).await?;
+        if !info.schema.has_integrity_report {
+            return Err(Error::NoIntegrityReport(info.schema.describe()));
+        }
+        let rows = read_rows(&mut conn, &info.schema).await?;
+        let map = build_map(opts, &info)?;
+        let spellings: Vec<String> = rows
+            .iter()
+            .filter(|r| r.kind == "untracked_file")
+            .flat_map(|r| spellings_of(&map, &r.path))
+            .collect();
+        let referenced = read_referrers(&mut conn, &info.schema, &spellings).await?;
+        let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+        Ok::<_, Error>(Snapshot {
+            info,
+            rows,
+            referenced,
+        })
+    })?;
+
+    let map = build_map(opts, &snap.info)?;
+    let roots = Roots::open(&map).map_err(|(path, reason)| Error::MediaRoot { path, reason })?;
+    let identity = opts.as_user.clone().unwrap_or_else(Identity::current);
+    let checker = Checker::new(map, roots, identity, Level::Exists);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs)
+        .thread_name(|i| format!("immich-integrity-explain-{i}"))
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("cannot start worker threads: {e}")))?;
+    let explainer = Explainer {
+        checker: &checker,
+        referenced: &snap.referenced,
+    };
+    let mut explanations: Vec<Explanation> =
+        pool.install(|| snap.rows.par_iter().map(|r| explainer.explain(r)).collect());
+    pair(&checker, &mut explanations);
+
+    let mut summary = ExplainSummary {
+        summary: true,
+        schema: snap.info.schema.label.clone(),
+        immich_version: snap.info.schema.release.clone(),
+        media_location: checker.map.active_media().map(str::to_string),
+        rows: explanations.len() as u64,
+        ..Default::default()
+    };
+    for e in &explanations {
+        *summary
+            .verdicts
+            .entry(e.verdict.as_str().to_string())
+            .or_default() += 1;
+        if e.verdict.is_fault() {
+            summary.faults += 1;
+        }
+    }
+    summary.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(ExplainReport {
+        explanations,
+        summary,
+    })
+}
+
+/// Every `integrity_report` row, in id order, with its asset's and asset file's facts.
+async fn read_rows(conn: &mut PgConnection, s: &Schema) -> Result<Vec<ReportRow>> {
+    let (file_join, file_cols) = match s.asset_file_table {
+        Some(t) => (
+            format!("LEFT JOIN {} f ON f.id = r.\"fileAssetId\"", q(t)),
+            format!(
+                "f.type::text AS file_type, {} AS file_edited, f.\"assetId\"::text AS file_owner",
+                if s.has_asset_file_is_edited {
+                    "COALESCE(f.\"isEdited\", false)"
+                } else {
+                    "false"
+                }
+            ),
+        ),
+        None => (
+            String::new(),
+            "NULL::text AS file_type, false AS file_edited, NULL::text AS file_owner".into(),
+        ),
+    };
+    let asset_key = if s.asset_file_table.is_some() {
+        "COALESCE(r.\"assetId\", f.\"assetId\")"
+    } else {
+        "r.\"assetId\""
+    };
+    let (exif_join, size_col) = match s.exif_table {
+        Some(e) => (
+            format!("LEFT JOIN {} e ON e.\"assetId\" = a.id", q(e)),
+            "e.\"fileSizeInByte\"",
+        ),
+        None => (String::new(), "NULL::int8"),
+    };
+    let sql = format!(
+        "SELECT r.id::text AS id, r.type::text AS kind, r.path AS path, \
+         r.\"assetId\"::text AS asset_id, r.\"fileAssetId\"::text AS file_asset_id, {file_cols}, \
+         a.id::text AS a_id, a.\"ownerId\"::text AS owner, a.\"libraryId\"::text AS library, \
+         a.type::text AS a_type, a.checksum AS checksum, {} AS path_checksum, \
+         {size_col} AS size, (a.\"deletedAt\" IS NOT NULL) AS trashed \
+         FROM integrity_report r {file_join} \
+         LEFT JOIN {} a ON a.id = {asset_key} {exif_join} \
+         ORDER BY r.id",
+        path_checksum_expr(s),
+        q(s.asset_table),
+    );
+    let rows = sqlx::query(&sql)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::query("reading integrity_report"))?;
+    let col = |e| Error::query("decoding integrity_report")(e);
+    rows.iter()
+        .map(|r| {
+            let a_id: Option<String> = r.try_get("a_id").map_err(col)?;
+            let asset = match a_id {
+                Some(_) => Some(AssetFacts {
+                    owner_id: r.try_get("owner").map_err(col)?,
+                    library_id: r.try_get("library").map_err(col)?,
+                    asset_type: r
+                        .try_get::<Option<String>, _>("a_type")
+                        .map_err(col)?
+                        .unwrap_or_default(),
+                    checksum: r
+                        .try_get::<Option<Vec<u8>>, _>("checksum")
+                        .map_err(col)?
+                        .unwrap_or_default(),
+                    checksum_is_of_path: r
+                        .try_get::<Option<bool>, _>("path_checksum")
+                        .map_err(col)?
+                        .unwrap_or(false),
+                    size: r.try_get("size").map_err(col)?,
+                    trashed: r.try_get("trashed").map_err(col)?,
+                }),
+                None => None,
+            };
+            let asset_id: Option<String> = r.try_get("asset_id").map_err(col)?;
+            let file_owner: Option<String> = r.try_get("file_owner").map_err(col)?;
+            Ok(ReportRow {
+                id: r.try_get("id").map_err(col)?,
+                kind: r.try_get("kind").map_err(col)?,
+                path: r.try_get("path").map_err(col)?,
+                asset_id: asset_id.or(file_owner),
+                file_asset_id: r.try_get("file_asset_id").map_err(col)?,
+                file_type: r.try_get("file_type").map_err(col)?,
+                file_edited: r
+                    .try_get::<Option<bool>, _>("file_edited")
+                    .map_err(col)?
+                    .unwrap_or(false),
+                asset,
+            })
+        })
+        .collect()
+}
+
+/// Every stored spelling of the file `path` names: each media-root spelling for a path under
+/// the media root (`upload/...`, `/usr/src/app/upload/...`, `/data/...`), and the path itself.
+fn spellings_of(map: &PathMap, path: &str) -> Vec<String> {
+    let mut v = vec![path.to_string()];
+    if let Mapped::Host { entry, rel } | Mapped::StalePrefix { entry, rel, .. } = map.map(path) {
+        if map.entries()[entry].media {
+            let rel = rel.to_string_lossy();
+            for prefix in ["upload", "/usr/src/app/upload", "/data"]
+                .into_iter()
+                .chain(map.active_media())
+            {
+                v.push(format!("{prefix}/{rel}"));
+            }
+        }
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Which rows reference any of `paths` now (originals, asset files, persons, users).
+async fn read_referrers(
+    conn: &mut PgConnection,
+    s: &Schema,
+    paths: &[String],
+) -> Result<HashMap<String, Referrer>> {
+    if paths.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut parts = vec![format!(
+        "SELECT a.\"originalPath\" AS p, 'original' AS kind, a.id::text AS id FROM {} a \
+         WHERE a.\"originalPath\" = ANY($1)",
+        q(s.asset_table)
+    )];
+    if let Some(f) = s.asset_file_table {
+        parts.push(format!(
+            "SELECT f.path, f.type::text, f.\"assetId\"::text FROM {} f WHERE f.path = ANY($1)",
+            q(f)
+        ));
+    }
+    if s.has_person {
+        parts.push(format!(
+            "SELECT p.\"thumbnailPath\", 'person_thumbnail', p.{}::text FROM person p \
+             WHERE p.\"thumbnailPath\" = ANY($1)",
+            q(s.person_key.id_column())
+        ));
+    }
+    parts.push(format!(
+        "SELECT u.\"profileImagePath\", 'profile_image', u.id::text FROM {} u \
+         WHERE u.\"profileImagePath\" = ANY($1)",
+        q(s.user_table)
+    ));
+    let sql = parts.join(" UNION ALL ");
+    let found: Vec<(String, String, String)> = sqlx::query_as(&sql)
+        .bind(paths)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::query("looking up untracked paths"))?;
+    Ok(found
+        .into_iter()
+        .map(|(p, kind, id)| (p, (kind, id)))
+        .collect())
+}
+
+struct Explainer<'a> {
+    checker: &'a Checker,
+    referenced: &'a HashMap<String, Referrer>,
+}
+
+impl Explainer<'_> {
+    fn explain(&self, r: &ReportRow) -> Explanation {
+        let mut e = Explanation {
+            report_id: r.id.clone(),
+            report_type: r.kind.clone(),
+            path: r.path.clone(),
+            asset_id: r.asset_id.clone(),
+            file_asset_id: r.file_asset_id.clone(),
+            file: None,
+            verdict: Verdict::UnknownType,
+            detail: String::new(),
+            repair: Repair::None,
+            relink_to: None,
+            found_at: None,
+            paired_row: None,
+            scan_fault: None,
+        };
+        match r.kind.as_str() {
+            "missing_file" => self.missing(r, &mut e),
+            "checksum_mismatch" => self.checksum(r, &mut e),
+            "untracked_file" => self.untracked(r, &mut e),
+            other => {
+                e.detail = format!(
+                    "report type {other:?} is not one this version knows (missing_file, \
+                     untracked_file, checksum_mismatch)"
+                );
+            }
+        }
+        e
+    }
+
+    /// The row the checker sees: the asset's facts with the report's path as its one file.
+    fn asset_row(&self, r: &ReportRow) -> (AssetRow, FileKind, bool) {
+        let (kind, edited) = match r
+            .file_type
+            .as_deref()
+            .and_then(FileKind::from_asset_file_type)
+        {
+            Some(k) => (k, r.file_edited),
+            None => (FileKind::Original, false),
+        };
+        let a = r.asset.as_ref();
+        let row = AssetRow {
+            entity: Entity::Asset,
+            id: r.asset_id.clone().unwrap_or_default(),
+            owner_id: a.map(|a| a.owner_id.clone()).unwrap_or_default(),
+            library_id: a.and_then(|a| a.library_id.clone()),
+            asset_type: a.map(|a| a.asset_type.clone()).unwrap_or_default(),
+            checksum: a.map(|a| a.checksum.clone()).filter(|c| !c.is_empty()),
+            checksum_is_of_path: a.is_some_and(|a| a.checksum_is_of_path),
+            original_size: a.and_then(|a| a.size).and_then(|s| u64::try_from(s).ok()),
+            trashed: a.is_some_and(|a| a.trashed),
+            files: vec![FileRef {
+                kind,
+                db_path: r.path.clone(),
+                edited,
+            }],
+        };
+        (row, kind, edited)
+    }
+
+    /// The missing mount `path` lives under, as a sentence, if its root is absent or empty.
+    fn missing_mount(&self, path: &str) -> Option<String> {
+        let map = &self.checker.map;
+        let (entry, rel) = match map.map(path) {
+            Mapped::Host { entry, rel } | Mapped::StalePrefix { entry, rel, .. } => (entry, rel),
+            _ => return None,
+        };
+        let e = &map.entries()[entry];
+        let host = if e.media {
+            let top = rel.components().next()?;
+            e.host.join(top.as_os_str())
+        } else {
+            e.host.clone()
+        };
+        let m = self.checker.roots.missing.iter().find(|m| m.host == host)?;
+        Some(format!(
+            "{} (mapped from {}) is {}: the whole root is not mounted; mount it, or pass --map {}=HOST",
+            m.host.display(),
+            m.container,
+            m.why,
+            m.container
+        ))
+    }
+
+    /// Runs the scan's checker at `exists` on the report's path. `Ok(())` when the file is
+    /// healthy there; otherwise `e` is filled with the verdict and `Err(())` returned.
+    fn exists(&self, r: &ReportRow, e: &mut Explanation) -> std::result::Result<(), ()> {
+        let (row, kind, _) = self.asset_row(r);
+        e.file = Some(kind);
+        if let Some(why) = self.missing_mount(&r.path) {
+            e.verdict = Verdict::MountMissing;
+            e.repair = Repair::Mount;
+            e.scan_fault = Some(Fault::MountMissing);
+            e.detail = why;
+            return Err(());
+        }
+        let Some(f) = self.checker.check_row(&row).into_iter().next() else {
+            return Ok(());
+        };
+        self.judge_finding(&r.path, f, e);
+        Err(())
+    }
+
+    fn judge_finding(&self, path: &str, f: Finding, e: &mut Explanation) {
+        e.scan_fault = Some(f.fault);
+        e.repair = f.repair;
+        e.detail = f.detail;
+        e.verdict = match f.fault {
+            Fault::Moved => {
+                e.relink_to = f.relink_to;
+                e.found_at = f.found_at;
+                let found = e.found_at.as_deref().unwrap_or("?");
+                if matches!(self.checker.map.map(path), Mapped::StalePrefix { .. }) {
+                    Verdict::StalePrefix
+                } else if self.is_nested(path, e.found_at.as_deref()) {
+                    e.detail = format!(
+                        "not at the stored path; found one top folder too deep at {found} \
+                         (a restore into upload/upload); {}",
+                        e.detail
+                    );
+                    Verdict::Nested
+                } else {
+                    e.detail = format!("not at the stored path; found at {found}; {}", e.detail);
+                    Verdict::Moved
+                }
+            }
+            Fault::Missing => {
+                e.detail = format!(
+                    "{}, nor one top folder deeper or shallower: really missing",
+                    e.detail
+                );
+                Verdict::Gone
+            }
+            Fault::PermissionDenied => Verdict::PermissionDenied,
+            Fault::MountMissing => Verdict::MountMissing,
+            _ => {
+                e.detail = format!("the scan reports {}: {}", f.fault, e.detail);
+                Verdict::Damaged
+            }
+        };
+    }
+
+    /// Whether the file was found one top folder too deep: `upload/upload/x` for `upload/x`.
+    fn is_nested(&self, path: &str, found_at: Option<&str>) -> bool {
+        let (Mapped::Host { entry, rel }, Some(found)) = (self.checker.map.map(path), found_at)
+        else {
+            return false;
+        };
+        let Some(root) = self.root_host(entry) else {
+            return false;
+        };
+        let Ok(found_rel) = Path::new(found).strip_prefix(&root) else {
+            return false;
+        };
+        let mut parts = rel.components();
+        let Some(top) = parts.next() else {
+            return false;
+        };
+        found_rel
+            == Path::new(top.as_os_str())
+                .join(top.as_os_str())
+                .join(parts.as_path())
+    }
+
+    fn root_host(&self, entry: usize) -> Option<PathBuf> {
+        self.checker
+            .map
+            .entries()
+            .get(entry)
+            .map(|e| e.host.clone())
+    }
+
+    fn missing(&self, r: &ReportRow, e: &mut Explanation) {
+        if self.exists(r, e).is_ok() {
+            e.verdict = Verdict::AlreadyHealthy;
+            e.repair = Repair::None;
+            e.detail = "the file is at its stored path now and readable by the server's user; \
+                        the row is stale (Immich's Refresh clears it)"
+                .into();
+        }
+    }
+
+    fn checksum(&self, r: &ReportRow, e: &mut Explanation) {
+        let Some(a) = &r.asset else {
+            e.file = Some(FileKind::Original);
+            e.verdict = Verdict::UnknownType;
+            e.detail = "checksum_mismatch row names no asset; nothing to compare with".into();
+            return;
+        };
+        if a.checksum_is_of_path {
+            e.file = Some(FileKind::Original);
+            e.verdict = Verdict::ChecksumOfPath;
+            e.repair = Repair::None;
+            e.detail = format!(
+                "asset of external library {}: its checksum (sha1-path) hashes the path, not \
+                 the content, so a content hash never matches it (Immich bug #29219); not a \
+                 fault of the file",
+                a.library_id.as_deref().unwrap_or("?")
+            );
+            return;
+        }
+        if self.exists(r, e).is_err() {
+            return;
+        }
+        e.repair = Repair::None;
+        let want = &a.checksum;
+        match self.sha1_of(&r.path) {
+            Ok((digest, n)) if digest.as_slice() == want.as_slice() => {
+                e.verdict = Verdict::AlreadyHealthy;
+                e.detail = format!(
+                    "sha1 {} of the {n}-byte file matches Immich's checksum now; the row is \
+                     stale (Immich's Refresh clears it)",
+                    hex::encode(digest)
+                );
+            }
+            Ok((digest, n)) => {
+                e.verdict = Verdict::Bitrot;
+                e.repair = Repair::RestoreFromBackup;
+                e.scan_fault = Some(Fault::ChecksumMismatch);
+                e.detail = format!(
+                    "sha1 {} of the {n}-byte file, but Immich recorded {}{}: the content \
+                     changed since upload",
+                    hex::encode(digest),
+                    hex::encode(want),
+                    match a.size {
+                        Some(s) if s as u64 != n => format!(" (and {s} bytes)"),
+                        _ => String::new(),
+                    }
+                );
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                e.verdict = Verdict::PermissionDenied;
+                e.repair = Repair::FixPermissions;
+                e.scan_fault = Some(Fault::PermissionDenied);
+                e.detail = format!("the file cannot be read: {err}");
+            }
+            Err(err) => {
+                e.verdict = Verdict::Damaged;
+                e.scan_fault = Some(Fault::Corrupt);
+                e.detail = format!("the file cannot be read to hash it: {err}");
+            }
+        }
+    }
+
+    /// SHA-1 and length of the file at `path`, opened beneath its root.
+    fn sha1_of(&self, path: &str) -> std::io::Result<([u8; 20], u64)> {
+        let (root, rel) = self.locate(path).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no root covers the path")
+        })?;
+        let root = self
+            .checker
+            .roots
+            .root_for(root, &rel, self.checker.map.entries()[root].media)
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "root missing"))?;
+        sha1_reader(root.open_read(&rel)?)
+    }
+
+    /// The map entry and relative path of a stored path the map covers.
+    fn locate(&self, path: &str) -> Option<(usize, PathBuf)> {
+        match self.checker.map.map(path) {
+            Mapped::Host { entry, rel } | Mapped::StalePrefix { entry, rel, .. } => {
+                Some((entry, rel))
+            }
+            _ => None,
+        }
+    }
+
+    /// The host path `path` names, when the map covers it.
+    fn host_of(&self, path: &str) -> Option<PathBuf> {
+        let (entry, rel) = self.locate(path)?;
+        Some(self.checker.map.entries()[entry].host.join(rel))
+    }
+
+    fn untracked(&self, r: &ReportRow, e: &mut Explanation) {
+        // Pairs with missing rows are made after every row was explained (see `pair`).
+        let referrer = spellings_of(&self.checker.map, &r.path)
+            .iter()
+            .find_map(|p| self.referenced.get(p).map(|x| (p.clone(), x.clone())));
+        if let Some((stored, (kind, id))) = referrer {
+            e.verdict = Verdict::AlreadyHealthy;
+            e.file = kind.parse().ok();
+            e.detail = format!(
+                "{kind} of row {id} references this file now (stored as {stored}); the row is \
+                 stale (Immich's Refresh clears it)"
+            );
+            return;
+        }
+        let seen = self.locate(&r.path).and_then(|(entry, rel)| {
+            let media = self.checker.map.entries()[entry].media;
+            if self.missing_mount(&r.path).is_some() {
+                return None;
+            }
+            let root = self.checker.roots.root_for(entry, &rel, media)?;
+            Some(root.observe(&rel))
+        });
+        match seen {
+            Some(Observation::NotFound) => {
+                e.verdict = Verdict::AlreadyHealthy;
+                e.detail = "no file at this path any more; the row is stale (Immich's Refresh \
+                            clears it)"
+                    .into();
+            }
+            Some(Observation::File(meta)) => {
+                e.verdict = Verdict::Untracked;
+                e.detail = format!(
+                    "a {}-byte file no row references, and no missing_file row's file was \
+                     found here",
+                    meta.size
+                );
+            }
+            Some(other) => {
+                e.verdict = Verdict::Untracked;
+                e.detail = format!("no row references this path; it holds {other:?}");
+            }
+            None => {
+                e.verdict = Verdict::Untracked;
+                e.detail = "no row references this path, and it is outside every mapped root \
+                            (pass --map CONTAINER=HOST to look at it)"
+                    .into();
+            }
+        }
+    }
+}
+
+/// Joins each `missing_file` row whose file was found elsewhere with the `untracked_file` row
+/// Immich filed for that found copy: both name each other, and the untracked row takes the
+/// missing row's verdict, relink target and repair.
+fn pair(checker: &Checker, ex: &mut [Explanation]) {
+    let explainer = Explainer {
+        checker,
+        referenced: &HashMap::new(),
+    };
+    let mut by_host: HashMap<PathBuf, usize> = HashMap::new();
+    for (i, e) in ex.iter().enumerate() {
+        // Whatever its own verdict: the found copy of a stale-prefix row is also "referenced"
+        // (under the old spelling), and naming the missing row says more.
+        if e.report_type == "untracked_file" {
+            if let Some(h) = explainer.host_of(&e.path) {
+                by_host.insert(h, i);
+            }
+        }
+    }
+    let mut pairs = Vec::new();
+    for (i, e) in ex.iter().enumerate() {
+        if e.report_type != "missing_file" {
+            continue;
+        }
+        if let Some(found) = &e.found_at {
+            if let Some(&u) = by_host.get(Path::new(found)) {
+                pairs.push((i, u));
+                by_host.remove(Path::new(found));
+            }
+        }
+    }
+    for (m, u) in pairs {
+        let missing = ex[m].clone();
+        ex[m].paired_row = Some(ex[u].report_id.clone());
+        let un = &mut ex[u];
+        un.paired_row = Some(missing.report_id.clone());
+        un.verdict = missing.verdict;
+        un.repair = missing.repair;
+        un.relink_to = missing.relink_to.clone();
+        un.found_at = missing.found_at.clone();
+        un.file = missing.file;
+        un.asset_id = missing.asset_id.clone();
+        un.scan_fault = missing.scan_fault;
+        un.detail = format!(
+            "the found copy of missing_file row {} ({}, asset {}): relink that row to {}",
+            missing.report_id,
+            missing.path,
+            missing.asset_id.as_deref().unwrap_or("?"),
+            missing.relink_to.as_deref().unwrap_or("?")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings_cover_every_media_prefix() {
+        let mut map = PathMap::new();
+        map.add_media_root("/data", "/srv/immich");
+        let s = spellings_of(&map, "/data/upload/u/ab/x.jpg");
+        for want in [
+            "/data/upload/u/ab/x.jpg",
+            "/usr/src/app/upload/upload/u/ab/x.jpg",
+            "upload/upload/u/ab/x.jpg",
+        ] {
+            assert!(s.iter().any(|p| p == want), "{want} in {s:?}");
+        }
+        assert_eq!(spellings_of(&map, "/mnt/x/a.jpg"), vec!["/mnt/x/a.jpg"]);
+    }
+
+    #[test]
+    fn only_already_healthy_is_clean() {
+        assert!(!Verdict::AlreadyHealthy.is_fault());
+        for v in [
+            Verdict::Moved,
+            Verdict::Nested,
+            Verdict::Gone,
+            Verdict::Untracked,
+            Verdict::ChecksumOfPath,
+        ] {
+            assert!(v.is_fault(), "{v}");
+        }
+    }
+}
