@@ -392,6 +392,7 @@ async fn queries_check(conn: &mut PgConnection, schema: &Schema) -> Check {
     let mut all = crate::source::statements(schema);
     all.extend(crate::relink::statements(schema));
     all.extend(crate::regenerate::statements(schema));
+    all.extend(crate::explain::statements(schema));
     let mut failed: Vec<String> = Vec::new();
     let begun = sqlx::query("BEGIN READ ONLY").execute(&mut *conn).await;
     if let Err(e) = begun {
@@ -420,7 +421,7 @@ async fn queries_check(conn: &mut PgConnection, schema: &Schema) -> Check {
         return Check::ok(
             "queries",
             format!(
-                "all {} statements of scan, orphans, relink, regenerate and undo compile \
+                "all {} statements of scan, orphans, relink, regenerate, undo and explain-report compile \
                  against {}",
                 all.len(),
                 schema.describe()

@@ -295,8 +295,28 @@ pub fn explain_report(opts: &ScanOptions) -> Result<ExplainReport> {
     })
 }
 
+/// The statements this command runs against `s`, labelled, for `doctor` to prepare.
+pub(crate) fn statements(s: &Schema) -> Vec<(String, String)> {
+    if !s.has_integrity_report {
+        return Vec::new();
+    }
+    vec![
+        ("explain-report: report rows".into(), rows_sql(s)),
+        ("explain-report: referrers".into(), referrers_sql(s)),
+    ]
+}
+
 /// Every `integrity_report` row, in id order, with its asset's and asset file's facts.
 async fn read_rows(conn: &mut PgConnection, s: &Schema) -> Result<Vec<ReportRow>> {
+    let sql = rows_sql(s);
+    let rows = sqlx::query(&sql)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::query("reading integrity_report"))?;
+    decode_rows(&rows)
+}
+
+fn rows_sql(s: &Schema) -> String {
     let (file_join, file_cols) = match s.asset_file_table {
         Some(t) => (
             format!("LEFT JOIN {} f ON f.id = r.\"fileAssetId\"", q(t)),
@@ -326,7 +346,7 @@ async fn read_rows(conn: &mut PgConnection, s: &Schema) -> Result<Vec<ReportRow>
         ),
         None => (String::new(), "NULL::int8"),
     };
-    let sql = format!(
+    format!(
         "SELECT r.id::text AS id, r.type::text AS kind, r.path AS path, \
          r.\"assetId\"::text AS asset_id, r.\"fileAssetId\"::text AS file_asset_id, {file_cols}, \
          a.id::text AS a_id, a.\"ownerId\"::text AS owner, a.\"libraryId\"::text AS library, \
@@ -337,11 +357,10 @@ async fn read_rows(conn: &mut PgConnection, s: &Schema) -> Result<Vec<ReportRow>
          ORDER BY r.id",
         path_checksum_expr(s),
         q(s.asset_table),
-    );
-    let rows = sqlx::query(&sql)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(Error::query("reading integrity_report"))?;
+    )
+}
+
+fn decode_rows(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<ReportRow>> {
     let col = |e| Error::query("decoding integrity_report")(e);
     rows.iter()
         .map(|r| {
@@ -415,6 +434,20 @@ async fn read_referrers(
     if paths.is_empty() {
         return Ok(HashMap::new());
     }
+    let sql = referrers_sql(s);
+    let found: Vec<(String, String, String)> = sqlx::query_as(&sql)
+        .bind(paths)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::query("looking up untracked paths"))?;
+    Ok(found
+        .into_iter()
+        .map(|(p, kind, id)| (p, (kind, id)))
+        .collect())
+}
+
+/// The rows whose stored path is one of `$1` (originals, asset files, persons, users).
+fn referrers_sql(s: &Schema) -> String {
     let mut parts = vec![format!(
         "SELECT a.\"originalPath\" AS p, 'original' AS kind, a.id::text AS id FROM {} a \
          WHERE a.\"originalPath\" = ANY($1)",
@@ -438,16 +471,7 @@ async fn read_referrers(
          WHERE u.\"profileImagePath\" = ANY($1)",
         q(s.user_table)
     ));
-    let sql = parts.join(" UNION ALL ");
-    let found: Vec<(String, String, String)> = sqlx::query_as(&sql)
-        .bind(paths)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(Error::query("looking up untracked paths"))?;
-    Ok(found
-        .into_iter()
-        .map(|(p, kind, id)| (p, (kind, id)))
-        .collect())
+    parts.join(" UNION ALL ")
 }
 
 struct Explainer<'a> {
