@@ -17,16 +17,17 @@
 //!   verdict and names it ([`Explanation::paired_row`], both ways); one whose path a row
 //!   references now, or whose file is gone, is `already_healthy`; the rest are `untracked`.
 
-use crate::access::Identity;
-use crate::check::{sha1_reader, Checker};
+use crate::check::Checker;
+use crate::db::schema::{q, Schema};
+use crate::db::source::{connect, path_checksum_expr, read_info, SourceInfo};
 use crate::error::{Error, Result};
+use crate::fs::access::Identity;
+use crate::fs::blocks::sha1_reader;
+use crate::fs::pathmap::{Mapped, PathMap};
+use crate::fs::probe::Observation;
+use crate::fs::roots::Roots;
 use crate::model::{AssetRow, Entity, Fault, FileKind, FileRef, Finding, Level, Repair};
-use crate::pathmap::{Mapped, PathMap};
-use crate::probe::Observation;
-use crate::roots::Roots;
 use crate::scan::{build_map, ScanOptions};
-use crate::schema::{q, Schema};
-use crate::source::{connect, path_checksum_expr, read_info, SourceInfo};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Row};

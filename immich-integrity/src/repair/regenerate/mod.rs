@@ -16,13 +16,13 @@
 //! Nothing is sent and nothing is written unless the caller asks ([`run_api`] / [`apply_queue`]);
 //! planning ([`plan_batches`], [`plan_queue`]) only reads.
 
-use crate::api::{ApiKey, Client, Outcome};
-pub use crate::cascade::CascadedRow;
-use crate::cascade::{cascaded_rows, restore, triggers};
+use crate::db::schema::{q, Schema};
+use crate::db::source::{connect, read_info};
 use crate::error::{Error, Result};
 use crate::model::{Fault, FileKind, Finding, Repair};
-use crate::schema::{q, Schema};
-use crate::source::{connect, read_info};
+use crate::repair::api::{ApiKey, Client, Outcome};
+pub use crate::repair::cascade::CascadedRow;
+use crate::repair::cascade::{cascaded_rows, restore, triggers};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -156,7 +156,7 @@ pub fn targets(findings: &[Finding], purpose: Purpose) -> Vec<Target> {
 
 /// Reads findings from a saved JSONL report (`scan --format jsonl`).
 pub fn targets_from_report(path: &Path, purpose: Purpose) -> Result<Vec<Target>> {
-    let findings = crate::saved_report::read_findings(path)?;
+    let findings = crate::repair::saved_report::read_findings(path)?;
     Ok(targets(&findings, purpose))
 }
 
@@ -174,7 +174,7 @@ pub struct Batch {
 impl Batch {
     /// The request body this batch becomes.
     pub fn body(&self) -> String {
-        crate::api::asset_jobs_body(self.job.as_str(), &self.asset_ids)
+        crate::repair::api::asset_jobs_body(self.job.as_str(), &self.asset_ids)
     }
 }
 

@@ -1,15 +1,15 @@
 //! Per-row checking: map each stored path, observe the file, and classify what was seen.
 //! Classification happens here and only here, from the raw observation.
 
-use crate::access::{Identity, READ, SEARCH};
-use crate::decode::{self, DecodeLimits, Decoded};
-use crate::formats::{self, JpegFrame, Verdict};
+use crate::check::decode::{self, DecodeLimits, Decoded};
+use crate::check::formats::{self, JpegFrame, Verdict};
+use crate::fs::access::{Identity, READ, SEARCH};
+use crate::fs::blocks::sha1_reader;
+use crate::fs::pathmap::{Mapped, PathMap};
+use crate::fs::probe::{Meta, Observation, Root};
+use crate::fs::roots::Roots;
 use crate::model::{AssetRow, Fault, FileKind, FileRef, Finding, Level, Repair};
-use crate::pathmap::{Mapped, PathMap};
-use crate::probe::{Meta, Observation, Root};
-use crate::roots::Roots;
 use dashmap::DashMap;
-use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +36,7 @@ pub struct Checker {
     /// `full` level: files with no decoder here (format -> count); their `quick` verdict stands.
     pub decode_fallbacks: Mutex<BTreeMap<String, u64>>,
     /// `--manifest`: skip unchanged healthy files, detect bitrot (see `manifest.rs`).
-    pub(crate) manifest: Option<crate::manifest::Session>,
+    pub(crate) manifest: Option<crate::check::manifest::Session>,
 }
 
 /// A fault before the repair is decided (that needs the whole row).
@@ -614,13 +614,6 @@ fn repair_for(kind: FileKind, fault: Fault, original_ok: bool) -> (Repair, Optio
 
 fn sha1_file(path: &Path) -> std::io::Result<([u8; 20], u64)> {
     sha1_reader(std::fs::File::open(path)?)
-}
-
-/// SHA-1 of a whole file, read through the thread's block buffer.
-pub(crate) fn sha1_reader(mut f: std::fs::File) -> std::io::Result<([u8; 20], u64)> {
-    let mut h = Sha1::new();
-    let n = crate::blocks::for_each_block(&mut f, |b| h.update(b))?;
-    Ok((h.finalize().into(), n))
 }
 
 fn lossy(p: PathBuf) -> String {

@@ -45,12 +45,11 @@
 //! over `checksum_mismatch`, since it is the narrower explanation (the detail gives the SHA-1 as
 //! well).
 
-use crate::check::{Checker, Fault0};
+use crate::check::checker::{Checker, Fault0};
 use crate::error::{Error, Result};
+use crate::fs::probe::{Meta, Root};
 use crate::model::{AssetRow, Fault, FileKind, Level};
-use crate::probe::{Meta, Root};
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
-use sha1::{Digest, Sha1};
 use std::cell::Cell;
 use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -496,7 +495,7 @@ impl Session {
             // The format check opens it again and names the reason (EACCES, ...).
             return checker.quick(row, kind, root, rel, host, meta, None);
         };
-        let (b3, sha1, n) = match digest(file, content_sum.is_some()) {
+        let (b3, sha1, n) = match crate::fs::blocks::digest(file, content_sum.is_some()) {
             Ok(d) => d,
             Err(e) => {
                 return Some(Fault0::new(
@@ -584,26 +583,6 @@ fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "internal error".into())
     })
-}
-
-/// blake3 (and SHA-1 if asked) of a whole file in one pass.
-fn digest(
-    mut f: std::fs::File,
-    with_sha1: bool,
-) -> std::io::Result<([u8; 32], Option<[u8; 20]>, u64)> {
-    let mut b3 = blake3::Hasher::new();
-    let mut s1 = with_sha1.then(Sha1::new);
-    let n = crate::blocks::for_each_block(&mut f, |b| {
-        b3.update(b);
-        if let Some(s) = s1.as_mut() {
-            s.update(b);
-        }
-    })?;
-    Ok((
-        *b3.finalize().as_bytes(),
-        s1.map(|s| s.finalize().into()),
-        n,
-    ))
 }
 
 #[cfg(test)]

@@ -7,10 +7,10 @@
 //! batch's transaction; each batch commits whole or not at all. Identifiers come from the
 //! detected schema, never from a report or a journal; values are bound parameters.
 
+use crate::db::schema::{q, PersonKey, Schema};
+use crate::db::source::{connect, path_checksum_expr, read_info};
 use crate::error::{Error, Result};
 use crate::model::{Fault, FileKind, Finding};
-use crate::schema::{q, PersonKey, Schema};
-use crate::source::{connect, path_checksum_expr, read_info};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use std::io::Write;
@@ -56,7 +56,7 @@ pub fn plan(findings: &[Finding]) -> Vec<RelinkStep> {
 
 /// Reads `moved` findings from a saved JSONL report (`scan --format jsonl`).
 pub fn plan_from_report(path: &Path) -> Result<Vec<RelinkStep>> {
-    let findings = crate::saved_report::read_findings(path)?;
+    let findings = crate::repair::saved_report::read_findings(path)?;
     Ok(plan(&findings))
 }
 
@@ -296,7 +296,7 @@ async fn original_mismatch(
             path: step.found_at.clone(),
             source: e,
         })?;
-        let (digest, _) = crate::check::sha1_reader(file).map_err(|e| Error::Io {
+        let (digest, _) = crate::fs::blocks::sha1_reader(file).map_err(|e| Error::Io {
             path: step.found_at.clone(),
             source: e,
         })?;

@@ -18,11 +18,11 @@
 //!    checksum is of the content, SHA-1; by file name for derivatives, whose names carry the
 //!    asset id) is reported as that row's `moved` candidate with the path to relink to.
 
+use crate::db::source::{Source, SourceOptions};
 use crate::error::{Error, Result};
+use crate::fs::pathmap::{Mapped, PathMap};
 use crate::model::{AssetRow, Fault, FileKind, Finding, Repair};
-use crate::pathmap::{Mapped, PathMap};
 use crate::scan::{build_map, ScanOptions};
-use crate::source::{Source, SourceOptions};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -327,7 +327,7 @@ impl Hashes {
     fn get(&self, orphans: &[Orphan], i: usize) -> Option<[u8; 20]> {
         *self.0[i].get_or_init(|| {
             let f = std::fs::File::open(&orphans[i].path).ok()?;
-            crate::check::sha1_reader(f).ok().map(|(d, _)| d)
+            crate::fs::blocks::sha1_reader(f).ok().map(|(d, _)| d)
         })
     }
 }

@@ -9,9 +9,9 @@
 //! (backpressure) while the next page is already prefetched. After a lost connection the
 //! cursor is declared again on a new snapshot, starting after the last id delivered.
 
+use crate::db::schema::{q, PersonKey, Schema};
 use crate::error::{Error, Result};
 use crate::model::{AssetRow, Entity, FileKind, FileRef};
-use crate::schema::{q, PersonKey, Schema};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgArguments;

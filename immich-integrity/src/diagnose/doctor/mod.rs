@@ -24,11 +24,11 @@
 //! Free space is read through [`DoctorOptions::statvfs`], a plain function pointer, so a test
 //! can simulate a nearly full disk without filling one.
 
-use crate::access::Identity;
-use crate::pathmap::MEDIA_FOLDERS;
-use crate::roots::{detect_media_root, folder_state, FolderState};
-use crate::schema::{q, Schema};
-use crate::source::{connect, read_info, redact_url, SourceInfo};
+use crate::db::schema::{q, Schema};
+use crate::db::source::{connect, read_info, redact_url, SourceInfo};
+use crate::fs::access::Identity;
+use crate::fs::pathmap::MEDIA_FOLDERS;
+use crate::fs::roots::{detect_media_root, folder_state, FolderState};
 use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::PgConnection;
@@ -389,10 +389,10 @@ async fn database_checks(opts: &DoctorOptions, checks: &mut Vec<Check>) -> Optio
 /// regenerate and undo would send to this database: a release that dropped or renamed a
 /// column the tool reads fails here, naming the statement, instead of half-way through a run.
 async fn queries_check(conn: &mut PgConnection, schema: &Schema) -> Check {
-    let mut all = crate::source::statements(schema);
-    all.extend(crate::relink::statements(schema));
-    all.extend(crate::regenerate::statements(schema));
-    all.extend(crate::explain::statements(schema));
+    let mut all = crate::db::source::statements(schema);
+    all.extend(crate::repair::relink::statements(schema));
+    all.extend(crate::repair::regenerate::statements(schema));
+    all.extend(crate::diagnose::explain::statements(schema));
     let mut failed: Vec<String> = Vec::new();
     let begun = sqlx::query("BEGIN READ ONLY").execute(&mut *conn).await;
     if let Err(e) = begun {
@@ -403,7 +403,7 @@ async fn queries_check(conn: &mut PgConnection, schema: &Schema) -> Check {
         );
     }
     for (label, sql) in &all {
-        match crate::source::prepare_all(conn, &[sql]).await {
+        match crate::db::source::prepare_all(conn, &[sql]).await {
             Ok(Ok(())) => {}
             Ok(Err(why)) => failed.push(format!("{label}: {why}")),
             Err(e) => {
@@ -906,7 +906,7 @@ fn blocked_ancestor(dir: &Path, who: &Identity) -> Option<PathBuf> {
     let mut blocked = None;
     for a in dir.ancestors().skip(1) {
         if let Ok(m) = std::fs::metadata(a) {
-            if !who.allows(m.mode(), m.uid(), m.gid(), crate::access::SEARCH) {
+            if !who.allows(m.mode(), m.uid(), m.gid(), crate::fs::access::SEARCH) {
                 blocked = Some(a.to_path_buf());
             }
         }
@@ -1002,13 +1002,13 @@ fn access_check(name: String, dir: &Path, marker: &Path, who: &Identity, chown: 
     };
     let allows = |m: &std::fs::Metadata, want| who.allows(m.mode(), m.uid(), m.gid(), want);
     let mut missing = Vec::new();
-    if !allows(&dm, crate::access::READ | crate::access::SEARCH) {
+    if !allows(&dm, crate::fs::access::READ | crate::fs::access::SEARCH) {
         missing.push("list the folder");
     }
-    if !allows(&dm, WRITE | crate::access::SEARCH) {
+    if !allows(&dm, WRITE | crate::fs::access::SEARCH) {
         missing.push("create files in the folder");
     }
-    if !allows(&mm, crate::access::READ | WRITE) {
+    if !allows(&mm, crate::fs::access::READ | WRITE) {
         missing.push("read and rewrite its .immich");
     }
     if missing.is_empty() {
