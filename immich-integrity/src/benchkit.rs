@@ -8,7 +8,7 @@ use crate::fs::pathmap::PathMap;
 use crate::fs::roots::Roots;
 use crate::model::{AssetRow, FileRef, Finding, Level};
 
-pub use crate::db::source::AssetColumns;
+pub use crate::db::rows::AssetColumns;
 
 /// The per-row checker a scan runs on its worker threads.
 pub struct RowChecker(Checker);
@@ -31,5 +31,5 @@ impl RowChecker {
 
 /// Appends the files of an `asset_file` array column (`"type:edited:path"` items).
 pub fn push_asset_files(list: Vec<String>, files: &mut Vec<FileRef>) {
-    crate::db::source::push_asset_files(list, files)
+    crate::db::rows::push_asset_files(list, files)
 }

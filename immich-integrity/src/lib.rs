@@ -48,11 +48,11 @@ pub use check::{decode, formats, manifest};
 pub use diagnose::{doctor, envfile, explain, orphans};
 pub use repair::{api, regenerate, relink};
 
-pub use db::schema::Timestamps;
-pub use db::schema::{PersonKey, Schema};
-pub use db::source::{
-    Library, Next, Resumes, Shard, Source, SourceInfo, SourceOptions, UncheckedPart,
-};
+pub use db::conn::{Library, SourceInfo};
+pub use db::filters::{Shard, SourceOptions};
+pub use db::schema::{PersonKey, Schema, Timestamps};
+pub use db::source::{Next, Resumes, Source};
+pub use db::sql::UncheckedPart;
 pub use error::{Error, Result};
 pub use fs::access::Identity;
 pub use fs::pathmap::{MapEntry, Mapped, PathMap};

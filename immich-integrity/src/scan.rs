@@ -1,7 +1,10 @@
 //! The pipeline: source -> path map -> checker (rayon) -> observer.
 
 use crate::check::Checker;
-use crate::db::source::{Next, Source, SourceInfo, SourceOptions, UncheckedPart};
+use crate::db::conn::SourceInfo;
+use crate::db::filters::SourceOptions;
+use crate::db::source::{Next, Source};
+use crate::db::sql::UncheckedPart;
 use crate::error::{Error, Result};
 use crate::fs::access::Identity;
 use crate::fs::pathmap::PathMap;

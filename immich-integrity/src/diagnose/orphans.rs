@@ -18,7 +18,8 @@
 //!    checksum is of the content, SHA-1; by file name for derivatives, whose names carry the
 //!    asset id) is reported as that row's `moved` candidate with the path to relink to.
 
-use crate::db::source::{Source, SourceOptions};
+use crate::db::filters::SourceOptions;
+use crate::db::source::Source;
 use crate::error::{Error, Result};
 use crate::fs::pathmap::{Mapped, PathMap};
 use crate::model::{AssetRow, Fault, FileKind, Finding, Repair};

@@ -24,8 +24,9 @@
 //! Free space is read through [`DoctorOptions::statvfs`], a plain function pointer, so a test
 //! can simulate a nearly full disk without filling one.
 
+use crate::db::conn::SourceInfo;
+use crate::db::conn::{connect, read_info, redact_url};
 use crate::db::schema::{q, Schema};
-use crate::db::source::{connect, read_info, redact_url, SourceInfo};
 use crate::fs::access::Identity;
 use crate::fs::pathmap::MEDIA_FOLDERS;
 use crate::fs::roots::{detect_media_root, folder_state, FolderState};
@@ -207,15 +208,16 @@ impl DoctorOptions {
 pub fn run(opts: &DoctorOptions) -> Report {
     let mut checks = Vec::new();
     let media_host = media_host(opts);
-    let db = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let db = match crate::db::runtime::runtime() {
         Ok(rt) => rt.block_on(database_checks(opts, &mut checks)),
         Err(e) => {
+            let why = match e {
+                crate::Error::InvalidArgument(why) => why,
+                e => e.to_string(),
+            };
             checks.push(Check::fail(
                 "database",
-                format!("cannot start the database runtime: {e}"),
+                why,
                 "retry; the machine may be out of threads or memory",
             ));
             None
@@ -403,7 +405,7 @@ async fn queries_check(conn: &mut PgConnection, schema: &Schema) -> Check {
         );
     }
     for (label, sql) in &all {
-        match crate::db::source::prepare_all(conn, &[sql]).await {
+        match crate::db::conn::prepare_all(conn, &[sql]).await {
             Ok(Ok(())) => {}
             Ok(Err(why)) => failed.push(format!("{label}: {why}")),
             Err(e) => {

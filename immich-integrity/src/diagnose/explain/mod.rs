@@ -18,8 +18,10 @@
 //!   references now, or whose file is gone, is `already_healthy`; the rest are `untracked`.
 
 use crate::check::Checker;
+use crate::db::conn::SourceInfo;
+use crate::db::conn::{connect, read_info};
 use crate::db::schema::{q, Schema};
-use crate::db::source::{connect, path_checksum_expr, read_info, SourceInfo};
+use crate::db::sql::path_checksum_expr;
 use crate::error::{Error, Result};
 use crate::fs::access::Identity;
 use crate::fs::blocks::sha1_reader;
@@ -223,10 +225,7 @@ struct Snapshot {
 /// Fails when the database has no `integrity_report` table (Immich before v3.0).
 pub fn explain_report(opts: &ScanOptions) -> Result<ExplainReport> {
     let started = Instant::now();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::InvalidArgument(format!("cannot start the database runtime: {e}")))?;
+    let rt = crate::db::runtime::runtime()?;
     // The map needs the media location the snapshot reads, and the untracked paths' spellings
     // need the map: read the rows first, then ask for the references in the same snapshot.
     let snap = rt.block_on(async {

@@ -16,8 +16,9 @@
 //! Nothing is sent and nothing is written unless the caller asks ([`run_api`] / [`apply_queue`]);
 //! planning ([`plan_batches`], [`plan_queue`]) only reads.
 
+use crate::db::conn::{connect, read_info};
+use crate::db::runtime::runtime;
 use crate::db::schema::{q, Schema};
-use crate::db::source::{connect, read_info};
 use crate::error::{Error, Result};
 use crate::model::{Fault, FileKind, Finding, Repair};
 use crate::repair::api::{ApiKey, Client, Outcome};
@@ -857,7 +858,7 @@ fn thumbhash_sql(schema: &Schema) -> String {
 
 /// Reads the rows behind `targets` and plans the changes. Read only.
 pub fn plan_queue(db_url: &str, targets: &[Target]) -> Result<QueuePlan> {
-    let rt = rt()?;
+    let rt = runtime()?;
     rt.block_on(async {
         let mut conn = connect(db_url).await?;
         let schema = read_info(&mut conn).await?.schema;
@@ -1199,7 +1200,7 @@ pub fn apply_queue(
         )));
     }
     let mut journal = open_append(journal_path)?;
-    let rt = rt()?;
+    let rt = runtime()?;
     let mut report = QueueReport::default();
     let mut committed: Vec<QueueStep> = Vec::new();
     rt.block_on(async {
@@ -1367,7 +1368,7 @@ pub fn undo_queue(db_url: &str, journal_path: &Path) -> Result<u64> {
             steps.push(step);
         }
     }
-    let rt = rt()?;
+    let rt = runtime()?;
     rt.block_on(async {
         let mut conn = connect(db_url).await?;
         let schema = read_info(&mut conn).await?.schema;
@@ -1409,13 +1410,6 @@ async fn undo_steps(conn: &mut PgConnection, schema: &Schema, steps: &[QueueStep
     }
     tx.commit().await.map_err(Error::query("committing undo"))?;
     Ok(restored)
-}
-
-fn rt() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::InvalidArgument(format!("cannot start the database runtime: {e}")))
 }
 
 #[cfg(test)]

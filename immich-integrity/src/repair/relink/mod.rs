@@ -7,8 +7,10 @@
 //! batch's transaction; each batch commits whole or not at all. Identifiers come from the
 //! detected schema, never from a report or a journal; values are bound parameters.
 
+use crate::db::conn::{connect, read_info};
+use crate::db::runtime::runtime;
 use crate::db::schema::{q, PersonKey, Schema};
-use crate::db::source::{connect, path_checksum_expr, read_info};
+use crate::db::sql::path_checksum_expr;
 use crate::error::{Error, Result};
 use crate::model::{Fault, FileKind, Finding};
 use serde::{Deserialize, Serialize};
@@ -307,13 +309,6 @@ async fn original_mismatch(
     Ok(None)
 }
 
-fn rt() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::InvalidArgument(format!("cannot start the database runtime: {e}")))
-}
-
 fn journal_write(journal: &mut std::fs::File, path: &Path, entries: &[JournalEntry]) -> Result<()> {
     let io = |e| Error::Io {
         path: path.to_path_buf(),
@@ -453,7 +448,7 @@ pub fn apply_plan(
     batch_size: usize,
     cancel: &AtomicBool,
 ) -> Result<RelinkReport> {
-    let rt = rt()?;
+    let rt = runtime()?;
     rt.block_on(async {
         let mut conn = connect(db_url).await?;
         let schema = read_info(&mut conn).await?.schema;
@@ -610,7 +605,7 @@ pub fn undo(db_url: &str, journal_path: &Path) -> Result<u64> {
         .filter(|(b, _)| !rolled_back.contains(b))
         .map(|(_, s)| s)
         .collect();
-    let rt = rt()?;
+    let rt = runtime()?;
     rt.block_on(async {
         let mut conn = connect(db_url).await?;
         let schema = read_info(&mut conn).await?.schema;
@@ -887,7 +882,7 @@ pub struct PrefixCheck {
 
 /// Read-only check of every prefix rewrite of `plan` (for the dry run).
 pub fn check_prefixes(db_url: &str, plan: &RelinkPlan) -> Result<Vec<PrefixCheck>> {
-    let rt = rt()?;
+    let rt = runtime()?;
     rt.block_on(async {
         let mut conn = connect(db_url).await?;
         let schema = read_info(&mut conn).await?.schema;
