@@ -5,6 +5,7 @@
 
 pub mod api;
 pub(crate) mod cascade;
+pub(crate) mod journal;
 pub mod regenerate;
 pub mod relink;
 pub(crate) mod saved_report;
