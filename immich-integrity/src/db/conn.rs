@@ -194,7 +194,7 @@ pub struct SourceInfo {
     /// Every external library (whatever the filters).
     pub libraries: Vec<Library>,
     /// Rows the filters select (assets, persons and users), when
-    /// [`SourceOptions::count_total`] asked for it.
+    /// [`SourceOptions::count_total`](crate::SourceOptions::count_total) asked for it.
     pub total_rows: Option<u64>,
 }
 

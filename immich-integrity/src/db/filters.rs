@@ -188,7 +188,7 @@ pub struct SourceOptions {
     #[serde(default)]
     pub since: Option<DateTime<Utc>>,
     /// Count the rows the filters select before streaming (one `count(*)` per table in the
-    /// same snapshot), so a progress display can show a total: see [`SourceInfo::total_rows`].
+    /// same snapshot), so a progress display can show a total: see [`SourceInfo::total_rows`](crate::SourceInfo::total_rows).
     #[serde(default)]
     pub count_total: bool,
 }

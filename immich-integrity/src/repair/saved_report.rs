@@ -2,9 +2,8 @@
 //! report, or an `orphans --format jsonl` report whose matched orphans stand for `moved`
 //! findings.
 
-use crate::diagnose::orphans::Orphan;
 use crate::error::{Error, Result};
-use crate::model::Finding;
+use crate::model::{Finding, Orphan};
 use std::io::BufRead;
 use std::path::Path;
 
