@@ -1,6 +1,7 @@
 //! Per-row checking: map each stored path, observe the file, and classify what was seen.
 //! Classification happens here and only here, from the raw observation.
 
+use super::context::FileCtx;
 use crate::check::decode::{self, DecodeLimits, Decoded};
 use crate::check::formats::{self, JpegFrame, Verdict};
 use crate::fs::access::{Identity, READ, SEARCH};
@@ -159,7 +160,7 @@ impl Checker {
         // `exists` does not pay for building it.
         let host = || root.host.join(&rel);
         if let Some(active) = stale {
-            return Some(self.stale_prefix(row, f, root, &rel, host(), obs, &active));
+            return Some(self.stale_prefix(row, f, root, &rel, obs, &active));
         }
         match obs {
             Observation::File(meta) => self.judge_file(row, f.kind, root, &rel, meta),
@@ -184,27 +185,33 @@ impl Checker {
             return Some(Fault0::new(Fault::Empty, Some(host()), "file is 0 bytes"));
         }
         if self.level >= Level::Quick {
+            let file = FileCtx {
+                row,
+                kind,
+                root,
+                rel,
+                host: host(),
+                meta,
+            };
             if let Some(m) = &self.manifest {
-                return m.judge(self, row, kind, root, rel, host(), meta);
+                return self.through_manifest(m, file);
             }
-            return self.quick(row, kind, root, rel, host(), meta, None);
+            return self.quick(file, None);
         }
         None
     }
 
     /// Head and tail of the file: is it the format it claims, and was it written to the end?
     /// `sha1`: the content's SHA-1 when the caller already read the whole file.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn quick(
-        &self,
-        row: &AssetRow,
-        kind: FileKind,
-        root: &Root,
-        rel: &Path,
-        host: PathBuf,
-        meta: Meta,
-        sha1: Option<[u8; 20]>,
-    ) -> Option<Fault0> {
+    pub(crate) fn quick(&self, f: FileCtx<'_>, sha1: Option<[u8; 20]>) -> Option<Fault0> {
+        let FileCtx {
+            row,
+            kind,
+            root,
+            rel,
+            host,
+            meta,
+        } = f;
         let file = match root.open_read(rel) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -242,7 +249,17 @@ impl Checker {
             // Precedence (DESIGN §1): corrupt before size_mismatch before checksum_mismatch.
             Verdict::Ok => match self.full(&file, meta.size, report.format, report.jpeg) {
                 Some(detail) => (Fault::Corrupt, detail),
-                None => return self.content_ok(row, kind, host, meta, Some((file, sha1))),
+                None => {
+                    let f = FileCtx {
+                        row,
+                        kind,
+                        root,
+                        rel,
+                        host,
+                        meta,
+                    };
+                    return self.content_ok(f, Some((file, sha1)));
+                }
             },
         };
         Some(Fault0::new(fault, Some(host), format!("{detail}{note}")))
@@ -281,12 +298,16 @@ impl Checker {
     /// computed, its SHA-1; `None` when the manifest's stored SHA-1 was already compared.
     pub(crate) fn content_ok(
         &self,
-        row: &AssetRow,
-        kind: FileKind,
-        host: PathBuf,
-        meta: Meta,
+        f: FileCtx<'_>,
         read: Option<(std::fs::File, Option<[u8; 20]>)>,
     ) -> Option<Fault0> {
+        let FileCtx {
+            row,
+            kind,
+            host,
+            meta,
+            ..
+        } = f;
         match row.original_size {
             Some(want) if kind == FileKind::Original && want != meta.size => Some(Fault0::new(
                 Fault::SizeMismatch,
@@ -454,17 +475,16 @@ impl Checker {
     }
 
     /// A row stored under a media spelling Immich no longer uses.
-    #[allow(clippy::too_many_arguments)]
     fn stale_prefix(
         &self,
         row: &AssetRow,
         f: &FileRef,
         root: &Root,
         rel: &Path,
-        host: PathBuf,
         obs: Observation,
         active: &str,
     ) -> Fault0 {
+        let host = root.host.join(rel);
         let active_root = self.map.active_media().unwrap_or("?");
         match obs {
             Observation::File(meta) => match self.matches(row, f.kind, &host, &meta) {

@@ -5,7 +5,9 @@
 //! reading a file and tells what it read. Classification into a [`Fault`](crate::Fault)
 //! happens in this module and nowhere else.
 
+mod cached;
 pub(crate) mod checker;
+mod context;
 pub mod decode;
 pub mod formats;
 pub mod manifest;
