@@ -317,3 +317,32 @@ fn write_table(
             .collect::<String>()
     )
 }
+
+/// Repairs act on the parts a scan checked; say which were left out.
+pub(crate) fn warn_unchecked(summary: &immich_integrity::Summary, verb: &str) {
+    for u in &summary.unchecked {
+        eprintln!(
+            "immich-integrity: {} rows were not checked ({}), so none of them is {verb}",
+            u.part, u.reason
+        );
+    }
+}
+
+/// Writes `bytes` to `dest` through a temporary file beside it, so `dest` is never half written.
+pub(crate) fn write_atomically(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    let tmp = dest.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dest)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}

@@ -91,6 +91,13 @@ pub fn init_logging(verbose: u8, quiet: bool, color: ColorChoice) {
         .try_init();
 }
 
+/// The global presentation flags.
+#[derive(Clone, Copy)]
+pub(crate) struct Ui {
+    pub(crate) color: ColorChoice,
+    pub(crate) quiet: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

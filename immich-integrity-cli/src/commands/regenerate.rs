@@ -2,7 +2,10 @@
 //! metadata, through its API per owner (`--via api`) or by making the database say the files
 //! are missing and starting the queue in "Missing" mode (`--via queue`).
 
-use crate::{LibraryArgs, EXIT_CLEAN, EXIT_FAULTS, EXIT_INTERRUPTED};
+use crate::args::{db_url_of, load_install, scan_options, LibraryArgs};
+use crate::exit::{fail, Exit};
+use crate::report::warn_unchecked;
+use crate::signals::install_signal_handlers;
 use immich_integrity::api::{ApiKey, Client, Outcome, RetryPolicy};
 use immich_integrity::regenerate::{self as regen, BatchStatus, Keys, Purpose};
 use immich_integrity::Completion;
@@ -82,10 +85,6 @@ pub struct RegenArgs {
     timeout: u64,
 }
 
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    crate::fail(msg)
-}
-
 pub fn run(args: RegenArgs, purpose: Purpose) -> ExitCode {
     if args.batch == 0 {
         return fail("--batch must be at least 1");
@@ -134,18 +133,16 @@ pub fn run(args: RegenArgs, purpose: Purpose) -> ExitCode {
     };
     let (targets, db_url, cancel) = match &args.from {
         None => {
-            let opts = match crate::scan_options(args.library) {
+            let opts = match scan_options(args.library) {
                 Ok(o) => o,
                 Err(e) => return fail(e),
             };
             let mut findings: Vec<immich_integrity::Finding> = Vec::new();
             match immich_integrity::scan(&opts, &mut findings) {
-                Ok(s) if s.completion == Completion::Complete => {
-                    crate::warn_unchecked(&s, "queued")
-                }
+                Ok(s) if s.completion == Completion::Complete => warn_unchecked(&s, "queued"),
                 Ok(s) if s.completion == Completion::Interrupted => {
                     eprintln!("immich-integrity: interrupted during the scan; nothing sent");
-                    return ExitCode::from(EXIT_INTERRUPTED);
+                    return ExitCode::from(Exit::Interrupted);
                 }
                 Ok(_) => return fail("the scan did not complete; nothing sent"),
                 Err(e) => return fail(e),
@@ -158,10 +155,10 @@ pub fn run(args: RegenArgs, purpose: Purpose) -> ExitCode {
         }
         Some(from) => {
             let cancel = Arc::new(AtomicBool::new(false));
-            crate::install_signal_handlers(cancel.clone());
+            install_signal_handlers(cancel.clone());
             let url = if rest.via == Via::Queue {
-                match crate::load_install(args.library.env_file.as_deref())
-                    .and_then(|i| crate::db_url_of(args.library.db_url.clone(), &i))
+                match load_install(args.library.env_file.as_deref())
+                    .and_then(|i| db_url_of(args.library.db_url.clone(), &i))
                 {
                     Ok(u) => Some(u),
                     Err(e) => return fail(e),
@@ -277,7 +274,7 @@ fn run_api(
             batches.len(),
             batches.iter().map(|b| b.asset_ids.len()).sum::<usize>()
         );
-        return ExitCode::from(EXIT_CLEAN);
+        return ExitCode::from(Exit::Clean);
     }
     let client = client.expect("checked: --apply needs --server");
     let mut progress = |r: &regen::BatchResult| {
@@ -334,12 +331,12 @@ fn run_api(
             "immich-integrity: interrupted; accepted batches are recorded in {}",
             rest.state.display()
         );
-        return ExitCode::from(EXIT_INTERRUPTED);
+        return ExitCode::from(Exit::Interrupted);
     }
     ExitCode::from(if report.all_accepted() {
-        EXIT_CLEAN
+        Exit::Clean
     } else {
-        EXIT_FAULTS
+        Exit::Faults
     })
 }
 
@@ -399,7 +396,7 @@ fn run_queue(
             plan.steps.len(),
             plan.queues.len()
         );
-        return ExitCode::from(EXIT_CLEAN);
+        return ExitCode::from(Exit::Clean);
     }
     let client = client.expect("checked: --apply needs --server");
     let admin = keys.fallback.as_ref().expect("checked above");
@@ -445,7 +442,7 @@ fn run_queue(
              restored from {}); nothing is left for you to undo",
             rest.journal.display()
         );
-        return ExitCode::from(EXIT_FAULTS);
+        return ExitCode::from(Exit::Faults);
     }
     if !report.all_started() {
         println!(
@@ -455,11 +452,11 @@ fn run_queue(
         );
     }
     if report.interrupted {
-        return ExitCode::from(EXIT_INTERRUPTED);
+        return ExitCode::from(Exit::Interrupted);
     }
     ExitCode::from(if report.all_started() {
-        EXIT_CLEAN
+        Exit::Clean
     } else {
-        EXIT_FAULTS
+        Exit::Faults
     })
 }

@@ -1,9 +1,9 @@
 //! `immich-integrity explain-report`: our verdict on each row of Immich v3's own
 //! `integrity_report` table (read-only).
 
-use crate::orphans::write_atomically;
-use crate::report::Format;
-use crate::{fail, scan_options, LibraryArgs, EXIT_CLEAN, EXIT_FAULTS};
+use crate::args::{scan_options, LibraryArgs};
+use crate::exit::{fail, Exit};
+use crate::report::{write_atomically, Format};
 use immich_integrity::explain::{explain_report, ExplainReport, Explanation};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -176,8 +176,8 @@ pub fn run_explain(args: ExplainArgs) -> ExitCode {
         );
     }
     ExitCode::from(if report.summary.is_clean() {
-        EXIT_CLEAN
+        Exit::Clean
     } else {
-        EXIT_FAULTS
+        Exit::Faults
     })
 }

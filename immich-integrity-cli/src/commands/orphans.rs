@@ -1,9 +1,11 @@
 //! `immich-integrity orphans`: list files under the media root that no row references.
 
-use crate::{fail, scan_options, LibraryArgs, EXIT_CLEAN, EXIT_FAULTS};
+use crate::args::{scan_options, LibraryArgs};
+use crate::exit::{fail, Exit};
+use crate::report::write_atomically;
 use immich_integrity::orphans::{find_orphans, Orphan, OrphanReport};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -82,24 +84,6 @@ fn table_line(o: &Orphan) -> String {
     }
 }
 
-pub(crate) fn write_atomically(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "report".into());
-    let tmp = dest.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dest)
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
-}
-
 pub fn run_orphans(args: OrphansArgs) -> ExitCode {
     let opts = match scan_options(args.library) {
         Ok(o) => o,
@@ -109,7 +93,7 @@ pub fn run_orphans(args: OrphansArgs) -> ExitCode {
         Ok(r) => r,
         Err(immich_integrity::Error::Interrupted) => {
             eprintln!("immich-integrity: interrupted; no report written");
-            return ExitCode::from(crate::EXIT_INTERRUPTED);
+            return ExitCode::from(Exit::Interrupted);
         }
         Err(e) => return fail(e),
     };
@@ -125,8 +109,8 @@ pub fn run_orphans(args: OrphansArgs) -> ExitCode {
         return fail(format!("cannot write the report: {e}"));
     }
     ExitCode::from(if report.orphans.is_empty() {
-        EXIT_CLEAN
+        Exit::Clean
     } else {
-        EXIT_FAULTS
+        Exit::Faults
     })
 }

@@ -1,6 +1,7 @@
 //! `immich-integrity doctor`: one line per check (OK / WARN / FAIL, the finding, the fix).
 
-use crate::{scan_options, LibraryArgs, EXIT_CLEAN, EXIT_FAILED, EXIT_FAULTS};
+use crate::args::{scan_options, LibraryArgs};
+use crate::exit::{fail, Exit};
 use immich_integrity::doctor::{self, DoctorOptions, Report, Status};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -44,13 +45,13 @@ pub struct DoctorArgs {
 }
 
 pub fn run(args: DoctorArgs) -> ExitCode {
-    let db_data_dir = match crate::load_install(args.library.env_file.as_deref()) {
+    let db_data_dir = match crate::args::load_install(args.library.env_file.as_deref()) {
         Ok(i) => i.db_data_location,
-        Err(e) => return crate::fail(e),
+        Err(e) => return fail(e),
     };
     let scan = match scan_options(args.library) {
         Ok(o) => o,
-        Err(e) => return crate::fail(e),
+        Err(e) => return fail(e),
     };
     let mut opts = DoctorOptions::new(scan.source.db_url);
     opts.media_root = scan.media_root;
@@ -65,19 +66,19 @@ pub fn run(args: DoctorArgs) -> ExitCode {
         DoctorFormat::Text => print!("{}", render(&report)),
         DoctorFormat::Json => match serde_json::to_string_pretty(&report) {
             Ok(s) => println!("{s}"),
-            Err(e) => return crate::fail(format!("cannot encode the report: {e}")),
+            Err(e) => return fail(format!("cannot encode the report: {e}")),
         },
     }
     ExitCode::from(exit_code(&report))
 }
 
-fn exit_code(report: &Report) -> u8 {
+fn exit_code(report: &Report) -> Exit {
     if !report.database_checked {
-        EXIT_FAILED
+        Exit::Failed
     } else if report.worst() == Status::Fail {
-        EXIT_FAULTS
+        Exit::Faults
     } else {
-        EXIT_CLEAN
+        Exit::Clean
     }
 }
 

@@ -1,0 +1,175 @@
+//! The arguments every library command shares (where the database and the media are, whose
+//! access matters, which rows to read), and the [`ScanOptions`] they become.
+
+use crate::signals::install_signal_handlers;
+use immich_integrity::{FileKind, Identity, ScanOptions};
+use std::path::PathBuf;
+
+/// Where the library is and whose access matters (shared by every command that reads it).
+#[derive(clap::Args)]
+pub(crate) struct LibraryArgs {
+    /// PostgreSQL URL of Immich's database.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub(crate) db_url: Option<String>,
+    /// Immich's docker `.env` (beside docker-compose.yml): database, UPLOAD_LOCATION and the
+    /// server's bind mounts are read from it and the compose file. Explicit flags win.
+    #[arg(long)]
+    pub(crate) env_file: Option<PathBuf>,
+    /// Host folder holding Immich's upload/, thumbs/, encoded-video/ ... folders (UPLOAD_LOCATION).
+    #[arg(long)]
+    media_root: Option<PathBuf>,
+    /// Immich's media location inside the container (default: read from the database).
+    #[arg(long)]
+    media_location: Option<String>,
+    /// CONTAINER=HOST path mapping (repeatable), e.g. /mnt/photos=/tank/photos.
+    #[arg(long = "map", value_parser = parse_map)]
+    maps: Vec<(String, PathBuf)>,
+    /// Evaluate read access for the uid[:gid] the Immich server runs as.
+    #[arg(long, value_parser = Identity::parse)]
+    as_user: Option<Identity>,
+    /// Worker threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    jobs: usize,
+    /// Check only shard K of N (0-based): N processes with K = 0..N cover every asset once.
+    #[arg(long)]
+    shard: Option<immich_integrity::Shard>,
+    /// Also check assets in the trash.
+    #[arg(long)]
+    include_trashed: bool,
+    /// Reconnect attempts after a lost database connection (reset, terminated, server
+    /// restarting) before giving up; the scan resumes after the last row read. 0 = never.
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
+    /// Only assets (and persons, profile image) of these users: ids or e-mail addresses,
+    /// repeatable or comma-separated.
+    #[arg(long = "owner", value_name = "ID|EMAIL", value_delimiter = ',')]
+    owners: Vec<String>,
+    /// Only assets of this external library (id); persons and profile images are skipped.
+    #[arg(long, value_name = "ID")]
+    library: Option<String>,
+    /// Only these file kinds, comma-separated: original, sidecar, preview, thumbnail,
+    /// fullsize, encoded_video, person_thumbnail, profile_image.
+    #[arg(long = "kind", value_name = "KIND", value_delimiter = ',')]
+    kinds: Vec<FileKind>,
+    /// At most N assets (the first in id order); persons and users are not limited.
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+    /// Only rows created or updated after this date (YYYY-MM-DD, UTC) or RFC 3339 instant.
+    #[arg(long, value_name = "DATE", value_parser = parse_since)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Rows fetched per database round trip.
+    #[arg(long, default_value_t = 2000, hide = true)]
+    batch_size: usize,
+}
+
+fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for f in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Ok(t.and_utc());
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            format!("--since wants a date like 2026-01-31 or 2026-01-31T08:00:00Z, got {s:?}")
+        })
+}
+
+fn parse_map(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((c, h)) if !c.is_empty() && !h.is_empty() => Ok((c.to_string(), PathBuf::from(h))),
+        _ => Err(format!("--map wants CONTAINER=HOST, got {s:?}")),
+    }
+}
+
+pub(crate) fn load_install(
+    env_file: Option<&std::path::Path>,
+) -> Result<immich_integrity::envfile::InstallConfig, String> {
+    match env_file {
+        Some(p) => immich_integrity::envfile::load(p)
+            .map_err(|e| format!("cannot read {}: {e}", p.display())),
+        None => Ok(Default::default()),
+    }
+}
+
+pub(crate) fn db_url_of(
+    flag: Option<String>,
+    install: &immich_integrity::envfile::InstallConfig,
+) -> Result<String, String> {
+    flag.or_else(|| install.db_url.clone())
+        .ok_or_else(|| "no database: pass --db-url, --env-file or set DATABASE_URL".to_string())
+}
+
+/// Scan options from flags, then the install's files: explicit flags win.
+pub(crate) fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
+    let install = load_install(args.env_file.as_deref())?;
+    let mut opts = ScanOptions::new(db_url_of(args.db_url, &install)?);
+    opts.media_root = args.media_root.or(install.media_root);
+    opts.media_location = args.media_location.or(install.media_location);
+    opts.maps = install.maps;
+    for (c, h) in args.maps {
+        opts.maps.retain(|(ic, _)| ic != &c);
+        opts.maps.push((c, h));
+    }
+    opts.as_user = match (args.as_user, &install.server_user) {
+        (Some(u), _) => Some(u),
+        (None, Some(u)) => {
+            Some(Identity::parse(u).map_err(|e| format!("the compose file's user: {e}"))?)
+        }
+        (None, None) => None,
+    };
+    opts.jobs = args.jobs;
+    opts.source.include_trashed = args.include_trashed;
+    opts.source.shard = args.shard;
+    opts.source.batch_size = args.batch_size.max(1);
+    opts.source.retries = args.retries;
+    opts.source.owners = args.owners;
+    opts.source.library = args.library;
+    opts.source.kinds = args.kinds;
+    opts.source.limit = args.limit;
+    opts.source.since = args.since;
+    if opts.source.is_filtered() {
+        tracing::info!(
+            owners = ?opts.source.owners,
+            library = ?opts.source.library,
+            kinds = ?opts.source.kinds,
+            limit = ?opts.source.limit,
+            since = ?opts.source.since,
+            "filters"
+        );
+    }
+    install_signal_handlers(opts.cancel.clone());
+    Ok(opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_since;
+
+    #[test]
+    fn since_accepts_dates_and_instants_in_utc() {
+        let t = |s: &str| parse_since(s).map(|d| d.to_rfc3339());
+        assert_eq!(t("2026-01-31").unwrap(), "2026-01-31T00:00:00+00:00");
+        assert_eq!(t("2026-01-31 08:30").unwrap(), "2026-01-31T08:30:00+00:00");
+        assert_eq!(
+            t("2026-01-31T08:30:00+02:00").unwrap(),
+            "2026-01-31T06:30:00+00:00"
+        );
+        assert!(t("31/01/2026")
+            .unwrap_err()
+            .contains("--since wants a date"));
+        assert!(t("2026-02-30").is_err());
+    }
+}

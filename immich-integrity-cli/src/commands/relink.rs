@@ -1,0 +1,153 @@
+//! `relink`: point rows of `moved` files at where the files really are.
+
+use crate::args::{scan_options, LibraryArgs};
+use crate::exit::{fail, Exit};
+use crate::report::warn_unchecked;
+use immich_integrity::Completion;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub(crate) struct RelinkArgs {
+    #[command(flatten)]
+    library: LibraryArgs,
+    /// Take the moved findings from a saved `scan --format jsonl` report instead of scanning.
+    #[arg(long)]
+    from: Option<PathBuf>,
+    /// Change the database. Without it, only print the plan.
+    #[arg(long)]
+    apply: bool,
+    /// Undo journal (JSON Lines, fsync'd before each batch).
+    #[arg(long, default_value = "immich-integrity-relink.journal")]
+    journal: PathBuf,
+    /// Rows per transaction.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Plan a top folder whose moved rows all moved the same way (e.g. `upload/` ->
+    /// `upload/upload/`) as one prefix rewrite once it has at least this many rows (0 = never).
+    #[arg(long, default_value_t = 10)]
+    prefix_min: usize,
+}
+
+pub(crate) fn run(args: RelinkArgs) -> ExitCode {
+    use immich_integrity::relink;
+    let opts = match scan_options(args.library) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let steps = match &args.from {
+        Some(report) => match relink::plan_from_report(report) {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        },
+        None => {
+            let mut findings: Vec<immich_integrity::Finding> = Vec::new();
+            match immich_integrity::scan(&opts, &mut findings) {
+                Ok(s) if s.completion == Completion::Complete => {
+                    warn_unchecked(&s, "relinked");
+                    relink::plan(&findings)
+                }
+                Ok(s) if s.completion == Completion::Interrupted => {
+                    eprintln!("immich-integrity: interrupted during the scan; nothing relinked");
+                    return ExitCode::from(Exit::Interrupted);
+                }
+                Ok(_) => return fail("the scan did not complete; nothing relinked"),
+                Err(e) => return fail(e),
+            }
+        }
+    };
+    let plan = relink::plan_prefixes(steps, args.prefix_min);
+    let print_rows = |rows: &[relink::RelinkStep]| {
+        for s in rows {
+            println!(
+                "{} {} {}: {} -> {}",
+                if args.apply { "relink" } else { "would relink" },
+                s.file,
+                s.id,
+                s.old,
+                s.new
+            );
+        }
+    };
+    if !args.apply {
+        let checks = match relink::check_prefixes(&opts.source.db_url, &plan) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        let (mut rewritten, mut single) = (0u64, plan.rows.len());
+        for (p, c) in plan.prefixes.iter().zip(&checks) {
+            match &c.verdict {
+                Ok(n) => {
+                    rewritten += n;
+                    println!(
+                        "prefix rewrite {} -> {}, {n} rows",
+                        c.old_prefix, c.new_prefix
+                    )
+                }
+                Err(why) => {
+                    println!(
+                        "prefix {} -> {} cannot be one rewrite ({why}); its {} rows one by one:",
+                        c.old_prefix,
+                        c.new_prefix,
+                        p.steps.len()
+                    );
+                    print_rows(&p.steps);
+                    single += p.steps.len();
+                }
+            }
+        }
+        print_rows(&plan.rows);
+        println!(
+            "dry run: {} rows would be relinked ({rewritten} by prefix rewrite, {single} one by \
+             one); pass --apply to change the database",
+            rewritten as usize + single
+        );
+        return ExitCode::from(Exit::Clean);
+    }
+    match relink::apply_plan(
+        &opts.source.db_url,
+        &plan,
+        &args.journal,
+        args.batch,
+        &opts.cancel,
+    ) {
+        Ok(report) => {
+            for (p, q, n) in &report.prefix_rewrites {
+                println!("prefix rewrite {p} -> {q}, {n} rows");
+            }
+            for (p, q, why) in &report.prefix_fallbacks {
+                println!("prefix {p} -> {q} was relinked row by row: {why}");
+            }
+            for (s, why) in &report.skipped {
+                println!("skipped {} {}: {why}", s.file, s.id);
+            }
+            if report.interrupted {
+                let rolled = report
+                    .rolled_back
+                    .map(|b| format!("batch {b} was rolled back whole; "))
+                    .unwrap_or_default();
+                eprintln!(
+                    "immich-integrity: interrupted: {rolled}{} rows in {} committed batches stay \
+                     relinked (the journal says so); undo with: immich-integrity undo {}",
+                    report.applied.len(),
+                    report.batches,
+                    args.journal.display()
+                );
+                return ExitCode::from(Exit::Interrupted);
+            }
+            println!(
+                "relinked {} rows in {} batches, skipped {}; undo with: immich-integrity undo {}",
+                report.applied.len(),
+                report.batches,
+                report.skipped.len(),
+                args.journal.display()
+            );
+            ExitCode::from(if report.skipped.is_empty() {
+                Exit::Clean
+            } else {
+                Exit::Faults
+            })
+        }
+        Err(e) => fail(e),
+    }
+}
