@@ -104,7 +104,7 @@ for n in "${sizes[@]}"; do
   # rows (quick, full, hash, cat, sha1sum) all run from the page cache.
   find "$dir" -type f -print0 | xargs -0 cat > /dev/null
   r[quick]=$(measure "${scan[@]}" --level quick)
-  # `hash` includes `full` (each level includes the one before, DESIGN): hash - full is
+  # `hash` includes `full` (each level includes the one before; README, Design notes): hash - full is
   # what the SHA-1 pass itself costs, the figure to hold against sha1sum.
   r[full]=$(measure "${scan[@]}" --level full)
   r[hash]=$(measure "${scan[@]}" --level hash)

@@ -90,7 +90,7 @@ impl std::str::FromStr for FileKind {
     }
 }
 
-/// What is wrong with a file. Ordered from most to least specific (DESIGN §1):
+/// What is wrong with a file. Ordered from most to least specific (README, Design notes):
 /// when several apply, the classifier reports the first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -181,7 +181,7 @@ impl Repair {
     }
 }
 
-/// How deep to look at each file (DESIGN §1). Each level includes the previous ones.
+/// How deep to look at each file (README, Design notes). Each level includes the previous ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
@@ -261,7 +261,7 @@ pub struct AssetRow {
     pub files: Vec<FileRef>,
 }
 
-/// One faulty file, or one missing mount. The field names are the output contract (DESIGN §2).
+/// One faulty file, or one missing mount. The field names are the output contract (README, Findings).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// The asset (or person, or user) id; `None` for a missing mount.

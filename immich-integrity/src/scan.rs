@@ -108,7 +108,7 @@ pub enum Completion {
     Failed(String),
 }
 
-/// The summary line of a report (DESIGN §2).
+/// The summary line of a report (README, Findings).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     /// Always `true`: tells the summary line from finding lines in JSON Lines.

@@ -246,7 +246,7 @@ impl Checker {
         let (fault, detail) = match report.verdict {
             Verdict::Truncated(d) => (Fault::Truncated, d),
             Verdict::Corrupt(d) => (Fault::Corrupt, d),
-            // Precedence (DESIGN §1): corrupt before size_mismatch before checksum_mismatch.
+            // Precedence (README, Design notes): corrupt before size_mismatch before checksum_mismatch.
             Verdict::Ok => match self.full(&file, meta.size, report.format, report.jpeg) {
                 Some(detail) => (Fault::Corrupt, detail),
                 None => {

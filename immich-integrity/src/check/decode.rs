@@ -12,7 +12,7 @@
 //! - **JPEG** (with the `video` feature) is decoded by FFmpeg's `mjpeg` decoder with
 //!   `err_detect = crccheck+bitstream+buffer+explode` (what `ffmpeg -xerror` does), after the
 //!   size its SOF header declares was held against the same limits. The zune-jpeg decoder
-//!   behind `image` forgives bit flips and truncation (DESIGN §1) that this one refuses; it
+//!   behind `image` forgives bit flips and truncation (README, The full level) that this one refuses; it
 //!   still decodes JPEGs larger than [`MAX_STRICT_JPEG`] and every JPEG without `video`.
 //! - **Videos** (MP4/MOV/3GP, Matroska/WebM; `video` feature): the container is opened, the
 //!   best video stream found and the first [`MAX_FRAMES`] frames decoded with the same error
@@ -278,7 +278,7 @@ fn jpeg_frame(bytes: &[u8]) -> JpegFrame {
 
 /// A JPEG, decoded by FFmpeg's mjpeg decoder with error detection set to explode, after its
 /// declared size (`header`, or read now when not known) was held against `limits`. Only this decoder: zune-jpeg (behind `image`)
-/// accepts truncated and bit-flipped scans that this one refuses (DESIGN §1), so running
+/// accepts truncated and bit-flipped scans that this one refuses (README, The full level), so running
 /// both only doubled the cost (the scale benchmark's thumbnails are mostly decoder setup).
 fn decode_jpeg(
     bytes: &[u8],
