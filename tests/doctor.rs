@@ -275,7 +275,10 @@ fn paths_under_another_root_than_media_location_fail() {
     assert_eq!(c.status, Status::Fail, "{c:?}");
     assert!(c.message.starts_with("3 of "), "{c:?}");
     assert!(c.message.contains("3 under /usr/src/app/upload"), "{c:?}");
-    assert!(c.fix.as_ref().unwrap().contains("relink --apply"), "{c:?}");
+    assert!(
+        c.fix.as_ref().unwrap().contains("relink::apply_plan"),
+        "{c:?}"
+    );
 }
 
 #[test]

@@ -25,13 +25,13 @@ pub(crate) struct LibraryArgs {
     #[arg(long = "map", value_parser = parse_map)]
     maps: Vec<(String, PathBuf)>,
     /// Evaluate read access for the uid[:gid] the Immich server runs as.
-    #[arg(long, value_parser = Identity::parse)]
+    #[arg(long, value_parser = parse_identity)]
     as_user: Option<Identity>,
     /// Worker threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     jobs: usize,
     /// Check only shard K of N (0-based): N processes with K = 0..N cover every asset once.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_shard)]
     shard: Option<immich_integrity::Shard>,
     /// Also check assets in the trash.
     #[arg(long)]
@@ -87,6 +87,14 @@ fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         })
 }
 
+fn parse_identity(s: &str) -> Result<Identity, String> {
+    Identity::parse(s).map_err(|e| crate::hints::render(&e))
+}
+
+fn parse_shard(s: &str) -> Result<immich_integrity::Shard, String> {
+    s.parse().map_err(|e: String| crate::hints::render(&e))
+}
+
 fn parse_map(s: &str) -> Result<(String, PathBuf), String> {
     match s.split_once('=') {
         Some((c, h)) if !c.is_empty() && !h.is_empty() => Ok((c.to_string(), PathBuf::from(h))),
@@ -126,7 +134,7 @@ pub(crate) fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
     opts.as_user = match (args.as_user, &install.server_user) {
         (Some(u), _) => Some(u),
         (None, Some(u)) => {
-            Some(Identity::parse(u).map_err(|e| format!("the compose file's user: {e}"))?)
+            Some(parse_identity(u).map_err(|e| format!("the compose file's user: {e}"))?)
         }
         (None, None) => None,
     };

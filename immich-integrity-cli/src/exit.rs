@@ -27,6 +27,9 @@ impl From<Exit> for ExitCode {
 
 /// Prints `msg` as the tool's error; the run could not be done.
 pub(crate) fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("immich-integrity: {msg}");
+    eprintln!(
+        "immich-integrity: {}",
+        crate::hints::render(&msg.to_string())
+    );
     ExitCode::from(Exit::Failed)
 }

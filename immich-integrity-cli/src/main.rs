@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod exit;
+mod hints;
 mod progress;
 mod report;
 mod signals;

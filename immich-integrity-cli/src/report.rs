@@ -153,6 +153,7 @@ impl ReportSink {
 
     /// Writes the summary, flushes, and moves the file into place.
     pub fn finish(mut self, summary: &Summary) -> io::Result<()> {
+        let summary = &crate::hints::summary(summary);
         if let Some(m) = self.meter.take() {
             m.finish();
         }
@@ -213,6 +214,7 @@ impl ReportSink {
 
 impl Observer for ReportSink {
     fn finding(&mut self, f: &Finding) {
+        let f = &crate::hints::finding(f);
         match self.format {
             Format::Jsonl => self.write_line(f),
             Format::Csv => self.write_raw(&csv_row(f)),

@@ -87,3 +87,100 @@ impl Error {
         move |source| Error::Query { context, source }
     }
 }
+
+/// Something a message asks the caller to set or run, named by this library's own API.
+///
+/// Library messages (errors, finding details, doctor checks, explanations) spell each hint as
+/// [`Hint::name`], e.g. `` `ScanOptions::media_root` ``. A front end that exposes the option
+/// under another name renders a message for its users with [`Hint::render`]; the CLI turns
+/// `` `ScanOptions::media_root` `` into `--media-root`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Hint {
+    /// [`ScanOptions::media_root`](crate::ScanOptions::media_root): the host folder of
+    /// Immich's media location.
+    MediaRoot,
+    /// [`ScanOptions::maps`](crate::ScanOptions::maps): container-to-host path mappings.
+    Maps,
+    /// [`SourceOptions::db_url`](crate::SourceOptions::db_url): the database URL.
+    DbUrl,
+    /// An install's `.env` read by [`envfile::load`](crate::envfile::load).
+    EnvFile,
+    /// [`ScanOptions::as_user`](crate::ScanOptions::as_user): whose access to evaluate.
+    AsUser,
+    /// [`SourceOptions::shard`](crate::SourceOptions::shard).
+    Shard,
+    /// [`SourceOptions::since`](crate::SourceOptions::since).
+    Since,
+    /// [`SourceOptions::include_trashed`](crate::SourceOptions::include_trashed).
+    IncludeTrashed,
+    /// [`ScanOptions::manifest`](crate::ScanOptions::manifest).
+    Manifest,
+    /// [`ScanOptions::level`](crate::ScanOptions::level).
+    Level,
+    /// The server address given to [`api::Client::new`](crate::api::Client::new).
+    Server,
+    /// The [`api::ApiKey`](crate::api::ApiKey) a request is sent with.
+    ApiKey,
+    /// A scan: [`scan`](crate::scan()).
+    Scan,
+    /// Applying a relink: [`relink::apply_plan`](crate::relink::apply_plan).
+    RelinkApply,
+}
+
+impl Hint {
+    /// Every hint, for a front end building its own names.
+    pub const ALL: [Hint; 14] = [
+        Hint::MediaRoot,
+        Hint::Maps,
+        Hint::DbUrl,
+        Hint::EnvFile,
+        Hint::AsUser,
+        Hint::Shard,
+        Hint::Since,
+        Hint::IncludeTrashed,
+        Hint::Manifest,
+        Hint::Level,
+        Hint::Server,
+        Hint::ApiKey,
+        Hint::Scan,
+        Hint::RelinkApply,
+    ];
+
+    /// How library messages spell this hint (with the backticks).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Hint::MediaRoot => "`ScanOptions::media_root`",
+            Hint::Maps => "`ScanOptions::maps`",
+            Hint::DbUrl => "`SourceOptions::db_url`",
+            Hint::EnvFile => "`envfile::load`",
+            Hint::AsUser => "`ScanOptions::as_user`",
+            Hint::Shard => "`SourceOptions::shard`",
+            Hint::Since => "`SourceOptions::since`",
+            Hint::IncludeTrashed => "`SourceOptions::include_trashed`",
+            Hint::Manifest => "`ScanOptions::manifest`",
+            Hint::Level => "`ScanOptions::level`",
+            Hint::Server => "`api::Client::new`'s server",
+            Hint::ApiKey => "`api::ApiKey`",
+            Hint::Scan => "`immich_integrity::scan`",
+            Hint::RelinkApply => "`relink::apply_plan`",
+        }
+    }
+
+    /// `text` with every hint's [`name`](Hint::name) replaced by what `name_of` says.
+    pub fn render(text: &str, name_of: impl Fn(Hint) -> &'static str) -> String {
+        let mut out = text.to_string();
+        for h in Hint::ALL {
+            if out.contains(h.name()) {
+                out = out.replace(h.name(), name_of(h));
+            }
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Hint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -53,7 +53,7 @@ pub use db::filters::{Shard, SourceOptions};
 pub use db::schema::{PersonKey, Schema, Timestamps};
 pub use db::source::{Next, Resumes, Source};
 pub use db::sql::UncheckedPart;
-pub use error::{Error, Result};
+pub use error::{Error, Hint, Result};
 pub use fs::access::Identity;
 pub use fs::pathmap::{MapEntry, Mapped, PathMap};
 pub use manifest::Manifest;

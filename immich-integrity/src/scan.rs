@@ -193,11 +193,12 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
     let mut checker = Checker::new(map, roots, identity, opts.level);
     if let Some(path) = &opts.manifest {
         if opts.level < Level::Quick {
-            return Err(Error::InvalidArgument(
-                "--manifest needs a content level (--level quick or deeper): \
-                 the exists level reads no content"
-                    .into(),
-            ));
+            return Err(Error::InvalidArgument(format!(
+                "{} needs a content level ({} quick or deeper): the exists level reads no \
+                 content",
+                crate::error::Hint::Manifest,
+                crate::error::Hint::Level
+            )));
         }
         checker.manifest = Some(crate::check::manifest::Session::open(
             path,
@@ -317,10 +318,11 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
             repair: Repair::None,
             detail: format!(
                 "{} (mapped from {}) is {}; {affected} referenced files under it were not checked: \
-                 mount it or pass --map {}=HOST",
+                 mount it or pass {} {}=HOST",
                 m.host.display(),
                 m.container,
                 m.why,
+                crate::error::Hint::Maps,
                 m.container
             ),
             affected: Some(affected),
@@ -379,11 +381,12 @@ pub fn build_map(opts: &ScanOptions, info: &SourceInfo) -> Result<PathMap> {
         .clone()
         .or_else(|| explicit_media.map(|(_, h)| h.clone()));
     let Some(media_host) = media_host else {
-        return Err(Error::InvalidArgument(
-            "no media root: pass --media-root HOST_DIR (the folder holding upload/, thumbs/, ...) \
-             or --map CONTAINER=HOST for the media location"
-                .into(),
-        ));
+        return Err(Error::InvalidArgument(format!(
+            "no media root: pass {} HOST_DIR (the folder holding upload/, thumbs/, ...) or {} \
+             CONTAINER=HOST for the media location",
+            crate::error::Hint::MediaRoot,
+            crate::error::Hint::Maps
+        )));
     };
     if !media_host.is_dir() {
         return Err(Error::MediaRoot {

@@ -2,6 +2,7 @@
 
 use crate::args::{scan_options, LibraryArgs};
 use crate::exit::{fail, Exit};
+use crate::hints;
 use immich_integrity::doctor::{self, DoctorOptions, Report, Status};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -61,7 +62,11 @@ pub fn run(args: DoctorArgs) -> ExitCode {
     opts.as_user = scan.as_user;
     opts.min_free_percent = args.min_free_percent;
     opts.max_backup_age = Duration::from_secs(args.max_backup_age_days.saturating_mul(86400));
-    let report = doctor::run(&opts);
+    let mut report = doctor::run(&opts);
+    for c in &mut report.checks {
+        c.message = hints::render(&c.message);
+        c.fix = c.fix.as_deref().map(hints::render);
+    }
     match args.format {
         DoctorFormat::Text => print!("{}", render(&report)),
         DoctorFormat::Json => match serde_json::to_string_pretty(&report) {

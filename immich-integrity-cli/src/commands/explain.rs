@@ -3,6 +3,7 @@
 
 use crate::args::{scan_options, LibraryArgs};
 use crate::exit::{fail, Exit};
+use crate::hints;
 use crate::report::{write_atomically, Format};
 use immich_integrity::explain::{explain_report, ExplainReport, Explanation};
 use std::collections::BTreeMap;
@@ -153,10 +154,13 @@ pub fn run_explain(args: ExplainArgs) -> ExitCode {
              --limit, --since and --shard do not apply",
         );
     }
-    let report = match explain_report(&opts) {
+    let mut report = match explain_report(&opts) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
+    for e in &mut report.explanations {
+        e.detail = hints::render(&e.detail);
+    }
     let bytes = match render(&report, args.format) {
         Ok(b) => b,
         Err(e) => return fail(format!("cannot render the report: {e}")),

@@ -4,6 +4,7 @@
 
 use crate::args::{db_url_of, load_install, scan_options, LibraryArgs};
 use crate::exit::{fail, Exit};
+use crate::hints::render;
 use crate::report::warn_unchecked;
 use crate::signals::install_signal_handlers;
 use immich_integrity::api::{ApiKey, Client, Outcome, RetryPolicy};
@@ -285,14 +286,17 @@ fn run_api(
                 r.owner_id, r.job
             ),
             BatchStatus::Failed { reason, .. } => {
+                let reason = render(reason);
                 println!("failed: owner {} {} ids={ids}: {reason}", r.owner_id, r.job);
                 if ids <= 5 {
                     println!("  assets: {}", r.asset_ids.join(", "));
                 }
             }
             BatchStatus::Skipped { reason } => println!(
-                "not sent: owner {} {} ids={ids}: {reason}",
-                r.owner_id, r.job
+                "not sent: owner {} {} ids={ids}: {}",
+                r.owner_id,
+                r.job,
+                render(reason)
             ),
         }
     };
@@ -426,9 +430,12 @@ fn run_queue(
             }
             Outcome::Rejected {
                 status, message, ..
-            } => println!("queue {q} not started: {status}: {message}"),
+            } => println!("queue {q} not started: {status}: {}", render(message)),
             Outcome::GaveUp { reason, attempts } => {
-                println!("queue {q} not started after {attempts} attempts: {reason}")
+                println!(
+                    "queue {q} not started after {attempts} attempts: {}",
+                    render(reason)
+                )
             }
             Outcome::Interrupted { .. } => println!("queue {q} not started: interrupted"),
         }

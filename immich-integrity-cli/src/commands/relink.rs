@@ -2,6 +2,7 @@
 
 use crate::args::{scan_options, LibraryArgs};
 use crate::exit::{fail, Exit};
+use crate::hints::render;
 use crate::report::warn_unchecked;
 use immich_integrity::Completion;
 use std::path::PathBuf;
@@ -86,9 +87,10 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
                 }
                 Err(why) => {
                     println!(
-                        "prefix {} -> {} cannot be one rewrite ({why}); its {} rows one by one:",
+                        "prefix {} -> {} cannot be one rewrite ({}); its {} rows one by one:",
                         c.old_prefix,
                         c.new_prefix,
+                        render(why),
                         p.steps.len()
                     );
                     print_rows(&p.steps);
@@ -116,10 +118,10 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
                 println!("prefix rewrite {p} -> {q}, {n} rows");
             }
             for (p, q, why) in &report.prefix_fallbacks {
-                println!("prefix {p} -> {q} was relinked row by row: {why}");
+                println!("prefix {p} -> {q} was relinked row by row: {}", render(why));
             }
             for (s, why) in &report.skipped {
-                println!("skipped {} {}: {why}", s.file, s.id);
+                println!("skipped {} {}: {}", s.file, s.id, render(why));
             }
             if report.interrupted {
                 let rolled = report

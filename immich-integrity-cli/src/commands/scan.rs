@@ -71,10 +71,7 @@ pub(crate) fn run(args: ScanArgs, ui: Ui) -> ExitCode {
 
     let mut sink = match ReportSink::new(args.format, args.output.as_deref()) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("immich-integrity: {e}");
-            return ExitCode::from(Exit::Failed);
-        }
+        Err(e) => return fail(e),
     };
     // Progress only for a person watching stderr; the total costs one count(*) per table.
     if !ui.quiet && std::io::stderr().is_terminal() {
@@ -87,8 +84,7 @@ pub(crate) fn run(args: ScanArgs, ui: Ui) -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             sink.abandon();
-            eprintln!("immich-integrity: {e}");
-            return ExitCode::from(Exit::Failed);
+            return fail(e);
         }
     };
     for why in &summary.resumes {
@@ -113,7 +109,10 @@ pub(crate) fn run(args: ScanArgs, ui: Ui) -> ExitCode {
             ExitCode::from(Exit::Interrupted)
         }
         Completion::Failed(why) => {
-            eprintln!("immich-integrity: scan stopped early: {why}");
+            eprintln!(
+                "immich-integrity: scan stopped early: {}",
+                crate::hints::render(why)
+            );
             ExitCode::from(Exit::Failed)
         }
         Completion::Complete if !summary.unchecked.is_empty() => {

@@ -147,8 +147,11 @@ impl Checker {
                 return Some(Fault0::new(
                     Fault::OutsideRoot,
                     None,
-                    "not under the media location or any library import path \
-                     (add --map CONTAINER=HOST if it is mounted elsewhere)",
+                    format!(
+                        "not under the media location or any library import path \
+                         (add {} CONTAINER=HOST if it is mounted elsewhere)",
+                        crate::error::Hint::Maps
+                    ),
                 ));
             }
         };

@@ -227,11 +227,11 @@ impl Manifest {
             .set_cache_size(CACHE_BYTES)
             .create(path)
             .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => err(
-                    "is in use by another scan (one manifest per process; give each --shard \
-                     its own)"
-                        .into(),
-                ),
+                redb::DatabaseError::DatabaseAlreadyOpen => err(format!(
+                    "is in use by another scan (one manifest per process; give each {} its \
+                     own)",
+                    crate::error::Hint::Shard
+                )),
                 redb::DatabaseError::Storage(redb::StorageError::Io(e)) => {
                     err(format!("cannot open: {e}"))
                 }

@@ -103,8 +103,9 @@ impl Filters {
         };
         if opts.since.is_some() && !s.timestamps.asset {
             return Err(Error::InvalidArgument(format!(
-                "table {} has no createdAt/updatedAt columns, so --since cannot select by date",
-                s.asset_table
+                "table {} has no createdAt/updatedAt columns, so {} cannot select by date",
+                s.asset_table,
+                crate::error::Hint::Since
             )));
         }
         Ok(Filters {
@@ -206,7 +207,12 @@ pub struct Shard {
 impl std::str::FromStr for Shard {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Shard, String> {
-        let bad = || format!("--shard wants K/N with 0 <= K < N, got {s:?}");
+        let bad = || {
+            format!(
+                "{} wants K/N with 0 <= K < N, got {s:?}",
+                crate::error::Hint::Shard
+            )
+        };
         let (k, n) = s.split_once('/').ok_or_else(bad)?;
         let index: u32 = k.trim().parse().map_err(|_| bad())?;
         let count: u32 = n.trim().parse().map_err(|_| bad())?;

@@ -26,7 +26,12 @@ impl Identity {
 
     /// Parses `UID[:GID[,GID...]]`; without a group, the gid equals the uid.
     pub fn parse(s: &str) -> Result<Identity, String> {
-        let bad = || format!("--as-user wants UID[:GID[,GID...]], got {s:?}");
+        let bad = || {
+            format!(
+                "{} wants UID[:GID[,GID...]], got {s:?}",
+                crate::error::Hint::AsUser
+            )
+        };
         let (uid, gids) = match s.split_once(':') {
             Some((u, g)) => (u, Some(g)),
             None => (s, None),

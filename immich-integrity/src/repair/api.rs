@@ -208,7 +208,8 @@ impl Client {
         }
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(Error::InvalidArgument(format!(
-                "--server wants an http:// or https:// URL, got {base:?}"
+                "{} wants an http:// or https:// URL, got {base:?}",
+                crate::error::Hint::Server
             )));
         }
         if base.split("://").nth(1).is_some_and(|rest| {
@@ -216,9 +217,11 @@ impl Client {
                 .next()
                 .is_some_and(|authority| authority.contains('@'))
         }) {
-            return Err(Error::InvalidArgument(
-                "--server must not carry credentials; pass the API key with --api-key".into(),
-            ));
+            return Err(Error::InvalidArgument(format!(
+                "{} must not carry credentials; pass the API key with {}",
+                crate::error::Hint::Server,
+                crate::error::Hint::ApiKey
+            )));
         }
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(retry.timeout)
@@ -390,7 +393,10 @@ impl Client {
                 let to = resp.header("location").unwrap_or("?").to_string();
                 Attempt::Final(
                     status,
-                    format!("redirected to {to}; pass the final address as --server"),
+                    format!(
+                        "redirected to {to}; pass the final address as {}",
+                        crate::error::Hint::Server
+                    ),
                 )
             }
             Err(ureq::Error::Status(status, resp)) => {

@@ -34,7 +34,11 @@ pub(super) async fn database_checks(
             checks.push(Check::fail(
                 "database",
                 format!("the database URL {shown} is not valid: {e}"),
-                "pass --db-url postgres://USER:PASSWORD@HOST:PORT/DATABASE (or --env-file)",
+                format!(
+                    "pass {} postgres://USER:PASSWORD@HOST:PORT/DATABASE (or {})",
+                    crate::error::Hint::DbUrl,
+                    crate::error::Hint::EnvFile
+                ),
             ));
             return None;
         }
@@ -53,7 +57,11 @@ pub(super) async fn database_checks(
             return None;
         }
         Err(e) => {
-            checks.push(Check::fail("database", e.to_string(), "check --db-url"));
+            checks.push(Check::fail(
+                "database",
+                e.to_string(),
+                format!("check {}", crate::error::Hint::DbUrl),
+            ));
             return None;
         }
     };
@@ -84,7 +92,10 @@ pub(super) async fn database_checks(
             checks.push(Check::fail(
                 "schema",
                 e.to_string(),
-                "point --db-url at Immich's database (DB_DATABASE_NAME in .env, usually `immich`)",
+                format!(
+                    "point {} at Immich's database (DB_DATABASE_NAME in .env, usually `immich`)",
+                    crate::error::Hint::DbUrl
+                ),
             ));
             return None;
         }
@@ -206,7 +217,10 @@ pub(super) fn connect_failure(target: &str, shown: &str, e: &sqlx::Error, checks
             checks.push(Check::fail(
                 "credentials",
                 format!("PostgreSQL refused the login of {shown}: {e}"),
-                "use DB_USERNAME / DB_PASSWORD from Immich's .env (--env-file reads them)",
+                format!(
+                    "use DB_USERNAME / DB_PASSWORD from Immich's .env ({} reads them)",
+                    crate::error::Hint::EnvFile
+                ),
             ));
         }
         // invalid_catalog_name: no such database

@@ -28,8 +28,12 @@ pub(super) fn disk_checks(
             }
             (Some(d), _) => checks.push(Check::ok(
                 format!("disk {d}"),
-                "PostgreSQL data directory is not on this host (inside a container or on another \
-                 machine): not checked; --env-file with DB_DATA_LOCATION names its host folder",
+                format!(
+                    "PostgreSQL data directory is not on this host (inside a container or on \
+                     another machine): not checked; {} with DB_DATA_LOCATION names its host \
+                     folder",
+                    crate::error::Hint::EnvFile
+                ),
             )),
             (None, _) => {}
         }

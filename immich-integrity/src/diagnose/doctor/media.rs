@@ -131,8 +131,9 @@ pub(super) fn media_location_check(
                     }
                 ),
                 format!(
-                    "`immich-integrity scan` reports those rows as `moved` and `immich-integrity \
-                     relink --apply` rewrites them under {exp}"
+                    "{} reports those rows as `moved` and {} rewrites them under {exp}",
+                    crate::error::Hint::Scan,
+                    crate::error::Hint::RelinkApply
                 ),
             );
         }
@@ -154,7 +155,10 @@ pub(super) fn media_location_check(
         return Check::fail(
             NAME,
             format!("the media root {} is not a directory", h.display()),
-            "pass the host folder of UPLOAD_LOCATION as --media-root",
+            format!(
+                "pass the host folder of UPLOAD_LOCATION as {}",
+                crate::error::Hint::MediaRoot
+            ),
         );
     }
     let Some(host) = host else {
@@ -168,7 +172,11 @@ pub(super) fn media_location_check(
                     shown.join(", ")
                 }
             ),
-            "pass --media-root (UPLOAD_LOCATION) or --env-file",
+            format!(
+                "pass {} (UPLOAD_LOCATION) or {}",
+                crate::error::Hint::MediaRoot,
+                crate::error::Hint::EnvFile
+            ),
         );
     };
     let marked = MEDIA_FOLDERS
@@ -183,8 +191,11 @@ pub(super) fn media_location_check(
                  root the database's paths refer to",
                 host.display()
             ),
-            "pass the host folder of UPLOAD_LOCATION as --media-root (the one holding \
-             upload/, thumbs/, library/ ...)",
+            format!(
+                "pass the host folder of UPLOAD_LOCATION as {} (the one holding upload/, \
+                 thumbs/, library/ ...)",
+                crate::error::Hint::MediaRoot
+            ),
         );
     }
     Check::ok(

@@ -240,7 +240,11 @@ pub fn run(opts: &DoctorOptions) -> Report {
         None => checks.push(Check::warn(
             "folders",
             "no media root given, so the top folders were not checked",
-            "pass --media-root (the host folder of UPLOAD_LOCATION) or --env-file",
+            format!(
+                "pass {} (the host folder of UPLOAD_LOCATION) or {}",
+                crate::error::Hint::MediaRoot,
+                crate::error::Hint::EnvFile
+            ),
         )),
     }
     disk_checks(opts, media_host.as_deref(), db.as_ref(), &mut checks);

@@ -92,10 +92,11 @@ impl Explainer<'_> {
         };
         let m = self.checker.roots.missing.iter().find(|m| m.host == host)?;
         Some(format!(
-            "{} (mapped from {}) is {}: the whole root is not mounted; mount it, or pass --map {}=HOST",
+            "{} (mapped from {}) is {}: the whole root is not mounted; mount it, or pass {} {}=HOST",
             m.host.display(),
             m.container,
             m.why,
+            crate::error::Hint::Maps,
             m.container
         ))
     }
@@ -332,9 +333,11 @@ impl Explainer<'_> {
             }
             None => {
                 e.verdict = Verdict::Untracked;
-                e.detail = "no row references this path, and it is outside every mapped root \
-                            (pass --map CONTAINER=HOST to look at it)"
-                    .into();
+                e.detail = format!(
+                    "no row references this path, and it is outside every mapped root \
+                     (pass {} CONTAINER=HOST to look at it)",
+                    crate::error::Hint::Maps
+                );
             }
         }
     }

@@ -245,8 +245,9 @@ async fn same_rows(
         (0, 0) => Ok(()),
         (n, 0) => Err(format!(
             "{n} rows under {} are not moved findings (trashed assets are only scanned with \
-             --include-trashed)",
-            p.old_prefix
+             {})",
+            p.old_prefix,
+            crate::error::Hint::IncludeTrashed
         )),
         (_, n) => Err(format!("{n} planned rows no longer hold their old path")),
     })
