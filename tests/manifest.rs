@@ -229,7 +229,7 @@ fn bad_manifest_files_are_refused_untouched_and_interrupted_scans_keep_their_bat
     opts.manifest = Some(dir.path().join("new.redb"));
     opts.level = Level::Exists;
     let e = scan(&opts, &mut Vec::new()).unwrap_err();
-    assert!(e.to_string().contains("--level quick"), "{e}");
+    assert!(e.to_string().contains("`ScanOptions::level` quick"), "{e}");
     opts.level = Level::Quick;
 
     // An interrupted scan committed the batches it finished; a rerun starts from there.

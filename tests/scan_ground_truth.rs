@@ -91,7 +91,7 @@ fn unmapped_external_library_is_one_mount_missing_finding() {
     assert_eq!(f.fault, Fault::MountMissing);
     assert_eq!(f.db_path.as_deref(), Some("/mnt/external/photos"));
     assert!(f.affected.unwrap() > 0);
-    assert!(f.detail.contains("--map"), "{}", f.detail);
+    assert!(f.detail.contains("`ScanOptions::maps`"), "{}", f.detail);
 }
 
 #[test]

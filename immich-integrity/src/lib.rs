@@ -23,6 +23,21 @@
 //! and read back (`relink --from` does). `examples/count_faults.rs` is a complete embedding in
 //! a few lines.
 //!
+//! # What is public
+//!
+//! The stages (`db`, `fs`, `check`, `repair`, `diagnose`) are private folders; this page is
+//! the whole face:
+//! - the data: [`model`] ([`AssetRow`], [`Finding`], [`Fault`], [`Repair`], ...) and the
+//!   error: [`error`] ([`Error`], and [`Hint`], how a message names the option to set);
+//! - a scan: [`scan()`], [`ScanOptions`], [`Observer`], [`Summary`], and the pieces it is
+//!   built from that an embedder may drive alone ([`Source`], [`SourceOptions`], [`PathMap`],
+//!   [`Identity`], [`Manifest`]);
+//! - the deeper checks on one file: [`formats`] (`quick`) and [`decode`] (`full`);
+//! - the repairs: [`relink`], [`regenerate`] and the Immich client [`api`], each journaled
+//!   before it writes, and undoable;
+//! - the diagnostics: [`doctor`], [`orphans`], [`explain`] (Immich v3's `integrity_report`)
+//!   and [`envfile`] (an install's `.env`).
+//!
 //! ```no_run
 //! use immich_integrity::{scan, Finding, ScanOptions};
 //! let mut opts = ScanOptions::new("postgres://postgres@127.0.0.1/immich");
@@ -44,10 +59,12 @@ pub mod benchkit;
 pub mod error;
 pub mod model;
 
+// The tools, each a module of its stage.
 pub use check::{decode, formats, manifest};
 pub use diagnose::{doctor, envfile, explain, orphans};
 pub use repair::{api, regenerate, relink};
 
+// The types a scan is made of.
 pub use db::conn::{Library, SourceInfo};
 pub use db::filters::{Shard, SourceOptions};
 pub use db::schema::{PersonKey, Schema, Timestamps};
