@@ -600,7 +600,39 @@ mod tests {
             );
         }
         assert!("v9".parse::<Generation>().is_err());
+        assert_eq!("3.2".parse::<Generation>().unwrap(), Generation::V3_2);
+        assert_eq!("V3_0".parse::<Generation>().unwrap(), Generation::V3_0);
     }
+
+    #[test]
+    fn generation_traits() {
+        use Generation::*;
+        assert_eq!(ALL_NEWEST, *Generation::ALL.last().unwrap());
+        for g in [V2_6, V3_0, V3_2] {
+            assert!(g.upstream_ddl().is_some() && g.release().is_some());
+            assert!(g.sidecar_in_asset_file() && g.asset_file_is_edited());
+            assert_eq!(g.thumb_sep(), '_');
+            assert_eq!(g.container_root(), "/data");
+            assert_eq!(g.tables().assets, "asset");
+        }
+        for g in [V1_112, V1_135, V1_137] {
+            assert!(g.upstream_ddl().is_none() && g.release().is_none());
+        }
+        assert!(V2_6.has_device_ids() && !V2_6.has_checksum_algorithm());
+        assert!(!V2_6.integer_duration() && !V2_6.has_integrity_report());
+        for g in [V3_0, V3_2] {
+            assert!(!g.has_device_ids() && g.has_checksum_algorithm());
+            assert!(g.integer_duration() && g.has_integrity_report());
+        }
+        assert!(V3_2.person_groups() && !V3_0.person_groups());
+        assert!(V3_2
+            .upstream_ddl()
+            .unwrap()
+            .contains("\"clusterGroupId\" uuid NOT NULL"));
+        assert_eq!(V3_2.release(), Some("3.2.2"));
+    }
+
+    const ALL_NEWEST: Generation = Generation::V3_2;
 
     #[test]
     fn url_split() {
