@@ -59,6 +59,10 @@ struct World {
     /// key -> user id
     keys: HashMap<String, String>,
     admins: HashSet<String>,
+    /// key -> its permissions (absent: `["all"]`, what Immich's UI creates by default)
+    permissions: HashMap<String, Vec<String>>,
+    /// A future release without `PUT /api/jobs/{name}`: it answers 404 as for any unknown route.
+    jobs_removed: bool,
     /// asset id -> owner id
     owners: HashMap<String, String>,
     faults: VecDeque<Fault>,
@@ -300,7 +304,52 @@ fn immich(
             error_body(401, "Unauthorized", json!("Invalid API key")),
         );
     };
+    let permissions = key
+        .and_then(|k| w.permissions.get(k))
+        .cloned()
+        .unwrap_or_else(|| vec!["all".to_string()]);
+    let may = |p: &str| permissions.iter().any(|x| x == "all" || x == p);
     match (method, path) {
+        // The calling key itself; needs no permission (Immich's APIKeyController `getMine`).
+        ("GET", "/api/api-keys/me") => (
+            200,
+            String::new(),
+            json!({"id": "6f1e0b4a-0000-4000-8000-000000000001", "name": "integrity",
+                   "createdAt": "2026-11-01T00:00:00.000Z", "updatedAt": "2026-11-01T00:00:00.000Z",
+                   "permissions": permissions})
+            .to_string(),
+        ),
+        ("GET", "/api/users/me") if !may("user.read") => (
+            403,
+            String::new(),
+            error_body(
+                403,
+                "Forbidden",
+                json!("Missing required permission: user.read"),
+            ),
+        ),
+        ("GET", "/api/users/me") => (
+            200,
+            String::new(),
+            json!({"id": user, "email": format!("{user}@example.com"), "name": "user",
+                   "isAdmin": w.admins.contains(key.unwrap()), "storageLabel": null,
+                   "profileImagePath": "", "avatarColor": "primary", "status": "active"})
+            .to_string(),
+        ),
+        ("PUT", p) if p.starts_with("/api/jobs/") && w.jobs_removed => (
+            404,
+            String::new(),
+            error_body(404, "Not Found", json!(format!("Cannot PUT {p}"))),
+        ),
+        ("PUT", p) if p.starts_with("/api/jobs/") && !may("job.create") => (
+            403,
+            String::new(),
+            error_body(
+                403,
+                "Forbidden",
+                json!("Missing required permission: job.create"),
+            ),
+        ),
         ("POST", "/api/assets/jobs") => {
             let name = body.get("name").and_then(Value::as_str).unwrap_or("");
             let ids: Option<Vec<String>> =
@@ -461,6 +510,8 @@ fn run(
 const KEY_A: &str = "KEYa-7d1f0c2b9e4a4b8c";
 const KEY_B: &str = "KEYb-0e9d8c7b6a5f4e3d";
 const ADMIN: &str = "KEYadmin-55aa55aa55aa";
+/// An admin's key created with only `user.read` and `asset.read`.
+const KEY_NO_JOB: &str = "KEYnojob-0b0b0b0b0b0b";
 
 fn owner(n: u32) -> String {
     uuid(n, 0xeeee)
@@ -1333,6 +1384,12 @@ fn cli_queue_dry_run_apply_and_undo() {
     world.keys.insert(ADMIN.into(), owner(9));
     world.admins.insert(ADMIN.into());
     world.keys.insert(KEY_A.into(), owner(1));
+    world.keys.insert(KEY_NO_JOB.into(), owner(9));
+    world.admins.insert(KEY_NO_JOB.into());
+    world.permissions.insert(
+        KEY_NO_JOB.into(),
+        vec!["user.read".into(), "asset.read".into()],
+    );
     let server = Server::start(world);
     let journal = lib.dir.join("cli-queue.journal");
     let args = |extra: &[&str]| {
@@ -1363,20 +1420,42 @@ fn cli_queue_dry_run_apply_and_undo() {
     assert!(server.log().is_empty(), "a dry run sends nothing");
     assert!(!journal.exists());
 
-    // A non-admin key: the rows change (journaled) but the queue is not started: exit 1.
-    let user_key = cli(&args(&["--api-key", KEY_A, "--apply"]));
-    let out_user = text(&user_key);
-    assert_eq!(user_key.status.code(), Some(1), "{out_user}");
-    assert!(out_user.contains("403"), "{out_user}");
-    assert_ne!(dump(&lib), before);
-    let undo = cli(&[
-        "undo".into(),
-        journal.to_string_lossy().into_owned(),
-        "--db-url".into(),
-        lib.truth.db_url.clone(),
-    ]);
-    assert_eq!(undo.status.code(), Some(0), "{}", text(&undo));
-    assert_eq!(dump(&lib), before, "undo restores the rows exactly");
+    // A non-admin key, and an admin's key without job.create: the server is asked who the key
+    // is before anything changes, and nothing does (exit 2, no journal, no queue request).
+    for (key, why) in [
+        (KEY_A, "its user is not an admin"),
+        (KEY_NO_JOB, "it lacks the job.create permission"),
+    ] {
+        let refused = cli(&args(&["--api-key", key, "--apply"]));
+        let out = text(&refused);
+        assert_eq!(refused.status.code(), Some(2), "{out}");
+        assert!(
+            out.contains(why) && out.contains("no row was changed"),
+            "{out}"
+        );
+        assert!(pg_dump(&lib) == whole_before, "no row changed");
+        assert!(!journal.exists(), "no journal");
+        assert!(
+            server.log().iter().all(|l| l.method == "GET"),
+            "no queue request"
+        );
+        assert!(!out.contains(key), "a key leaked");
+    }
+    let out_user = String::new();
+
+    // A server that refuses the queue after the rows changed (a release without
+    // PUT /api/jobs): the run puts its own changes back and says which release removed it.
+    server.world.lock().unwrap().jobs_removed = true;
+    let gone = cli(&args(&["--api-key", ADMIN, "--apply"]));
+    let out_gone = text(&gone);
+    assert_eq!(gone.status.code(), Some(1), "{out_gone}");
+    assert!(
+        out_gone.contains("put its own changes back")
+            && out_gone.contains("deprecated since Immich v2.3"),
+        "{out_gone}"
+    );
+    assert_eq!(dump(&lib), before, "the run restored its own changes");
+    server.world.lock().unwrap().jobs_removed = false;
     std::fs::remove_file(&journal).unwrap();
 
     let applied = cli(&args(&["--api-key", ADMIN, "--apply"]));
@@ -1584,7 +1663,10 @@ fn a_journal_that_cannot_be_written_stops_before_any_database_change() {
         pg_dump(&lib) == before,
         "no database change after a failed journal write"
     );
-    assert!(server.log().is_empty(), "no queue started");
+    assert!(
+        server.log().iter().all(|l| l.method == "GET"),
+        "no queue started (the key's rights are read first)"
+    );
     assert!(!err.contains(ADMIN));
 }
 

@@ -1,6 +1,7 @@
 //! `immich-integrity`: a thin command line over the `immich-integrity` library.
 
 mod doctor;
+mod explain;
 mod extras;
 mod orphans;
 mod progress;
@@ -69,6 +70,10 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// List files under the media root that no row references (exit 1 when there are any).
     Orphans(orphans::OrphansArgs),
+    /// Explain each row of Immich v3's own integrity report (missing, untracked, checksum
+    /// mismatch): why it was filed and what to do. Read-only.
+    #[command(after_help = explain::EXPLAIN_HELP)]
+    ExplainReport(explain::ExplainArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(hide = true)]
     Completions {
@@ -303,6 +308,7 @@ fn main() -> ExitCode {
         }
         Command::Doctor(args) => doctor::run(args),
         Command::Orphans(args) => orphans::run_orphans(args),
+        Command::ExplainReport(args) => explain::run_explain(args),
         Command::Completions { shell } => {
             extras::completions(shell, Cli::command(), &mut std::io::stdout());
             ExitCode::from(EXIT_CLEAN)
@@ -463,6 +469,16 @@ fn run_scan(args: ScanArgs, ui: Ui) -> ExitCode {
     }
 }
 
+/// Repairs act on the parts a scan checked; say which were left out.
+pub(crate) fn warn_unchecked(summary: &immich_integrity::Summary, verb: &str) {
+    for u in &summary.unchecked {
+        eprintln!(
+            "immich-integrity: {} rows were not checked ({}), so none of them is {verb}",
+            u.part, u.reason
+        );
+    }
+}
+
 fn run_relink(args: RelinkArgs) -> ExitCode {
     use immich_integrity::relink;
     let opts = match scan_options(args.library) {
@@ -477,7 +493,10 @@ fn run_relink(args: RelinkArgs) -> ExitCode {
         None => {
             let mut findings: Vec<immich_integrity::Finding> = Vec::new();
             match immich_integrity::scan(&opts, &mut findings) {
-                Ok(s) if s.completion == Completion::Complete => relink::plan(&findings),
+                Ok(s) if s.completion == Completion::Complete => {
+                    warn_unchecked(&s, "relinked");
+                    relink::plan(&findings)
+                }
                 Ok(s) if s.completion == Completion::Interrupted => {
                     eprintln!("immich-integrity: interrupted during the scan; nothing relinked");
                     return ExitCode::from(EXIT_INTERRUPTED);

@@ -82,7 +82,7 @@ fn table_line(o: &Orphan) -> String {
     }
 }
 
-fn write_atomically(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -140,7 +140,9 @@ pub fn run(args: RegenArgs, purpose: Purpose) -> ExitCode {
             };
             let mut findings: Vec<immich_integrity::Finding> = Vec::new();
             match immich_integrity::scan(&opts, &mut findings) {
-                Ok(s) if s.completion == Completion::Complete => {}
+                Ok(s) if s.completion == Completion::Complete => {
+                    crate::warn_unchecked(&s, "queued")
+                }
                 Ok(s) if s.completion == Completion::Interrupted => {
                     eprintln!("immich-integrity: interrupted during the scan; nothing sent");
                     return ExitCode::from(EXIT_INTERRUPTED);
@@ -376,6 +378,9 @@ fn run_queue(
     for (t, why) in &plan.skipped {
         println!("skipped {} of asset {}: {why}", t.file, t.asset_id);
     }
+    for effect in &plan.side_effects {
+        println!("{}also: {effect}", if rest.apply { "" } else { "would " });
+    }
     let base = client
         .as_ref()
         .map(|c| c.base().to_string())
@@ -433,6 +438,14 @@ fn run_queue(
     }
     if let Err(e) = write_report(&rest.report, &report) {
         return fail(e);
+    }
+    if let Some(n) = report.rolled_back {
+        println!(
+            "the server refused a queue, so this run put its own changes back ({n} rows \
+             restored from {}); nothing is left for you to undo",
+            rest.journal.display()
+        );
+        return ExitCode::from(EXIT_FAULTS);
     }
     if !report.all_started() {
         println!(

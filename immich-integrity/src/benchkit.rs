@@ -1,14 +1,14 @@
 //! Hooks for the micro-benchmarks in `benches/hot.rs`: the hot pieces of a scan,
 //! built from plain values so they can be timed without a database. Not a stable API.
 
-use crate::access::Identity;
 use crate::check::Checker;
 use crate::error::{Error, Result};
+use crate::fs::access::Identity;
+use crate::fs::pathmap::PathMap;
+use crate::fs::roots::Roots;
 use crate::model::{AssetRow, FileRef, Finding, Level};
-use crate::pathmap::PathMap;
-use crate::roots::Roots;
 
-pub use crate::source::AssetColumns;
+pub use crate::db::rows::AssetColumns;
 
 /// The per-row checker a scan runs on its worker threads.
 pub struct RowChecker(Checker);
@@ -31,5 +31,5 @@ impl RowChecker {
 
 /// Appends the files of an `asset_file` array column (`"type:edited:path"` items).
 pub fn push_asset_files(list: Vec<String>, files: &mut Vec<FileRef>) {
-    crate::source::push_asset_files(list, files)
+    crate::db::rows::push_asset_files(list, files)
 }

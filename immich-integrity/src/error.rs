@@ -24,6 +24,10 @@ pub enum Error {
     #[error("this database does not look like Immich's: {0}")]
     /// The database lacks the tables or columns every Immich generation has.
     UnknownSchema(String),
+    #[error("integrity_report exists from Immich v3.0; this database is {0}")]
+    /// `explain-report` on a database without Immich's `integrity_report` table; the schema
+    /// it has instead.
+    NoIntegrityReport(String),
     #[error("media root {path} is not usable: {reason}")]
     /// The media root (or a mapped root) cannot be used.
     MediaRoot {

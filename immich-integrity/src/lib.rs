@@ -32,36 +32,30 @@
 //! println!("{} files checked, {} faults", summary.files_checked, findings.len());
 //! ```
 
-pub mod access;
-pub mod api;
+mod check;
+mod db;
+mod diagnose;
+mod fs;
+mod repair;
+mod scan;
+
 #[doc(hidden)]
 pub mod benchkit;
-mod blocks;
-mod cascade;
-mod check;
-pub mod decode;
-pub mod doctor;
-pub mod envfile;
 pub mod error;
-pub mod formats;
-pub mod manifest;
 pub mod model;
-pub mod orphans;
-pub mod pathmap;
-pub mod probe;
-pub mod regenerate;
-pub mod relink;
-pub mod roots;
-pub mod saved_report;
-mod scan;
-pub mod schema;
-pub mod source;
 
-pub use access::Identity;
+pub use check::{decode, formats, manifest};
+pub use diagnose::{doctor, envfile, explain, orphans};
+pub use repair::{api, regenerate, relink};
+
+pub use db::conn::{Library, SourceInfo};
+pub use db::filters::{Shard, SourceOptions};
+pub use db::schema::{PersonKey, Schema, Timestamps};
+pub use db::source::{Next, Resumes, Source};
+pub use db::sql::UncheckedPart;
 pub use error::{Error, Result};
+pub use fs::access::Identity;
+pub use fs::pathmap::{MapEntry, Mapped, PathMap};
 pub use manifest::Manifest;
 pub use model::{AssetRow, Entity, Fault, FileKind, FileRef, Finding, Level, Repair};
-pub use pathmap::PathMap;
 pub use scan::{build_map, scan, Completion, Observer, Progress, ScanOptions, Summary};
-pub use schema::{PersonKey, Schema};
-pub use source::{Shard, Source, SourceOptions, UncheckedPart};

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::path::PathBuf;
 
 /// Which file of an asset (or person / user) a [`FileRef`] points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -158,6 +159,10 @@ pub enum Repair {
     FixPermissions,
     /// Only a backup has this file.
     RestoreFromBackup,
+    /// Mount the absent root (an external library's import path, a media top folder), or
+    /// point `--map` at it. Used by `explain-report`; `scan` reports such a root as
+    /// `mount_missing` with repair `none` and the mount in its detail.
+    Mount,
     /// Nothing to do automatically (a person must look).
     None,
 }
@@ -170,6 +175,7 @@ impl Repair {
             Repair::Regenerate => "regenerate",
             Repair::FixPermissions => "fix_permissions",
             Repair::RestoreFromBackup => "restore_from_backup",
+            Repair::Mount => "mount",
             Repair::None => "none",
         }
     }
@@ -282,4 +288,56 @@ pub struct Finding {
     /// For `moved`: the path to store instead, in the row's own spelling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relink_to: Option<String>,
+}
+
+/// One untracked file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Orphan {
+    /// Host path (below the canonical media root).
+    pub path: PathBuf,
+    /// Path relative to the media root, e.g. `upload/upload/<user>/ab/cd/x.jpg`.
+    pub rel: String,
+    /// File size in bytes.
+    pub size: u64,
+    /// The row whose missing file this is, when one matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_candidate: Option<MovedCandidate>,
+}
+
+impl Orphan {
+    /// The `moved` finding this orphan stands for, when it matches a row: the form `relink
+    /// --from` reads, so an orphans report can drive a relink like a scan report.
+    pub fn as_moved_finding(&self) -> Option<Finding> {
+        let c = self.moved_candidate.as_ref()?;
+        Some(Finding {
+            asset_id: Some(c.row_id.clone()),
+            owner_id: Some(c.owner_id.clone()),
+            file: Some(c.file),
+            db_path: Some(c.db_path.clone()),
+            host_path: None,
+            fault: Fault::Moved,
+            found_at: Some(self.path.to_string_lossy().into_owned()),
+            repair: Repair::Relink,
+            detail: c.detail.clone(),
+            affected: None,
+            relink_to: Some(c.relink_to.clone()),
+        })
+    }
+}
+
+/// A row whose file is not at its stored path but matches this orphan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedCandidate {
+    /// Asset id (person id for `person_thumbnail`, user id for `profile_image`).
+    pub row_id: String,
+    /// Id of the user owning the row.
+    pub owner_id: String,
+    /// Which of the row's files is missing.
+    pub file: FileKind,
+    /// The path the row stores now (where the file is not).
+    pub db_path: String,
+    /// The value `relink` would store, in the spelling the schema generation uses.
+    pub relink_to: String,
+    /// Why the orphan matches (size, SHA-1 or file name) and where to relink.
+    pub detail: String,
 }

@@ -1,12 +1,15 @@
 //! The pipeline: source -> path map -> checker (rayon) -> observer.
 
-use crate::access::Identity;
 use crate::check::Checker;
+use crate::db::conn::SourceInfo;
+use crate::db::filters::SourceOptions;
+use crate::db::source::{Next, Source};
+use crate::db::sql::UncheckedPart;
 use crate::error::{Error, Result};
+use crate::fs::access::Identity;
+use crate::fs::pathmap::PathMap;
+use crate::fs::roots::Roots;
 use crate::model::{Fault, Finding, Level, Repair};
-use crate::pathmap::PathMap;
-use crate::roots::Roots;
-use crate::source::{Next, Source, SourceInfo, SourceOptions, UncheckedPart};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -196,7 +199,10 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
                     .into(),
             ));
         }
-        checker.manifest = Some(crate::manifest::Session::open(path, opts.verify_manifest)?);
+        checker.manifest = Some(crate::check::manifest::Session::open(
+            path,
+            opts.verify_manifest,
+        )?);
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs)
@@ -208,7 +214,7 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
         summary: true,
         schema: source.info.schema.label.clone(),
         immich_version: source.info.schema.release.clone(),
-        unchecked: source.info.unchecked.clone(),
+        unchecked: Vec::new(),
         level: opts.level,
         media_location: checker.map.active_media().map(str::to_string),
         rows: 0,
@@ -325,6 +331,7 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
     summary.files_checked = checker.files_checked.load(Ordering::Relaxed);
     summary.bytes_read = checker.bytes_read.load(Ordering::Relaxed);
     summary.checksums_skipped = checker.checksums_skipped.load(Ordering::Relaxed);
+    summary.unchecked = source.unchecked();
     summary.reconnects = source.resumes.count();
     summary.resumes = source.resumes.causes();
     summary.decode_fallbacks = checker
@@ -384,7 +391,7 @@ pub fn build_map(opts: &ScanOptions, info: &SourceInfo) -> Result<PathMap> {
             reason: "not a directory".into(),
         });
     }
-    map.add_media_root(&active, crate::roots::detect_media_root(&media_host));
+    map.add_media_root(&active, crate::fs::roots::detect_media_root(&media_host));
     for (c, h) in &opts.maps {
         if explicit_media.is_some_and(|(ec, _)| ec == c) {
             continue;

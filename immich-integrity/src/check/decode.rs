@@ -26,7 +26,7 @@
 //! `Corrupt("... decoder panicked: ...")`, never a crash. FFmpeg's own logging is silenced.
 //! The file is read with positioned reads (`pread`), so the caller's file offset is untouched.
 
-use crate::formats::{Format, JpegFrame, ReadAt};
+use crate::check::formats::{Format, JpegFrame, ReadAt};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -128,7 +128,7 @@ pub fn decode_file(file: &File, size: u64, format: Format, limits: &DecodeLimits
 }
 
 /// [`decode_file`] with what the `quick` check of this file already read from a JPEG's
-/// headers ([`QuickReport::jpeg`](crate::formats::QuickReport::jpeg): its declared size and
+/// headers ([`QuickReport::jpeg`](crate::check::formats::QuickReport::jpeg): its declared size and
 /// tables), so they are not walked a second time.
 pub fn decode_after_quick(
     file: &File,
@@ -270,7 +270,7 @@ const STRICT_JPEG: bool = cfg!(feature = "video");
 /// What the headers of an in-memory JPEG declare, read by the `quick` check's own walk (for a
 /// JPEG decoded without that check having run: [`decode_bytes`], [`decode_file`]).
 fn jpeg_frame(bytes: &[u8]) -> JpegFrame {
-    crate::formats::check(bytes, bytes.len() as u64, None)
+    crate::check::formats::check(bytes, bytes.len() as u64, None)
         .ok()
         .and_then(|r| r.jpeg)
         .unwrap_or_default()
@@ -354,7 +354,7 @@ mod video {
     //! FFmpeg through ffmpeg-next: the strict JPEG pass and the video probe.
 
     use super::DecodeLimits;
-    use crate::formats::Format;
+    use crate::check::formats::Format;
     use ff::ffi;
     use ffmpeg_next as ff;
     use std::ffi::{c_int, c_void, CString};

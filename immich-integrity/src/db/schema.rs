@@ -22,7 +22,7 @@ pub struct Schema {
     pub user_table: &'static str,
     /// `library` / `libraries`.
     pub library_table: Option<&'static str>,
-    /// `person` exists with `thumbnailPath`.
+    /// `person` exists (its `thumbnailPath` is queried; a drifted table is reported).
     pub has_person: bool,
     /// How a `person` row is identified: by `id` (up to v3.1) or by
     /// `("ownerId", "personGroupId")` (v3.2 cluster groups dropped `person.id`).
@@ -207,7 +207,9 @@ impl Schema {
             exif_table: pick(&["asset_exif", "exif"]),
             user_table,
             library_table: pick(&["library", "libraries"]),
-            has_person: person.is_some_and(|c| c.contains("thumbnailPath")),
+            // Every release's `person` has `thumbnailPath`: a table without it is drift,
+            // which the person query then reports (not a reason to skip persons silently).
+            has_person: person.is_some(),
             person_key,
             has_integrity_report,
             release: None,
@@ -216,8 +218,15 @@ impl Schema {
             has_sidecar_column,
             has_checksum_algorithm: has("checksumAlgorithm"),
             has_is_external: has("isExternal"),
-            has_asset_file_is_edited: asset_file_table
-                .is_some_and(|t| cols[t].contains("isEdited")),
+            // Expected from v2.5 on; on a v2.6+ shape (no asset path columns left) a missing
+            // column is drift that the file query reports, not an older release.
+            has_asset_file_is_edited: asset_file_table.is_some_and(|t| {
+                cols[t].contains("isEdited")
+                    || (asset_table == "asset"
+                        && !has_sidecar_column
+                        && !has_encoded_video_column
+                        && preview_columns.is_none())
+            }),
             has_media_location_table: cols.contains_key("system_metadata"),
             timestamps: Timestamps {
                 asset: stamped(ac),
@@ -304,7 +313,10 @@ mod tests {
             ("integrity_report", &["id", "type", "path"]),
         ]);
         let s = Schema::from_columns(&v30).unwrap();
-        assert_eq!((s.label.as_str(), s.person_key), ("v3.0-v3.1", PersonKey::Id));
+        assert_eq!(
+            (s.label.as_str(), s.person_key),
+            ("v3.0-v3.1", PersonKey::Id)
+        );
         assert!(s.has_integrity_report && s.has_person);
 
         let v32 = cols(&[

@@ -3,8 +3,8 @@
 //! A whole mount that is gone (an external drive not mounted, a volume line missing from the
 //! compose file) is one fault, not a million: files under it are counted, not probed.
 
-use crate::pathmap::{PathMap, MEDIA_FOLDERS};
-use crate::probe::Root;
+use crate::fs::pathmap::{PathMap, MEDIA_FOLDERS};
+use crate::fs::probe::Root;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -18,11 +18,13 @@
 //!    checksum is of the content, SHA-1; by file name for derivatives, whose names carry the
 //!    asset id) is reported as that row's `moved` candidate with the path to relink to.
 
+use crate::db::filters::SourceOptions;
+use crate::db::source::Source;
 use crate::error::{Error, Result};
-use crate::model::{AssetRow, Fault, FileKind, Finding, Repair};
-use crate::pathmap::{Mapped, PathMap};
+use crate::fs::pathmap::{Mapped, PathMap};
+use crate::model::{AssetRow, FileKind};
+pub use crate::model::{MovedCandidate, Orphan};
 use crate::scan::{build_map, ScanOptions};
-use crate::source::{Source, SourceOptions};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -34,58 +36,6 @@ use std::time::Instant;
 
 /// The media-root folders that hold files rows point at (`backups` is left out on purpose).
 pub const WALKED_FOLDERS: [&str; 5] = ["upload", "library", "thumbs", "encoded-video", "profile"];
-
-/// One untracked file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Orphan {
-    /// Host path (below the canonical media root).
-    pub path: PathBuf,
-    /// Path relative to the media root, e.g. `upload/upload/<user>/ab/cd/x.jpg`.
-    pub rel: String,
-    /// File size in bytes.
-    pub size: u64,
-    /// The row whose missing file this is, when one matches.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub moved_candidate: Option<MovedCandidate>,
-}
-
-impl Orphan {
-    /// The `moved` finding this orphan stands for, when it matches a row: the form `relink
-    /// --from` reads, so an orphans report can drive a relink like a scan report.
-    pub fn as_moved_finding(&self) -> Option<Finding> {
-        let c = self.moved_candidate.as_ref()?;
-        Some(Finding {
-            asset_id: Some(c.row_id.clone()),
-            owner_id: Some(c.owner_id.clone()),
-            file: Some(c.file),
-            db_path: Some(c.db_path.clone()),
-            host_path: None,
-            fault: Fault::Moved,
-            found_at: Some(self.path.to_string_lossy().into_owned()),
-            repair: Repair::Relink,
-            detail: c.detail.clone(),
-            affected: None,
-            relink_to: Some(c.relink_to.clone()),
-        })
-    }
-}
-
-/// A row whose file is not at its stored path but matches this orphan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MovedCandidate {
-    /// Asset id (person id for `person_thumbnail`, user id for `profile_image`).
-    pub row_id: String,
-    /// Id of the user owning the row.
-    pub owner_id: String,
-    /// Which of the row's files is missing.
-    pub file: FileKind,
-    /// The path the row stores now (where the file is not).
-    pub db_path: String,
-    /// The value `relink` would store, in the spelling the schema generation uses.
-    pub relink_to: String,
-    /// Why the orphan matches (size, SHA-1 or file name) and where to relink.
-    pub detail: String,
-}
 
 /// Counters for the summary line.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -210,7 +160,25 @@ fn for_each_row(opts: &ScanOptions, mut f: impl FnMut(&AssetRow)) -> Result<()> 
             f(row);
         }
     }
-    Ok(())
+    refuse_partial(&source)
+}
+
+/// A referenced set with a part missing would list that part's files as untracked, and an
+/// admin who deletes them loses them: refuse instead.
+fn refuse_partial(source: &Source) -> Result<()> {
+    let unchecked = source.unchecked();
+    if unchecked.is_empty() {
+        return Ok(());
+    }
+    Err(Error::UnknownSchema(format!(
+        "the referenced files cannot all be read ({}), so files of those rows would be listed \
+         as untracked; no list is given",
+        unchecked
+            .iter()
+            .map(|u| format!("{}: {}", u.part, u.reason))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )))
 }
 
 /// One unit of the parallel walk: a folder walked recursively, or one loose file. A unit that
@@ -309,7 +277,7 @@ impl Hashes {
     fn get(&self, orphans: &[Orphan], i: usize) -> Option<[u8; 20]> {
         *self.0[i].get_or_init(|| {
             let f = std::fs::File::open(&orphans[i].path).ok()?;
-            crate::check::sha1_reader(f).ok().map(|(d, _)| d)
+            crate::fs::blocks::sha1_reader(f).ok().map(|(d, _)| d)
         })
     }
 }
@@ -431,6 +399,7 @@ pub fn find_orphans(opts: &ScanOptions) -> Result<OrphanReport> {
             return Err(Error::Interrupted);
         }
     }
+    refuse_partial(&source)?;
     drop(source);
     let refs = RefSet::new(keys);
 

@@ -194,7 +194,7 @@ impl fmt::Debug for Client {
 
 /// What one attempt produced.
 enum Attempt {
-    Done(u16),
+    Done(u16, String),
     Final(u16, String),
     Retry { reason: String, wait: Option<u64> },
 }
@@ -283,27 +283,25 @@ impl Client {
         self.send("PUT", &format!("/api/jobs/{queue}"), key, &body)
     }
 
-    /// `GET path` and its JSON answer (one attempt: used before anything is changed, where a
-    /// failure simply stops the run).
-    pub fn get_json(&self, path: &str, key: &ApiKey) -> std::result::Result<serde_json::Value, String> {
+    /// `GET path` and its JSON answer, retried like [`Client::send`].
+    pub fn get_json(
+        &self,
+        path: &str,
+        key: &ApiKey,
+    ) -> std::result::Result<serde_json::Value, String> {
         let url = self.url(path);
-        let resp = self
-            .agent
-            .get(&url)
-            .set("x-api-key", key.expose())
-            .set("accept", "application/json")
-            .call();
-        let text = match resp {
-            Ok(r) if (200..300).contains(&r.status()) => r.into_string().map_err(|e| e.to_string()),
-            Ok(r) => Err(format!("{} answered {} (redirects are not followed)", url, r.status())),
-            Err(ureq::Error::Status(status, r)) => Err(format!(
-                "{url} answered {status}: {}",
-                immich_message(r.into_string().unwrap_or_default())
-            )),
-            Err(ureq::Error::Transport(t)) => Err(format!("{url}: {}", transport_reason(&t))),
+        match self.request("GET", path, key, "") {
+            Ok((_, text)) => {
+                serde_json::from_str(&text).map_err(|e| format!("{url} did not answer JSON: {e}"))
+            }
+            Err(Outcome::Rejected {
+                status, message, ..
+            }) => Err(format!("{url} answered {status}: {message}")),
+            Err(Outcome::GaveUp { reason, attempts }) => {
+                Err(format!("{url}: {reason} (after {attempts} attempts)"))
+            }
+            Err(_) => Err(format!("{url}: interrupted")),
         }
-        .map_err(|e| key.scrub(&e))?;
-        serde_json::from_str(&text).map_err(|e| format!("{url} did not answer JSON: {e}"))
     }
 
     /// Who `key` is: its permissions (`GET /api/api-keys/me`, which needs none) and whether its
@@ -329,33 +327,47 @@ impl Client {
 
     /// Sends a JSON body, retrying what is worth retrying.
     pub fn send(&self, method: &str, path: &str, key: &ApiKey, body: &str) -> Outcome {
+        self.request(method, path, key, body)
+            .map_or_else(|o| o, |(o, _)| o)
+    }
+
+    /// [`Client::send`], keeping the answer's body on success.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        key: &ApiKey,
+        body: &str,
+    ) -> std::result::Result<(Outcome, String), Outcome> {
         let url = self.url(path);
         let mut attempts = 0;
         loop {
             if self.cancelled() {
-                return Outcome::Interrupted { attempts };
+                return Err(Outcome::Interrupted { attempts });
             }
             attempts += 1;
             let (reason, wait) = match self.attempt(method, &url, key, body) {
-                Attempt::Done(status) => return Outcome::Accepted { status, attempts },
+                Attempt::Done(status, text) => {
+                    return Ok((Outcome::Accepted { status, attempts }, text))
+                }
                 Attempt::Final(status, message) => {
-                    return Outcome::Rejected {
+                    return Err(Outcome::Rejected {
                         status,
                         message: key.scrub(&message),
                         attempts,
-                    }
+                    })
                 }
                 Attempt::Retry { reason, wait } => (key.scrub(&reason), wait),
             };
             if attempts >= self.retry.attempts.max(1) {
-                return Outcome::GaveUp { reason, attempts };
+                return Err(Outcome::GaveUp { reason, attempts });
             }
             let delay = match wait {
                 Some(secs) => Duration::from_secs(secs).min(self.retry.max_delay),
                 None => self.retry.backoff(attempts),
             };
             if !self.sleep(delay) {
-                return Outcome::Interrupted { attempts };
+                return Err(Outcome::Interrupted { attempts });
             }
         }
     }
@@ -371,9 +383,8 @@ impl Client {
             Ok(resp) => {
                 let status = resp.status();
                 if (200..300).contains(&status) {
-                    // Read the body so the connection can be reused; its content is not needed.
-                    let _ = resp.into_string();
-                    return Attempt::Done(status);
+                    // Read the body so the connection can be reused (and for GETs, to use it).
+                    return Attempt::Done(status, resp.into_string().unwrap_or_default());
                 }
                 // Redirects are not followed: the key must not travel to another address.
                 let to = resp.header("location").unwrap_or("?").to_string();

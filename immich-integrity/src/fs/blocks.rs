@@ -1,5 +1,7 @@
-//! Whole-file reads in blocks, through one buffer per thread.
+//! Whole-file reads in blocks, through one buffer per thread, and the hashes computed from
+//! them in the same pass.
 
+use sha1::{Digest, Sha1};
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Result};
 
@@ -32,6 +34,33 @@ pub(crate) fn for_each_block(src: &mut impl Read, mut each: impl FnMut(&[u8])) -
             }
         }
     })
+}
+
+/// SHA-1 of a whole file, read through the thread's block buffer.
+pub(crate) fn sha1_reader(mut f: std::fs::File) -> std::io::Result<([u8; 20], u64)> {
+    let mut h = Sha1::new();
+    let n = for_each_block(&mut f, |b| h.update(b))?;
+    Ok((h.finalize().into(), n))
+}
+
+/// blake3 (and SHA-1 if asked) of a whole file in one pass.
+pub(crate) fn digest(
+    mut f: std::fs::File,
+    with_sha1: bool,
+) -> std::io::Result<([u8; 32], Option<[u8; 20]>, u64)> {
+    let mut b3 = blake3::Hasher::new();
+    let mut s1 = with_sha1.then(Sha1::new);
+    let n = for_each_block(&mut f, |b| {
+        b3.update(b);
+        if let Some(s) = s1.as_mut() {
+            s.update(b);
+        }
+    })?;
+    Ok((
+        *b3.finalize().as_bytes(),
+        s1.map(|s| s.finalize().into()),
+        n,
+    ))
 }
 
 #[cfg(test)]

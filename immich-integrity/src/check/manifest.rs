@@ -45,12 +45,10 @@
 //! over `checksum_mismatch`, since it is the narrower explanation (the detail gives the SHA-1 as
 //! well).
 
-use crate::check::{Checker, Fault0};
 use crate::error::{Error, Result};
-use crate::model::{AssetRow, Fault, FileKind, Level};
-use crate::probe::{Meta, Root};
+use crate::fs::probe::Meta;
+use crate::model::{Fault, Level};
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
-use sha1::{Digest, Sha1};
 use std::cell::Cell;
 use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -381,6 +379,14 @@ impl Snapshot {
     }
 }
 
+/// What the manifest says about a file before it is read (see [`Session::recall`]).
+pub(crate) enum Recall {
+    /// Unchanged and healthy at this level or deeper: the file need not be read.
+    Vouched,
+    /// The file must be read; the entry stored for it, if any.
+    Read(Option<Entry>),
+}
+
 /// The manifest during one scan: the snapshot workers read, the updates of the current batch,
 /// and the counters for the summary.
 pub(crate) struct Session {
@@ -452,37 +458,32 @@ impl Session {
         Ok(())
     }
 
-    /// The content check of one file with the manifest: skip it, or read it once.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn judge(
+    /// What the manifest says about `host` before it is read, counted for the summary: with
+    /// `verify` off, an entry that was healthy at `level` or deeper and whose size, mtime and
+    /// inode are unchanged (and, when `want_sha1` is given, whose stored SHA-1 equals it)
+    /// vouches for the file; otherwise the file is read, and the stored entry (if any) is
+    /// handed back for comparison.
+    pub(crate) fn recall(
         &self,
-        checker: &Checker,
-        row: &AssetRow,
-        kind: FileKind,
-        root: &Root,
-        rel: &Path,
-        host: PathBuf,
-        meta: Meta,
-    ) -> Option<Fault0> {
-        let level = checker.level;
-        let content_sum = match (&row.checksum, row.checksum_is_of_path) {
-            (Some(sum), false) if level >= Level::Hash && kind == FileKind::Original => Some(sum),
-            _ => None,
-        };
+        host: &Path,
+        level: Level,
+        meta: &Meta,
+        want_sha1: Option<&[u8]>,
+    ) -> Recall {
         let old = self
             .snapshot
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&host);
+            .get(host);
         if let Some(o) = old.as_ref().filter(|_| !self.verify) {
-            let sha1_ok = match (content_sum, o.sha1) {
+            let sha1_ok = match (want_sha1, o.sha1) {
                 (None, _) => true,
                 (Some(want), Some(have)) => have[..] == want[..],
                 (Some(_), None) => false,
             };
-            if o.unchanged_and_healthy(level, &meta) && sha1_ok {
+            if o.unchanged_and_healthy(level, meta) && sha1_ok {
                 self.hits.fetch_add(1, Ordering::Relaxed);
-                return checker.content_ok(row, kind, host, meta, None);
+                return Recall::Vouched;
             }
         }
         let counter = if old.is_some() {
@@ -491,68 +492,26 @@ impl Session {
             &self.new
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        // One pass over the content: blake3 always, SHA-1 when this level compares it.
-        let Ok(file) = root.open_read(rel) else {
-            // The format check opens it again and names the reason (EACCES, ...).
-            return checker.quick(row, kind, root, rel, host, meta, None);
-        };
-        let (b3, sha1, n) = match digest(file, content_sum.is_some()) {
-            Ok(d) => d,
-            Err(e) => {
-                return Some(Fault0::new(
-                    Fault::Corrupt,
-                    Some(host),
-                    format!("read error: {e}"),
-                ))
-            }
-        };
-        checker.bytes_read.fetch_add(n, Ordering::Relaxed);
-        let mut verdict = checker.quick(row, kind, root, rel, host.clone(), meta, sha1);
-        let rot = old
-            .as_ref()
-            .filter(|o| o.size == meta.size && o.mtime_ns == meta.mtime_ns && o.blake3 != b3);
-        if let Some(o) = rot {
-            let what = format!(
-                "content changed while size and mtime did not: blake3 was {}, now {}",
-                hex::encode(o.blake3),
-                hex::encode(b3)
-            );
-            verdict = match verdict {
-                None => Some(Fault0::new(Fault::Bitrot, Some(host.clone()), what)),
-                Some(v) if v.fault == Fault::ChecksumMismatch => Some(Fault0::new(
-                    Fault::Bitrot,
-                    Some(host.clone()),
-                    format!("{what}; {}", v.detail),
-                )),
-                Some(mut v) => {
-                    v.detail = format!("{}; also bitrot: {what}", v.detail);
-                    Some(v)
-                }
-            };
-        }
-        let entry = match rot {
-            // Keep the last good hash, so the file stays reported until it is restored.
+        Recall::Read(old)
+    }
+
+    /// Records what reading `host` found, to be committed with the batch. `keep`: the stored
+    /// entry whose hash is kept because the content changed silently (bitrot), so the file
+    /// stays reported until it is restored; only its inode, verdict and level are updated.
+    pub(crate) fn record(&self, host: PathBuf, seen: Entry, keep: Option<&Entry>) {
+        let entry = match keep {
             Some(o) => Entry {
-                ino: meta.ino,
-                verdict: verdict.as_ref().map(|v| v.fault),
-                level,
+                ino: seen.ino,
+                verdict: seen.verdict,
+                level: seen.level,
                 ..o.clone()
             },
-            None => Entry {
-                size: meta.size,
-                mtime_ns: meta.mtime_ns,
-                ino: meta.ino,
-                blake3: b3,
-                sha1,
-                verdict: verdict.as_ref().map(|v| v.fault),
-                level,
-            },
+            None => seen,
         };
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((host, entry));
-        verdict
     }
 }
 
@@ -584,26 +543,6 @@ fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "internal error".into())
     })
-}
-
-/// blake3 (and SHA-1 if asked) of a whole file in one pass.
-fn digest(
-    mut f: std::fs::File,
-    with_sha1: bool,
-) -> std::io::Result<([u8; 32], Option<[u8; 20]>, u64)> {
-    let mut b3 = blake3::Hasher::new();
-    let mut s1 = with_sha1.then(Sha1::new);
-    let n = crate::blocks::for_each_block(&mut f, |b| {
-        b3.update(b);
-        if let Some(s) = s1.as_mut() {
-            s.update(b);
-        }
-    })?;
-    Ok((
-        *b3.finalize().as_bytes(),
-        s1.map(|s| s.finalize().into()),
-        n,
-    ))
 }
 
 #[cfg(test)]

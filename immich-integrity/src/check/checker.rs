@@ -1,15 +1,16 @@
 //! Per-row checking: map each stored path, observe the file, and classify what was seen.
 //! Classification happens here and only here, from the raw observation.
 
-use crate::access::{Identity, READ, SEARCH};
-use crate::decode::{self, DecodeLimits, Decoded};
-use crate::formats::{self, JpegFrame, Verdict};
+use super::context::FileCtx;
+use crate::check::decode::{self, DecodeLimits, Decoded};
+use crate::check::formats::{self, JpegFrame, Verdict};
+use crate::fs::access::{Identity, READ, SEARCH};
+use crate::fs::blocks::sha1_reader;
+use crate::fs::pathmap::{Mapped, PathMap};
+use crate::fs::probe::{Meta, Observation, Root};
+use crate::fs::roots::Roots;
 use crate::model::{AssetRow, Fault, FileKind, FileRef, Finding, Level, Repair};
-use crate::pathmap::{Mapped, PathMap};
-use crate::probe::{Meta, Observation, Root};
-use crate::roots::Roots;
 use dashmap::DashMap;
-use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +37,7 @@ pub struct Checker {
     /// `full` level: files with no decoder here (format -> count); their `quick` verdict stands.
     pub decode_fallbacks: Mutex<BTreeMap<String, u64>>,
     /// `--manifest`: skip unchanged healthy files, detect bitrot (see `manifest.rs`).
-    pub(crate) manifest: Option<crate::manifest::Session>,
+    pub(crate) manifest: Option<crate::check::manifest::Session>,
 }
 
 /// A fault before the repair is decided (that needs the whole row).
@@ -159,7 +160,7 @@ impl Checker {
         // `exists` does not pay for building it.
         let host = || root.host.join(&rel);
         if let Some(active) = stale {
-            return Some(self.stale_prefix(row, f, root, &rel, host(), obs, &active));
+            return Some(self.stale_prefix(row, f, root, &rel, obs, &active));
         }
         match obs {
             Observation::File(meta) => self.judge_file(row, f.kind, root, &rel, meta),
@@ -184,27 +185,33 @@ impl Checker {
             return Some(Fault0::new(Fault::Empty, Some(host()), "file is 0 bytes"));
         }
         if self.level >= Level::Quick {
+            let file = FileCtx {
+                row,
+                kind,
+                root,
+                rel,
+                host: host(),
+                meta,
+            };
             if let Some(m) = &self.manifest {
-                return m.judge(self, row, kind, root, rel, host(), meta);
+                return self.through_manifest(m, file);
             }
-            return self.quick(row, kind, root, rel, host(), meta, None);
+            return self.quick(file, None);
         }
         None
     }
 
     /// Head and tail of the file: is it the format it claims, and was it written to the end?
     /// `sha1`: the content's SHA-1 when the caller already read the whole file.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn quick(
-        &self,
-        row: &AssetRow,
-        kind: FileKind,
-        root: &Root,
-        rel: &Path,
-        host: PathBuf,
-        meta: Meta,
-        sha1: Option<[u8; 20]>,
-    ) -> Option<Fault0> {
+    pub(crate) fn quick(&self, f: FileCtx<'_>, sha1: Option<[u8; 20]>) -> Option<Fault0> {
+        let FileCtx {
+            row,
+            kind,
+            root,
+            rel,
+            host,
+            meta,
+        } = f;
         let file = match root.open_read(rel) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -242,7 +249,17 @@ impl Checker {
             // Precedence (DESIGN §1): corrupt before size_mismatch before checksum_mismatch.
             Verdict::Ok => match self.full(&file, meta.size, report.format, report.jpeg) {
                 Some(detail) => (Fault::Corrupt, detail),
-                None => return self.content_ok(row, kind, host, meta, Some((file, sha1))),
+                None => {
+                    let f = FileCtx {
+                        row,
+                        kind,
+                        root,
+                        rel,
+                        host,
+                        meta,
+                    };
+                    return self.content_ok(f, Some((file, sha1)));
+                }
             },
         };
         Some(Fault0::new(fault, Some(host), format!("{detail}{note}")))
@@ -281,12 +298,16 @@ impl Checker {
     /// computed, its SHA-1; `None` when the manifest's stored SHA-1 was already compared.
     pub(crate) fn content_ok(
         &self,
-        row: &AssetRow,
-        kind: FileKind,
-        host: PathBuf,
-        meta: Meta,
+        f: FileCtx<'_>,
         read: Option<(std::fs::File, Option<[u8; 20]>)>,
     ) -> Option<Fault0> {
+        let FileCtx {
+            row,
+            kind,
+            host,
+            meta,
+            ..
+        } = f;
         match row.original_size {
             Some(want) if kind == FileKind::Original && want != meta.size => Some(Fault0::new(
                 Fault::SizeMismatch,
@@ -454,17 +475,16 @@ impl Checker {
     }
 
     /// A row stored under a media spelling Immich no longer uses.
-    #[allow(clippy::too_many_arguments)]
     fn stale_prefix(
         &self,
         row: &AssetRow,
         f: &FileRef,
         root: &Root,
         rel: &Path,
-        host: PathBuf,
         obs: Observation,
         active: &str,
     ) -> Fault0 {
+        let host = root.host.join(rel);
         let active_root = self.map.active_media().unwrap_or("?");
         match obs {
             Observation::File(meta) => match self.matches(row, f.kind, &host, &meta) {
@@ -614,13 +634,6 @@ fn repair_for(kind: FileKind, fault: Fault, original_ok: bool) -> (Repair, Optio
 
 fn sha1_file(path: &Path) -> std::io::Result<([u8; 20], u64)> {
     sha1_reader(std::fs::File::open(path)?)
-}
-
-/// SHA-1 of a whole file, read through the thread's block buffer.
-pub(crate) fn sha1_reader(mut f: std::fs::File) -> std::io::Result<([u8; 20], u64)> {
-    let mut h = Sha1::new();
-    let n = crate::blocks::for_each_block(&mut f, |b| h.update(b))?;
-    Ok((h.finalize().into(), n))
 }
 
 fn lossy(p: PathBuf) -> String {

@@ -3,8 +3,7 @@
 //! findings.
 
 use crate::error::{Error, Result};
-use crate::model::Finding;
-use crate::orphans::Orphan;
+use crate::model::{Finding, Orphan};
 use std::io::BufRead;
 use std::path::Path;
 

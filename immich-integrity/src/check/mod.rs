@@ -1,0 +1,15 @@
+//! The check stage: observe each file a row points at and classify what was seen. The
+//! [`Checker`](checker::Checker) holds what every worker shares; `formats` proves from head
+//! and tail that a file is the format it claims and was written to the end (one file per
+//! format family); `decode` is the `full` level; `manifest` is a cache the checker asks before
+//! reading a file and tells what it read. Classification into a [`Fault`](crate::Fault)
+//! happens in this module and nowhere else.
+
+mod cached;
+pub(crate) mod checker;
+mod context;
+pub mod decode;
+pub mod formats;
+pub mod manifest;
+
+pub(crate) use checker::Checker;
