@@ -91,6 +91,18 @@ fn assert_incomplete(lib: &Lib, part: &str, column: &str, kinds: &[&str]) {
     assert_eq!(status, Status::Fail, "{message}");
     assert!(message.contains(column), "{message}");
 
+    // Repairs act on the parts that were checked, and say which were not.
+    let mut args = vec!["relink".to_string()];
+    args.extend(library_flags(lib));
+    args.extend(["--as-user".into(), lib.truth.as_user.clone()]);
+    let out = run_cli(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "relink's dry run runs: {err}");
+    assert!(
+        err.contains(&format!("{part} rows were not checked")) && err.contains("none of them"),
+        "{err}"
+    );
+
     let mut args = vec!["orphans".to_string()];
     args.extend(library_flags(lib));
     let out = run_cli(&args);
