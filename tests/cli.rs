@@ -71,7 +71,8 @@ fn clean_library_exits_0_and_table_has_summary_line() {
     let text = String::from_utf8_lossy(&out.stdout);
     let last = text.lines().last().unwrap();
     assert!(
-        last.starts_with("immich-integrity: schema v2.6-v2.7") && last.contains(" 0 faults"),
+        last.starts_with("immich-integrity: Immich v2.6.3 (schema v2.6-v2.7)")
+            && last.contains(" 0 faults"),
         "{text}"
     );
     // Pointing at the folder above the media root works too: the .immich markers find it.

@@ -79,7 +79,7 @@ fn sql(lib: &Lib, statements: &[&str]) {
 fn write_ledger(lib: &Lib) {
     let typeorm = |newest: &str, ts: i64| {
         vec![
-            "CREATE TABLE migrations (id serial PRIMARY KEY, timestamp bigint NOT NULL, \
+            "CREATE TABLE IF NOT EXISTS migrations (id serial PRIMARY KEY, timestamp bigint NOT NULL, \
              name varchar NOT NULL)"
                 .to_string(),
             "INSERT INTO migrations (timestamp, name) VALUES \
@@ -94,16 +94,20 @@ fn write_ledger(lib: &Lib) {
         g => {
             let mut s = typeorm("AddMissingIndex1744910873956", 1744910873956);
             s.push(
-                "CREATE TABLE kysely_migrations (name varchar(255) PRIMARY KEY, \
+                "CREATE TABLE IF NOT EXISTS kysely_migrations (name varchar(255) PRIMARY KEY, \
                  timestamp varchar(255) NOT NULL)"
                     .into(),
             );
             s.push(
-                "CREATE TABLE kysely_migrations_lock (id varchar(255) PRIMARY KEY, \
+                "CREATE TABLE IF NOT EXISTS kysely_migrations_lock (id varchar(255) PRIMARY KEY, \
                  is_locked integer NOT NULL DEFAULT 0)"
                     .into(),
             );
-            s.push("INSERT INTO kysely_migrations_lock VALUES ('migration_lock', 0)".into());
+            s.push(
+                "INSERT INTO kysely_migrations_lock VALUES ('migration_lock', 0) \
+                 ON CONFLICT DO NOTHING"
+                    .into(),
+            );
             let mut names = vec![
                 "1744910873969-InitialMigration",
                 "1752267649968-StandardizeNames",
@@ -118,7 +122,8 @@ fn write_ledger(lib: &Lib) {
             }
             for n in names {
                 s.push(format!(
-                    "INSERT INTO kysely_migrations VALUES ('{n}', '2026-01-01T00:00:00Z')"
+                    "INSERT INTO kysely_migrations VALUES ('{n}', '2026-01-01T00:00:00Z') \
+                     ON CONFLICT DO NOTHING"
                 ));
             }
             s

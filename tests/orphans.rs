@@ -145,6 +145,16 @@ fn planted_files_v2_6() {
     planted_generation(Generation::V2_6);
 }
 
+#[test]
+fn planted_files_v3_0() {
+    planted_generation(Generation::V3_0);
+}
+
+#[test]
+fn planted_files_v3_2() {
+    planted_generation(Generation::V3_2);
+}
+
 /// Rows stored under `/usr/src/app/upload` while the media location is `/data`: the files are
 /// the same ones, so nothing is an orphan (Immich's own report called them all orphans).
 #[test]

@@ -1110,6 +1110,8 @@ fn dump(lib: &Lib) -> String {
         tables.push(f.to_string());
     }
     tables.push("asset_job_status".into());
+    // v3: rows deleted through ON DELETE CASCADE with an asset_file row come back with it.
+    tables.push("integrity_report".into());
     runtime().block_on(async {
         let mut c = connect(&lib.truth.db_url).await;
         let mut out = String::new();
@@ -1122,8 +1124,11 @@ fn dump(lib: &Lib) -> String {
             if !exists {
                 continue;
             }
+            // Immich's updated_at() trigger re-stamps these on every UPDATE; undo restores
+            // values, not stamps.
             let sql = format!(
-                "SELECT COALESCE(string_agg(to_jsonb(t)::text, E'\\n' ORDER BY to_jsonb(t)::text), '') FROM \"{table}\" t"
+                "SELECT COALESCE(string_agg(r::text, E'\\n' ORDER BY r::text), '') \
+                 FROM (SELECT to_jsonb(t) - 'updatedAt' - 'updateId' AS r FROM \"{table}\" t) d"
             );
             let rows: String = sqlx::query_scalar(&sql).fetch_one(&mut c).await.unwrap();
             out.push_str(&rows);
@@ -1179,13 +1184,15 @@ fn arrange_sidecar_fault(lib: &Lib) -> String {
     runtime().block_on(async {
         let mut c = connect(&lib.truth.db_url).await;
         sqlx::query(&format!(
-            "CREATE TABLE asset_job_status (\"assetId\" uuid PRIMARY KEY REFERENCES \"{asset}\"(id) ON DELETE CASCADE, \"metadataExtractedAt\" timestamptz)"
+            "CREATE TABLE IF NOT EXISTS asset_job_status (\"assetId\" uuid PRIMARY KEY REFERENCES \"{asset}\"(id) ON DELETE CASCADE, \"metadataExtractedAt\" timestamptz)"
         ))
         .execute(&mut c)
         .await
         .unwrap();
         sqlx::query(&format!(
-            "INSERT INTO asset_job_status SELECT id, '2024-03-05 06:07:08.123456+00' FROM \"{asset}\""
+            "INSERT INTO asset_job_status (\"assetId\", \"metadataExtractedAt\") \
+             SELECT id, '2024-03-05 06:07:08.123456+00' FROM \"{asset}\" ON CONFLICT (\"assetId\") \
+             DO UPDATE SET \"metadataExtractedAt\" = EXCLUDED.\"metadataExtractedAt\""
         ))
         .execute(&mut c)
         .await
@@ -1201,6 +1208,7 @@ fn queue_generation(generation: Generation) {
     let lib = generate(generation, 50, true);
     let sidecar_asset = arrange_sidecar_fault(&lib);
     let before = dump(&lib);
+    let reports_before = report_rows(&lib);
     let whole_before = pg_dump(&lib);
     let mut findings: Vec<Finding> = Vec::new();
     scan(&options(&lib.truth), &mut findings).unwrap();
@@ -1282,7 +1290,7 @@ fn queue_generation(generation: Generation) {
                     .await
                     .unwrap()
                 }
-                (Some(_), FileKind::EncodedVideo) if g != Generation::V2_6 => sqlx::query_scalar(
+                (Some(_), FileKind::EncodedVideo) if !g.sidecar_in_asset_file() => sqlx::query_scalar(
                     &format!(
                         "SELECT count(*) FROM \"{}\" WHERE id = $1::uuid AND \"encodedVideoPath\" = $2",
                         t.assets
@@ -1347,12 +1355,58 @@ fn queue_generation(generation: Generation) {
     assert!(!journal_text.contains(ADMIN));
     assert!(regen::is_queue_journal(&journal));
 
-    // Undo restores every row exactly, and is idempotent.
+    // On v3 the broken preview's integrity_report row went with its asset_file row (ON DELETE
+    // CASCADE), and the journal holds it.
+    let cascaded: usize = plan
+        .steps
+        .iter()
+        .map(|s| match &s.change {
+            regen::QueueChange::DeleteAssetFile { cascaded, .. } => cascaded.len(),
+            _ => 0,
+        })
+        .sum();
+    if generation.has_integrity_report() {
+        assert!(
+            cascaded >= 1,
+            "a report row cascades from a deleted asset_file row"
+        );
+        assert!(journal_text.contains("integrity_report"));
+        assert_eq!(report_rows(&lib), reports_before - cascaded as i64);
+    } else {
+        assert_eq!(cascaded, 0);
+    }
+
+    // Undo restores every row exactly (cascaded ones too), and is idempotent.
     let restored = regen::undo_queue(&lib.truth.db_url, &journal).unwrap();
-    assert_eq!(restored as usize, plan.steps.len());
+    assert_eq!(restored as usize, plan.steps.len() + cascaded);
+    assert_eq!(report_rows(&lib), reports_before);
     assert_eq!(dump(&lib), before, "undo restores the rows exactly");
     assert_eq!(regen::undo_queue(&lib.truth.db_url, &journal).unwrap(), 0);
     assert_eq!(dump(&lib), before);
+}
+
+/// Rows of `integrity_report` (0 before v3.0).
+fn report_rows(lib: &Lib) -> i64 {
+    if lib.truth.integrity_reports.is_empty() {
+        return 0;
+    }
+    runtime().block_on(async {
+        let mut c = connect(&lib.truth.db_url).await;
+        sqlx::query_scalar("SELECT count(*) FROM integrity_report")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    })
+}
+
+#[test]
+fn queue_mode_v3_0() {
+    queue_generation(Generation::V3_0);
+}
+
+#[test]
+fn queue_mode_v3_2() {
+    queue_generation(Generation::V3_2);
 }
 
 #[test]

@@ -88,6 +88,16 @@ fn relink_and_undo_v2_6() {
 }
 
 #[test]
+fn relink_and_undo_v3_0() {
+    relink_generation(Generation::V3_0);
+}
+
+#[test]
+fn relink_and_undo_v3_2() {
+    relink_generation(Generation::V3_2);
+}
+
+#[test]
 fn cli_relink_dry_run_apply_and_undo() {
     use std::process::Command;
     let lib = generate(Generation::V1_137, 40, true);

@@ -158,6 +158,16 @@ fn prefix_rewrite_v2_6() {
     prefix_generation(Generation::V2_6);
 }
 
+#[test]
+fn prefix_rewrite_v3_0() {
+    prefix_generation(Generation::V3_0);
+}
+
+#[test]
+fn prefix_rewrite_v3_2() {
+    prefix_generation(Generation::V3_2);
+}
+
 /// A file gone from the new place, or a sampled original whose bytes changed, stops the
 /// rewrite: its rows are relinked one by one and the bad ones are skipped.
 #[test]

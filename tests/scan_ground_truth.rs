@@ -54,8 +54,18 @@ fn v2_6_sidecars_and_videos_in_asset_file() {
 }
 
 #[test]
+fn v3_0_immichs_own_ddl() {
+    check_generation(Generation::V3_0);
+}
+
+#[test]
+fn v3_2_immichs_own_ddl() {
+    check_generation(Generation::V3_2);
+}
+
+#[test]
 fn clean_library_reports_nothing() {
-    for generation in [Generation::V1_112, Generation::V2_6] {
+    for generation in [Generation::V1_112, Generation::V2_6, Generation::V3_2] {
         let lib = generate(generation, 30, false);
         let mut findings: Vec<Finding> = Vec::new();
         let summary = scan(&options(&lib.truth), &mut findings).unwrap();

@@ -90,6 +90,16 @@ fn levels_v2_6() {
     levels_match_truth(Generation::V2_6);
 }
 
+#[test]
+fn levels_v3_0() {
+    levels_match_truth(Generation::V3_0);
+}
+
+#[test]
+fn levels_v3_2() {
+    levels_match_truth(Generation::V3_2);
+}
+
 /// Peak resident memory of this process, KiB.
 fn vm_hwm_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -130,7 +130,7 @@ fn hash_level_finds_a_changed_byte_and_skips_path_checksums() {
         .await
         .unwrap();
         let external: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM asset WHERE \"checksumAlgorithm\" = 'sha1-path' AND \"deletedAt\" IS NULL",
+            "SELECT count(*) FROM asset WHERE \"libraryId\" IS NOT NULL AND \"deletedAt\" IS NULL",
         )
         .fetch_one(&mut c)
         .await

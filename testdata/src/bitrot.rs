@@ -52,11 +52,18 @@ pub async fn inject_bitrot(fx: &Fixture, n: usize, seed: u64) -> Result<Vec<Trut
     .fetch_all(&mut c)
     .await
     .context("list originals")?;
+    // Not the edited renditions: one asset's edited and unedited thumbnail would both be
+    // (asset, "thumbnail") in the truth.
+    let unedited = if gen.asset_file_is_edited() {
+        " AND NOT f.\"isEdited\""
+    } else {
+        ""
+    };
     let derivatives: Vec<(String, String, String, String)> = match t.asset_files {
         Some(af) => sqlx::query_as(&format!(
             "SELECT a.id::text, a.\"ownerId\"::text, f.type::text, f.path FROM \"{af}\" f \
              JOIN \"{}\" a ON a.id = f.\"assetId\" \
-             WHERE {live} AND f.type::text IN ('preview', 'thumbnail') ORDER BY f.path",
+             WHERE {live} AND f.type::text IN ('preview', 'thumbnail'){unedited} ORDER BY f.path",
             t.assets
         ))
         .fetch_all(&mut c)

@@ -35,7 +35,7 @@ fn q(name: &str) -> String {
     format!("\"{name}\"")
 }
 
-/// Columns of the asset table: (name, DDL type).
+/// Columns of the hand-made asset table (generations before v2.6): (name, DDL type).
 fn asset_columns(g: Generation) -> Vec<(&'static str, String)> {
     let t = g.tables();
     let mut c: Vec<(&'static str, String)> = vec![
@@ -60,9 +60,7 @@ fn asset_columns(g: Generation) -> Vec<(&'static str, String)> {
         c.push(("previewPath", "varchar".into()));
         c.push(("thumbnailPath", "varchar DEFAULT ''".into()));
     }
-    if g != Generation::V2_6 {
-        c.push(("encodedVideoPath", "varchar DEFAULT ''".into()));
-    }
+    c.push(("encodedVideoPath", "varchar DEFAULT ''".into()));
     c.push(("checksum", "bytea NOT NULL".into()));
     if g == Generation::V1_112 {
         c.push(("isVisible", "boolean NOT NULL DEFAULT true".into()));
@@ -75,9 +73,7 @@ fn asset_columns(g: Generation) -> Vec<(&'static str, String)> {
     c.push(("updatedAt", "timestamptz NOT NULL DEFAULT now()".into()));
     c.push(("createdAt", "timestamptz NOT NULL DEFAULT now()".into()));
     c.push(("originalFileName", "varchar NOT NULL".into()));
-    if g != Generation::V2_6 {
-        c.push(("sidecarPath", "varchar".into()));
-    }
+    c.push(("sidecarPath", "varchar".into()));
     c.push(("thumbhash", "bytea".into()));
     c.push(("isOffline", "boolean NOT NULL DEFAULT false".into()));
     c.push((
@@ -97,12 +93,47 @@ fn asset_columns(g: Generation) -> Vec<(&'static str, String)> {
             "asset_visibility_enum NOT NULL DEFAULT 'timeline'".into(),
         ));
     }
-    if g == Generation::V2_6 {
-        c.push(("isEdited", "boolean NOT NULL DEFAULT false".into()));
-        c.push((
-            "checksumAlgorithm",
-            "asset_checksum_algorithm_enum NOT NULL".into(),
-        ));
+    c
+}
+
+/// The asset columns COPY fills: the hand-made table's, or (v2.6+) the ones of Immich's own
+/// table the generator sets. Those are every NOT NULL column without a default (`deviceAssetId`
+/// and `deviceId` on v2.6 only, `checksumAlgorithm` on v3.0+) and the ones a real server fills.
+fn copy_asset_columns(g: Generation) -> Vec<&'static str> {
+    if g.upstream_ddl().is_none() {
+        return asset_columns(g).into_iter().map(|(n, _)| n).collect();
+    }
+    let mut c = vec!["id"];
+    if g.has_device_ids() {
+        c.extend(["deviceAssetId", "deviceId"]);
+    }
+    c.extend([
+        "ownerId",
+        "type",
+        "originalPath",
+        "fileCreatedAt",
+        "fileModifiedAt",
+        "isFavorite",
+        "duration",
+        "checksum",
+        "livePhotoVideoId",
+        "updatedAt",
+        "createdAt",
+        "originalFileName",
+        "thumbhash",
+        "isOffline",
+        "libraryId",
+        "isExternal",
+        "deletedAt",
+        "localDateTime",
+        "status",
+        "visibility",
+        "width",
+        "height",
+        "isEdited",
+    ]);
+    if g.has_checksum_algorithm() {
+        c.push("checksumAlgorithm");
     }
     c
 }
@@ -119,9 +150,6 @@ fn ddl(g: Generation) -> Vec<String> {
             "CREATE TYPE asset_visibility_enum AS ENUM ('archive', 'timeline', 'hidden', 'locked')"
                 .into(),
         );
-    }
-    if g == Generation::V2_6 {
-        s.push("CREATE TYPE asset_checksum_algorithm_enum AS ENUM ('sha1', 'sha1-path')".into());
     }
     s.push(format!(
         "CREATE TABLE {users} (
@@ -192,15 +220,12 @@ fn ddl(g: Generation) -> Vec<String> {
         q(t.exif)
     ));
     if let Some(af) = t.asset_files {
-        let (extra, uq_name, uq_cols) = match g {
-            Generation::V1_135 => ("", "UQ_assetId_type", "\"assetId\", type"),
-            Generation::V1_137 => ("", "asset_file_assetId_type_uq", "\"assetId\", type"),
-            _ => (
-                ", \"isEdited\" boolean NOT NULL DEFAULT false, \"isProgressive\" boolean NOT NULL DEFAULT false",
-                "asset_file_assetId_type_isEdited_uq",
-                "\"assetId\", type, \"isEdited\"",
-            ),
+        let uq_name = if g.plural_tables() {
+            "UQ_assetId_type"
+        } else {
+            "asset_file_assetId_type_uq"
         };
+        let uq_cols = "\"assetId\", type";
         s.push(format!(
             "CREATE TABLE {} (
                 id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -208,7 +233,7 @@ fn ddl(g: Generation) -> Vec<String> {
                 \"createdAt\" timestamptz NOT NULL DEFAULT now(),
                 \"updatedAt\" timestamptz NOT NULL DEFAULT now(),
                 type varchar NOT NULL,
-                path varchar NOT NULL{extra},
+                path varchar NOT NULL,
                 CONSTRAINT \"{uq_name}\" UNIQUE ({uq_cols})
             )",
             q(af)
@@ -233,7 +258,16 @@ fn ddl(g: Generation) -> Vec<String> {
     s
 }
 
+/// Creates the tables of generation `g`: Immich's own DDL (v2.6+, one simple-protocol batch,
+/// functions, triggers and the `kysely_migrations` ledger included), else the hand-made one.
 pub(crate) async fn create_schema(conn: &mut PgConnection, g: Generation) -> Result<()> {
+    if let Some(sql) = g.upstream_ddl() {
+        sqlx::raw_sql(sql)
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("Immich's {g} schema (testdata/ddl/{g}.sql)"))?;
+        return Ok(());
+    }
     for stmt in ddl(g) {
         conn.execute(stmt.as_str())
             .await
@@ -351,11 +385,15 @@ fn asset_value(plan: &Plan, a: &Asset, col: &str, b: &mut CopyBuf) {
         "fileCreatedAt" | "localDateTime" => b.s(&ts(&a.created)),
         "fileModifiedAt" => b.s(&ts(&a.created)),
         "isFavorite" => b.s(if a.id.as_bytes()[0] < 16 { "t" } else { "f" }),
-        "duration" => b.val(if a.video {
-            Some("0:00:00.500000")
-        } else {
-            Some("0:00:00.00000")
+        // v3.0 made it an integer of milliseconds (1777667825574-ChangeDurationToInteger).
+        "duration" => b.s(match (g.integer_duration(), a.video) {
+            (true, true) => "500",
+            (true, false) => "0",
+            (false, true) => "0:00:00.500000",
+            (false, false) => "0:00:00.00000",
         }),
+        "width" => b.s(if a.video { "64" } else { "48" }),
+        "height" => b.s(if a.video { "48" } else { "32" }),
         "previewPath" => b.val(empty_or(&a.preview).as_deref()),
         "thumbnailPath" => b.s(&empty_or(&a.thumbnail).unwrap_or_default()),
         "encodedVideoPath" => b.s(&empty_or(&a.encoded).unwrap_or_default()),
@@ -379,6 +417,7 @@ fn asset_value(plan: &Plan, a: &Asset, col: &str, b: &mut CopyBuf) {
         "deletedAt" => b.val(if a.trashed { Some(ts(&plan.now)) } else { None }.as_deref()),
         "status" => b.s(if a.trashed { "trashed" } else { "active" }),
         "visibility" => b.s(if a.hidden { "hidden" } else { "timeline" }),
+        // The `asset_edit` insert trigger sets it for the edited asset.
         "isEdited" => b.s("f"),
         "checksumAlgorithm" => b.s(if a.library.is_some() {
             "sha1-path"
@@ -394,37 +433,57 @@ pub(crate) async fn load(conn: &mut PgConnection, plan: &Plan) -> Result<()> {
     let g = plan.gen;
     let t = g.tables();
     let now = ts(&plan.now);
+    let ex = &plan.extras;
 
-    copy_rows(
-        conn,
-        t.users,
-        &[
-            "id",
-            "email",
-            "name",
-            "isAdmin",
-            "storageLabel",
-            "profileImagePath",
-            "shouldChangePassword",
-            "createdAt",
-            "updatedAt",
-        ],
-        plan.users.len(),
-        |i, b| {
-            let u = &plan.users[i];
-            b.s(&u.id.to_string());
-            b.s(&u.email);
-            b.s(&u.name);
-            b.s(if u.admin { "t" } else { "f" });
-            b.val(u.label.as_deref());
-            b.s(&plan.db_path(&u.profile));
-            b.s("f");
-            b.s(&now);
-            b.s(&now);
-            b.end();
-            i + 1
-        },
-    )
+    // v3.2: every user belongs to a cluster group (NOT NULL), one each here.
+    if g.person_groups() {
+        copy_rows(
+            conn,
+            "cluster_group",
+            &["id", "createdAt", "updatedAt"],
+            ex.cluster_groups.len(),
+            |i, b| {
+                b.s(&ex.cluster_groups[i].to_string());
+                b.s(&now);
+                b.s(&now);
+                b.end();
+                i + 1
+            },
+        )
+        .await?;
+    }
+
+    let mut user_cols = vec![
+        "id",
+        "email",
+        "name",
+        "isAdmin",
+        "storageLabel",
+        "profileImagePath",
+        "shouldChangePassword",
+        "createdAt",
+        "updatedAt",
+    ];
+    if g.person_groups() {
+        user_cols.push("clusterGroupId");
+    }
+    copy_rows(conn, t.users, &user_cols, plan.users.len(), |i, b| {
+        let u = &plan.users[i];
+        b.s(&u.id.to_string());
+        b.s(&u.email);
+        b.s(&u.name);
+        b.s(if u.admin { "t" } else { "f" });
+        b.val(u.label.as_deref());
+        b.s(&plan.db_path(&u.profile));
+        b.s("f");
+        b.s(&now);
+        b.s(&now);
+        if g.person_groups() {
+            b.s(&ex.cluster_groups[i].to_string());
+        }
+        b.end();
+        i + 1
+    })
     .await?;
 
     copy_rows(
@@ -457,8 +516,7 @@ pub(crate) async fn load(conn: &mut PgConnection, plan: &Plan) -> Result<()> {
     )
     .await?;
 
-    let cols = asset_columns(g);
-    let names: Vec<&str> = cols.iter().map(|(n, _)| *n).collect();
+    let names = copy_asset_columns(g);
     // Hidden live-photo videos come before their images in the plan (FK order).
     copy_rows(conn, t.assets, &names, plan.assets.len(), |i, b| {
         let a = &plan.assets[i];
@@ -502,37 +560,42 @@ pub(crate) async fn load(conn: &mut PgConnection, plan: &Plan) -> Result<()> {
     .await?;
 
     if let Some(af) = t.asset_files {
-        // (asset index, type, loc) rows, generated lazily per asset.
-        let mut rows: Vec<(usize, &'static str, &crate::plan::Loc)> = Vec::new();
+        // (asset index, type, isEdited, loc) rows.
+        let mut rows: Vec<(usize, &'static str, bool, &crate::plan::Loc)> = Vec::new();
         for (i, a) in plan.assets.iter().enumerate() {
-            let mut kinds: Vec<(&'static str, &Option<crate::plan::Loc>)> = vec![
-                ("preview", &a.preview),
-                ("thumbnail", &a.thumbnail),
-                ("fullsize", &a.fullsize),
+            let mut kinds: Vec<(&'static str, bool, &Option<crate::plan::Loc>)> = vec![
+                ("preview", false, &a.preview),
+                ("thumbnail", false, &a.thumbnail),
+                ("fullsize", false, &a.fullsize),
             ];
             if g.sidecar_in_asset_file() {
-                kinds.push(("sidecar", &a.sidecar));
-                kinds.push(("encoded_video", &a.encoded));
+                kinds.push(("sidecar", false, &a.sidecar));
+                kinds.push(("encoded_video", false, &a.encoded));
             }
-            for (k, l) in kinds {
+            if g.asset_file_is_edited() {
+                kinds.push(("thumbnail", true, &a.edited_thumbnail));
+            }
+            for (k, edited, l) in kinds {
                 if let Some(l) = l {
-                    rows.push((i, k, l));
+                    rows.push((i, k, edited, l));
                 }
             }
         }
-        let mut cols = vec!["assetId", "type", "path", "createdAt", "updatedAt"];
-        if g == Generation::V2_6 {
+        let mut cols = vec!["id", "assetId", "type", "path", "createdAt", "updatedAt"];
+        if g.asset_file_is_edited() {
             cols.push("isEdited");
         }
         copy_rows(conn, af, &cols, rows.len(), |i, b| {
-            let (ai, k, l) = rows[i];
-            b.s(&plan.assets[ai].id.to_string());
+            let (ai, k, edited, l) = rows[i];
+            let id = plan.assets[ai].id;
+            b.s(&crate::plan::file_id(id, k, edited).to_string());
+            b.s(&id.to_string());
             b.s(k);
             b.s(&plan.db_path(l));
             b.s(&now);
             b.s(&now);
-            if g == Generation::V2_6 {
-                b.s("f");
+            if g.asset_file_is_edited() {
+                b.s(if edited { "t" } else { "f" });
             }
             b.end();
             i + 1
@@ -540,31 +603,10 @@ pub(crate) async fn load(conn: &mut PgConnection, plan: &Plan) -> Result<()> {
         .await?;
     }
 
-    copy_rows(
-        conn,
-        t.person,
-        &[
-            "id",
-            "ownerId",
-            "name",
-            "thumbnailPath",
-            "createdAt",
-            "updatedAt",
-        ],
-        plan.persons.len(),
-        |i, b| {
-            let p = &plan.persons[i];
-            b.s(&p.id.to_string());
-            b.s(&plan.users[p.owner].id.to_string());
-            b.s(&p.name);
-            b.s(&plan.db_path(&p.thumb));
-            b.s(&now);
-            b.s(&now);
-            b.end();
-            i + 1
-        },
-    )
-    .await?;
+    load_persons(conn, plan).await?;
+    if g.upstream_ddl().is_some() {
+        load_extras(conn, plan).await?;
+    }
 
     let mut meta: Vec<(&str, String)> = vec![(
         "system-flags",
@@ -589,5 +631,237 @@ pub(crate) async fn load(conn: &mut PgConnection, plan: &Plan) -> Result<()> {
         .context("insert system_metadata")?;
     }
     conn.execute("ANALYZE").await.context("ANALYZE")?;
+    Ok(())
+}
+
+/// Persons (and on v2.6+ their faces). Before v3.2 a person is keyed by `person.id`; on v3.2
+/// by (`ownerId`, `personGroupId`), with one `person_group` per person whose id is the plan's
+/// person id, so the ground truth names a person by its `personGroupId` as the scanner does.
+async fn load_persons(conn: &mut PgConnection, plan: &Plan) -> Result<()> {
+    let g = plan.gen;
+    let t = g.tables();
+    let now = ts(&plan.now);
+    let ex = &plan.extras;
+    let owner = |pi: usize| plan.users[plan.persons[pi].owner].id.to_string();
+    if g.person_groups() {
+        copy_rows(
+            conn,
+            "person_group",
+            &["id", "clusterGroupId", "createdAt", "updatedAt"],
+            plan.persons.len(),
+            |i, b| {
+                let p = &plan.persons[i];
+                b.s(&p.id.to_string());
+                b.s(&ex.cluster_groups[p.owner].to_string());
+                b.s(&now);
+                b.s(&now);
+                b.end();
+                i + 1
+            },
+        )
+        .await?;
+        load_faces(conn, plan, "personGroupId").await?;
+        let face_of = |pi: usize| {
+            ex.faces
+                .iter()
+                .find(|f| f.person == pi)
+                .map(|f| f.id.to_string())
+        };
+        copy_rows(
+            conn,
+            t.person,
+            &[
+                "ownerId",
+                "personGroupId",
+                "name",
+                "thumbnailPath",
+                "faceAssetId",
+                "createdAt",
+                "updatedAt",
+            ],
+            plan.persons.len(),
+            |i, b| {
+                let p = &plan.persons[i];
+                b.s(&owner(i));
+                b.s(&p.id.to_string());
+                b.s(&p.name);
+                b.s(&plan.db_path(&p.thumb));
+                b.val(face_of(i).as_deref());
+                b.s(&now);
+                b.s(&now);
+                b.end();
+                i + 1
+            },
+        )
+        .await?;
+        return Ok(());
+    }
+
+    copy_rows(
+        conn,
+        t.person,
+        &[
+            "id",
+            "ownerId",
+            "name",
+            "thumbnailPath",
+            "createdAt",
+            "updatedAt",
+        ],
+        plan.persons.len(),
+        |i, b| {
+            let p = &plan.persons[i];
+            b.s(&p.id.to_string());
+            b.s(&owner(i));
+            b.s(&p.name);
+            b.s(&plan.db_path(&p.thumb));
+            b.s(&now);
+            b.s(&now);
+            b.end();
+            i + 1
+        },
+    )
+    .await?;
+    if g.upstream_ddl().is_some() {
+        // person.faceAssetId -> asset_face.id and asset_face.personId -> person.id: the
+        // person first, then its face, then the link.
+        load_faces(conn, plan, "personId").await?;
+        conn.execute(
+            "UPDATE person p SET \"faceAssetId\" = f.id FROM asset_face f \
+             WHERE f.\"personId\" = p.id",
+        )
+        .await
+        .context("set person.faceAssetId")?;
+    }
+    Ok(())
+}
+
+/// One `asset_face` per planned face; `person_col` is `personId` (v2.6, v3.0) or
+/// `personGroupId` (v3.2).
+async fn load_faces(conn: &mut PgConnection, plan: &Plan, person_col: &str) -> Result<u64> {
+    let faces = &plan.extras.faces;
+    let now = ts(&plan.now);
+    copy_rows(
+        conn,
+        "asset_face",
+        &[
+            "id",
+            "assetId",
+            person_col,
+            "imageWidth",
+            "imageHeight",
+            "boundingBoxX1",
+            "boundingBoxY1",
+            "boundingBoxX2",
+            "boundingBoxY2",
+            "updatedAt",
+        ],
+        faces.len(),
+        |i, b| {
+            let f = &faces[i];
+            b.s(&f.id.to_string());
+            b.s(&plan.assets[f.asset].id.to_string());
+            b.s(&plan.persons[f.person].id.to_string());
+            for v in ["48", "32", "10", "5", "30", "25"] {
+                b.s(v);
+            }
+            b.s(&now);
+            b.end();
+            i + 1
+        },
+    )
+    .await
+}
+
+/// Rows of Immich's own schema (v2.6+) the scanner does not read: `asset_job_status` per
+/// asset, a stack, an edit (whose insert trigger sets `asset.isEdited`), the release in
+/// `version_history` and (v3.0+) `integrity_report` rows.
+async fn load_extras(conn: &mut PgConnection, plan: &Plan) -> Result<()> {
+    let g = plan.gen;
+    let now = ts(&plan.now);
+    let ex = &plan.extras;
+
+    copy_rows(
+        conn,
+        "asset_job_status",
+        &[
+            "assetId",
+            "metadataExtractedAt",
+            "facesRecognizedAt",
+            "duplicatesDetectedAt",
+        ],
+        plan.assets.len(),
+        |i, b| {
+            let a = &plan.assets[i];
+            b.s(&a.id.to_string());
+            b.s(&now);
+            b.val((!a.video).then_some(now.as_str()));
+            b.s(&now);
+            b.end();
+            i + 1
+        },
+    )
+    .await?;
+
+    if let Some((stack, [primary, other])) = ex.stack {
+        let p = &plan.assets[primary];
+        sqlx::query("INSERT INTO stack (id, \"primaryAssetId\", \"ownerId\") VALUES ($1, $2, $3)")
+            .bind(stack)
+            .bind(p.id)
+            .bind(plan.users[p.owner].id)
+            .execute(&mut *conn)
+            .await
+            .context("insert stack")?;
+        sqlx::query("UPDATE asset SET \"stackId\" = $1 WHERE id = ANY($2)")
+            .bind(stack)
+            .bind(vec![p.id, plan.assets[other].id])
+            .execute(&mut *conn)
+            .await
+            .context("set asset.stackId")?;
+    }
+
+    if let Some((edit, i)) = ex.edit {
+        // The trigger asset_edit_insert sets asset."isEdited" = true.
+        sqlx::query(
+            "INSERT INTO asset_edit (id, \"assetId\", action, parameters, sequence) \
+             VALUES ($1, $2, 'rotate', '{\"angle\": 90}'::jsonb, 0)",
+        )
+        .bind(edit)
+        .bind(plan.assets[i].id)
+        .execute(&mut *conn)
+        .await
+        .context("insert asset_edit")?;
+    }
+
+    if let Some(v) = g.release() {
+        sqlx::query("INSERT INTO version_history (version, \"createdAt\") VALUES ($1, $2)")
+            .bind(v)
+            .bind(plan.now)
+            .execute(&mut *conn)
+            .await
+            .context("insert version_history")?;
+    }
+
+    for r in &ex.reports {
+        let uuid = |s: &Option<String>| -> Result<Option<uuid::Uuid>> {
+            Ok(match s {
+                Some(s) => Some(s.parse()?),
+                None => None,
+            })
+        };
+        sqlx::query(
+            "INSERT INTO integrity_report (id, type, path, \"createdAt\", \"assetId\", \"fileAssetId\") \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(r.id.parse::<uuid::Uuid>()?)
+        .bind(&r.kind)
+        .bind(&r.path)
+        .bind(plan.now)
+        .bind(uuid(&r.asset_id)?)
+        .bind(uuid(&r.file_asset_id)?)
+        .execute(&mut *conn)
+        .await
+        .with_context(|| format!("insert integrity_report {} {}", r.kind, r.path))?;
+    }
     Ok(())
 }

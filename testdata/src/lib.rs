@@ -38,27 +38,65 @@ pub enum Generation {
     /// Absolute `/data` paths, singular tables, `MediaLocation`.
     #[serde(rename = "v1.137")]
     V1_137,
-    /// As v1.137, sidecar and encoded video moved into `asset_file`.
+    /// As v1.137, sidecar and encoded video moved into `asset_file`. Schema from Immich's own
+    /// DDL (`testdata/ddl/v2.6.sql`): `deviceAssetId`/`deviceId`, `duration` varchar, no
+    /// `checksumAlgorithm` (that came in v2.7).
     #[serde(rename = "v2.6")]
     V2_6,
+    /// Immich v3.0 (`testdata/ddl/v3.0.sql`): as v2.6 plus `checksumAlgorithm` and
+    /// `integrity_report`, without `deviceAssetId`/`deviceId`, `duration` an integer (ms).
+    #[serde(rename = "v3.0")]
+    V3_0,
+    /// Immich v3.2 (`testdata/ddl/v3.2.sql`): as v3.0 with cluster groups: `person` has no `id`
+    /// (key `("ownerId", "personGroupId")`), `person_group`, `user."clusterGroupId"`.
+    #[serde(rename = "v3.2")]
+    V3_2,
 }
 
 impl Generation {
     /// All generations, oldest first.
-    pub const ALL: [Generation; 4] = [
+    pub const ALL: [Generation; 6] = [
         Generation::V1_112,
         Generation::V1_135,
         Generation::V1_137,
         Generation::V2_6,
+        Generation::V3_0,
+        Generation::V3_2,
     ];
 
-    /// "v1.112", "v1.135", "v1.137" or "v2.6".
+    /// "v1.112", "v1.135", "v1.137", "v2.6", "v3.0" or "v3.2".
     pub fn as_str(self) -> &'static str {
         match self {
             Generation::V1_112 => "v1.112",
             Generation::V1_135 => "v1.135",
             Generation::V1_137 => "v1.137",
             Generation::V2_6 => "v2.6",
+            Generation::V3_0 => "v3.0",
+            Generation::V3_2 => "v3.2",
+        }
+    }
+
+    /// Immich's own DDL for this generation (assembled from its upstream migrations, see the
+    /// header of each file in `testdata/ddl/`); `None` for the older generations, whose tables
+    /// the generator declares itself.
+    pub fn upstream_ddl(self) -> Option<&'static str> {
+        match self {
+            Generation::V2_6 => Some(include_str!("../ddl/v2.6.sql")),
+            Generation::V3_0 => Some(include_str!("../ddl/v3.0.sql")),
+            Generation::V3_2 => Some(include_str!("../ddl/v3.2.sql")),
+            _ => None,
+        }
+    }
+
+    /// The Immich release the fixture's `version_history` row names, as the server writes it
+    /// (`serverVersion.toString()` of a `SemVer`: no leading "v"); `None` before v2.6 (the
+    /// hand-made schemas have no `version_history`).
+    pub fn release(self) -> Option<&'static str> {
+        match self {
+            Generation::V2_6 => Some("2.6.3"),
+            Generation::V3_0 => Some("3.0.2"),
+            Generation::V3_2 => Some("3.2.2"),
+            _ => None,
         }
     }
 
@@ -88,16 +126,56 @@ impl Generation {
 
     /// Sidecar and encoded video are `asset_file` rows (v2.4/v2.6+).
     pub fn sidecar_in_asset_file(self) -> bool {
-        self == Generation::V2_6
+        self.at_least_v2_6()
+    }
+
+    /// `asset_file."isEdited"` exists (v2.5+); the unique key is (`assetId`, `type`, `isEdited`).
+    pub fn asset_file_is_edited(self) -> bool {
+        self.at_least_v2_6()
     }
 
     /// Separator in thumbnail file names: `<id>-preview.jpeg` or (v2.5+) `<id>_preview.jpeg`.
     pub fn thumb_sep(self) -> char {
-        if self == Generation::V2_6 {
+        if self.at_least_v2_6() {
             '_'
         } else {
             '-'
         }
+    }
+
+    /// `asset."deviceAssetId"` and `"deviceId"` (NOT NULL) exist (dropped in v3.0).
+    pub fn has_device_ids(self) -> bool {
+        !self.at_least_v3_0()
+    }
+
+    /// `asset."checksumAlgorithm"` exists (v2.7+; here v3.0 and v3.2).
+    pub fn has_checksum_algorithm(self) -> bool {
+        self.at_least_v3_0()
+    }
+
+    /// `asset.duration` is an integer of milliseconds (v3.0+) rather than `H:MM:SS.ffffff`.
+    pub fn integer_duration(self) -> bool {
+        self.at_least_v3_0()
+    }
+
+    /// The `integrity_report` table exists (v3.0+).
+    pub fn has_integrity_report(self) -> bool {
+        self.at_least_v3_0()
+    }
+
+    /// Cluster groups (v3.2+): `person` is keyed by (`ownerId`, `personGroupId`) and has no
+    /// `id`; `asset_face."personGroupId"`; every user has a `clusterGroupId`. A person's id in
+    /// the ground truth (and in the scanner's findings) is its `personGroupId`.
+    pub fn person_groups(self) -> bool {
+        self == Generation::V3_2
+    }
+
+    fn at_least_v2_6(self) -> bool {
+        matches!(self, Generation::V2_6 | Generation::V3_0 | Generation::V3_2)
+    }
+
+    fn at_least_v3_0(self) -> bool {
+        matches!(self, Generation::V3_0 | Generation::V3_2)
     }
 
     /// Table names for this generation (unquoted).
@@ -157,7 +235,11 @@ impl FromStr for Generation {
             "1.135" | "1_135" => Generation::V1_135,
             "1.137" | "1_137" => Generation::V1_137,
             "2.6" | "2_6" => Generation::V2_6,
-            _ => bail!("unknown generation {s:?} (expected v1.112, v1.135, v1.137 or v2.6)"),
+            "3.0" | "3_0" => Generation::V3_0,
+            "3.2" | "3_2" => Generation::V3_2,
+            _ => bail!(
+                "unknown generation {s:?} (expected v1.112, v1.135, v1.137, v2.6, v3.0 or v3.2)"
+            ),
         })
     }
 }
@@ -261,6 +343,33 @@ pub struct GroundTruth {
     /// File references of trashed assets (not in `files_referenced`).
     #[serde(default)]
     pub trashed_files_referenced: u64,
+    /// The release in `version_history` (v2.6+, e.g. "3.2.2"); `None` for older generations.
+    #[serde(default)]
+    pub immich_version: Option<String>,
+    /// The `integrity_report` rows the generator inserted (v3.0+), as Immich's own integrity
+    /// checks would have left them. The scanner does not read them, so they add no finding.
+    #[serde(default)]
+    pub integrity_reports: Vec<IntegrityReportRow>,
+    /// The asset with an `asset_edit` row (v2.6+): `asset."isEdited"` is true and it has an
+    /// extra, healthy `thumbnail` `asset_file` row with `isEdited` = true.
+    #[serde(default)]
+    pub edited_asset: Option<String>,
+}
+
+/// One `integrity_report` row (Immich v3.0+) inserted by the generator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntegrityReportRow {
+    /// `integrity_report.id` (a UUID v7, as Immich makes them).
+    pub id: String,
+    /// `untracked_file`, `missing_file` or `checksum_mismatch`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The stored path (container form, e.g. `/data/upload/...`).
+    pub path: String,
+    /// `assetId`: set for a missing original and for a checksum mismatch.
+    pub asset_id: Option<String>,
+    /// `fileAssetId`: the `asset_file` row of a missing derivative (ON DELETE CASCADE).
+    pub file_asset_id: Option<String>,
 }
 
 impl GroundTruth {
@@ -491,7 +600,39 @@ mod tests {
             );
         }
         assert!("v9".parse::<Generation>().is_err());
+        assert_eq!("3.2".parse::<Generation>().unwrap(), Generation::V3_2);
+        assert_eq!("V3_0".parse::<Generation>().unwrap(), Generation::V3_0);
     }
+
+    #[test]
+    fn generation_traits() {
+        use Generation::*;
+        assert_eq!(ALL_NEWEST, *Generation::ALL.last().unwrap());
+        for g in [V2_6, V3_0, V3_2] {
+            assert!(g.upstream_ddl().is_some() && g.release().is_some());
+            assert!(g.sidecar_in_asset_file() && g.asset_file_is_edited());
+            assert_eq!(g.thumb_sep(), '_');
+            assert_eq!(g.container_root(), "/data");
+            assert_eq!(g.tables().assets, "asset");
+        }
+        for g in [V1_112, V1_135, V1_137] {
+            assert!(g.upstream_ddl().is_none() && g.release().is_none());
+        }
+        assert!(V2_6.has_device_ids() && !V2_6.has_checksum_algorithm());
+        assert!(!V2_6.integer_duration() && !V2_6.has_integrity_report());
+        for g in [V3_0, V3_2] {
+            assert!(!g.has_device_ids() && g.has_checksum_algorithm());
+            assert!(g.integer_duration() && g.has_integrity_report());
+        }
+        assert!(V3_2.person_groups() && !V3_0.person_groups());
+        assert!(V3_2
+            .upstream_ddl()
+            .unwrap()
+            .contains("\"clusterGroupId\" uuid NOT NULL"));
+        assert_eq!(V3_2.release(), Some("3.2.2"));
+    }
+
+    const ALL_NEWEST: Generation = Generation::V3_2;
 
     #[test]
     fn url_split() {

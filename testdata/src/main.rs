@@ -15,7 +15,8 @@ use immich_fixtures::{generate, Fixture, FixtureSpec, Generation};
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
-    /// Schema generation: v1.112, v1.135, v1.137 or v2.6.
+    /// Schema generation: v1.112, v1.135, v1.137, v2.6, v3.0 or v3.2 (v2.6 and later use
+    /// Immich's own DDL from testdata/ddl/).
     #[arg(long, default_value = "v2.6")]
     generation: Generation,
     /// Approximate number of upload assets.

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::content::{self, Damage};
 use crate::media::{self, DirCache};
-use crate::{FixtureSpec, Generation, GroundTruth, TruthFault, AS_USER};
+use crate::{FixtureSpec, Generation, GroundTruth, IntegrityReportRow, TruthFault, AS_USER};
 
 /// The six folders of an Immich media root.
 pub(crate) const TOP_FOLDERS: [&str; 6] = [
@@ -82,6 +82,9 @@ pub(crate) struct Asset {
     pub size: u64,
     /// Overrides the stored original path (faults).
     pub db_original: Option<String>,
+    /// The edited thumbnail (`asset_file` row with `isEdited` = true) of the asset that has an
+    /// `asset_edit` row (v2.6+).
+    pub edited_thumbnail: Option<Loc>,
 }
 
 #[derive(Clone, Debug)]
@@ -112,6 +115,30 @@ pub(crate) struct Person {
     pub thumb: Loc,
 }
 
+/// A detected face (`asset_face`) of a person on one of its owner's assets.
+#[derive(Clone, Debug)]
+pub(crate) struct Face {
+    pub id: Uuid,
+    /// Index into [`Plan::persons`].
+    pub person: usize,
+    /// Index into [`Plan::assets`].
+    pub asset: usize,
+}
+
+/// Rows only Immich's own schema has (v2.6+), none of which the scanner reports on.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Extras {
+    /// One `cluster_group` per user, same order as [`Plan::users`] (v3.2).
+    pub cluster_groups: Vec<Uuid>,
+    pub faces: Vec<Face>,
+    /// (`stack.id`, [primary asset, other asset]).
+    pub stack: Option<(Uuid, [usize; 2])>,
+    /// (`asset_edit.id`, asset); the asset also has [`Asset::edited_thumbnail`].
+    pub edit: Option<(Uuid, usize)>,
+    /// `integrity_report` rows (v3.0+).
+    pub reports: Vec<IntegrityReportRow>,
+}
+
 pub(crate) struct Plan {
     pub gen: Generation,
     pub croot: String,
@@ -123,6 +150,7 @@ pub(crate) struct Plan {
     pub now: DateTime<Utc>,
     /// Dedicated assets of the content faults, one per [`Damage::ALL`] entry.
     pub content: Vec<usize>,
+    pub extras: Extras,
 }
 
 impl Plan {
@@ -149,6 +177,20 @@ impl Plan {
     fn owner_id(&self, a: &Asset) -> Uuid {
         self.users[a.owner].id
     }
+}
+
+/// The id of an asset's `asset_file(s)` row: derived from (asset, type, isEdited), so the
+/// ground truth can name a row before it is loaded. Shaped as the UUID v4 Immich's default
+/// (`uuid_generate_v4()`) would give.
+pub(crate) fn file_id(asset: Uuid, kind: &str, edited: bool) -> Uuid {
+    let mut h = Sha1::new();
+    h.update(asset.as_bytes());
+    h.update(kind.as_bytes());
+    h.update([u8::from(edited)]);
+    let d: [u8; 20] = h.finalize().into();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    uuid::Builder::from_random_bytes(b).into_uuid()
 }
 
 pub(crate) struct Built {
@@ -230,6 +272,7 @@ impl Maker<'_> {
             checksum: [0; 20],
             size: 0,
             db_original: None,
+            edited_thumbnail: None,
         }
     }
 
@@ -507,6 +550,7 @@ fn make_plan(spec: &FixtureSpec, dir: &Path, media_root: &Path, rng: &mut StdRng
         assets,
         now: Utc::now(),
         content,
+        extras: Extras::default(),
     }
 }
 
@@ -797,6 +841,141 @@ fn doubled(plan: &Plan, loc: &Loc) -> PathBuf {
     plan.media_root.join(folder).join(&loc.rel)
 }
 
+/// [`doubled`] as Immich would store it: `/data/upload/upload/<rest>`.
+fn doubled_db(plan: &Plan, loc: &Loc) -> String {
+    let folder = loc.rel.split('/').next().unwrap_or("upload");
+    format!("{}/{folder}/{}", plan.croot, loc.rel)
+}
+
+/// Adds the rows only Immich's own schema has (v2.6+), choosing after the faults were placed
+/// so none of them changes a finding: one `cluster_group` per user (v3.2), one face per
+/// person, one stack and one edit (with its edited thumbnail, written here and healthy) on
+/// assets with no fault on any file, and (v3.0+) the `integrity_report` rows Immich's own
+/// checks would have left for some of the injected faults.
+fn add_extras(
+    plan: &mut Plan,
+    rng: &mut StdRng,
+    sel: Option<&Selection>,
+    faults: &[TruthFault],
+    trashed: &[TruthFault],
+) -> Result<()> {
+    let g = plan.gen;
+    let faulty: HashSet<String> = faults
+        .iter()
+        .chain(trashed)
+        .filter_map(|f| f.asset_id.clone())
+        .collect();
+    // Healthy: an upload image (no live photo, not hidden or trashed) with no fault on any
+    // of its files and no content damage. Every asset with a file in the restricted bucket
+    // directory has a fault, so healthy assets' thumbs folders are readable.
+    let healthy: Vec<usize> = (0..plan.assets.len())
+        .filter(|&i| {
+            let a = &plan.assets[i];
+            a.library.is_none()
+                && !a.video
+                && !a.hidden
+                && !a.trashed
+                && a.live_video.is_none()
+                && a.thumbnail.is_some()
+                && a.original.rel.starts_with("upload/")
+                && !plan.content.contains(&i)
+                && !faulty.contains(&a.id.to_string())
+        })
+        .collect();
+    let mut ex = Extras::default();
+    if g.person_groups() {
+        ex.cluster_groups = plan.users.iter().map(|_| uid(rng)).collect();
+    }
+    for (pi, p) in plan.persons.iter().enumerate() {
+        let on = (0..plan.assets.len()).find(|&i| {
+            let a = &plan.assets[i];
+            a.owner == p.owner && !a.video && !a.hidden && !a.trashed
+        });
+        if let Some(asset) = on {
+            ex.faces.push(Face {
+                id: uid(rng),
+                person: pi,
+                asset,
+            });
+        }
+    }
+    if let Some(&edited) = healthy.first() {
+        ex.edit = Some((uid(rng), edited));
+        let a = &plan.assets[edited];
+        let s = a.id.to_string();
+        let (x, y) = split4(&s);
+        let loc = Loc::media(format!(
+            "thumbs/{}/{x}/{y}/{s}{}thumbnail_edited.webp",
+            plan.users[a.owner].id,
+            g.thumb_sep()
+        ));
+        let bytes = media::webp(24, 16, &seed(&a.id, b'e'))?;
+        let mut dirs = DirCache::with_roots(dir_roots(plan).iter().map(PathBuf::as_path));
+        dirs.write(&plan.host(&loc), &bytes)?;
+        plan.assets[edited].edited_thumbnail = Some(loc);
+    }
+    // Two healthy assets of one owner (not the edited one): the first is the primary.
+    let edited = ex.edit.map(|(_, i)| i);
+    let rest: Vec<usize> = healthy
+        .iter()
+        .copied()
+        .filter(|&i| Some(i) != edited)
+        .collect();
+    let pair = rest.iter().enumerate().find_map(|(k, &i)| {
+        rest[k + 1..]
+            .iter()
+            .find(|&&j| plan.assets[j].owner == plan.assets[i].owner)
+            .map(|&j| [i, j])
+    });
+    if let Some(pair) = pair {
+        ex.stack = Some((uid(rng), pair));
+    }
+
+    if g.has_integrity_report() {
+        let millis = plan.now.timestamp_millis().max(0) as u64;
+        let mut report =
+            |kind: &str, path: String, asset_id: Option<Uuid>, file_asset_id: Option<Uuid>| {
+                let id = uuid::Builder::from_unix_timestamp_millis(millis, &rng.gen()).into_uuid();
+                ex.reports.push(IntegrityReportRow {
+                    id: id.to_string(),
+                    kind: kind.to_string(),
+                    path,
+                    asset_id: asset_id.map(|u| u.to_string()),
+                    file_asset_id: file_asset_id.map(|u| u.to_string()),
+                });
+            };
+        if let Some(sel) = sel {
+            // Immich's missing-files check: an original (assetId) ...
+            let a = &plan.assets[sel.missing_original];
+            report("missing_file", plan.original_db(a), Some(a.id), None);
+            // ... and a derivative (fileAssetId, assetId NULL), here the missing preview.
+            let a = &plan.assets[sel.missing_preview];
+            if let Some(l) = &a.preview {
+                let f = file_id(a.id, "preview", false);
+                report("missing_file", plan.db_path(l), None, Some(f));
+            }
+            // Its untracked-files check: the decoy one level too deep, which no row names.
+            let d = &plan.assets[sel.decoy];
+            if doubled(plan, &d.original).is_file() {
+                report("untracked_file", doubled_db(plan, &d.original), None, None);
+            }
+        }
+        // Its checksum check: the original whose scan was zeroed (a real mismatch) when the
+        // content faults are there, else a stale row on a healthy asset (Immich keeps rows
+        // until a refresh re-checks them).
+        let zeroed = Damage::ALL
+            .iter()
+            .position(|d| *d == Damage::JpegZeroedScan)
+            .and_then(|k| plan.content.get(k).copied());
+        if let Some(i) = zeroed.or_else(|| rest.last().copied()) {
+            let a = &plan.assets[i];
+            report("checksum_mismatch", plan.original_db(a), Some(a.id), None);
+        }
+    }
+    plan.extras = ex;
+    Ok(())
+}
+
 fn apply_faults(plan: &mut Plan, sel: &Selection) -> Result<(Vec<TruthFault>, Vec<TruthFault>)> {
     let mut dirs = DirCache::with_roots(dir_roots(plan).iter().map(PathBuf::as_path));
     let mut out = Vec::new();
@@ -1075,6 +1254,7 @@ fn refs(a: &Asset) -> u64 {
         &a.fullsize,
         &a.encoded,
         &a.sidecar,
+        &a.edited_thumbnail,
     ]
     .iter()
     .filter(|l| l.is_some())
@@ -1110,6 +1290,9 @@ pub(crate) fn build(spec: &FixtureSpec, dir: &Path, db_url: &str) -> Result<Buil
         None => (Vec::new(), Vec::new()),
     };
     faults.extend(content::apply(&mut plan)?);
+    if spec.generation.upstream_ddl().is_some() {
+        add_extras(&mut plan, &mut rng, sel.as_ref(), &faults, &trashed_faults)?;
+    }
 
     let mut files_referenced = (plan.users.len() + plan.persons.len()) as u64;
     let mut trashed_files = 0;
@@ -1137,6 +1320,9 @@ pub(crate) fn build(spec: &FixtureSpec, dir: &Path, db_url: &str) -> Result<Buil
         trashed_faults,
         trashed_assets,
         trashed_files_referenced: trashed_files,
+        immich_version: spec.generation.release().map(str::to_string),
+        integrity_reports: plan.extras.reports.clone(),
+        edited_asset: plan.extras.edit.map(|(_, i)| plan.assets[i].id.to_string()),
     };
     Ok(Built { plan, truth })
 }

@@ -215,15 +215,19 @@ pub fn dump_paths(db_url: &str) -> String {
             "SELECT table_name::text, column_name::text FROM information_schema.columns \
              WHERE table_schema = 'public' AND column_name IN ('originalPath', 'path', \
              'previewPath', 'thumbnailPath', 'resizePath', 'webpPath', 'encodedVideoPath', \
-             'sidecarPath', 'profileImagePath') ORDER BY 1, 2",
+             'sidecarPath', 'profileImagePath') AND table_name IN ('asset', 'assets', \
+             'asset_file', 'asset_files', 'person', 'user', 'users') ORDER BY 1, 2",
         )
         .fetch_all(&mut c)
         .await
         .unwrap();
         let mut lines = Vec::new();
         for (t, col) in cols {
+            // v3.2 persons have no id: their key is (owner, person group).
             let sql = format!(
-                "SELECT id::text || '|' || COALESCE(\"{col}\", '<null>') FROM \"{t}\" ORDER BY 1"
+                "SELECT COALESCE(to_jsonb(t)->>'id', \
+                 (to_jsonb(t)->>'ownerId') || '/' || (to_jsonb(t)->>'personGroupId')) \
+                 || '|' || COALESCE(\"{col}\", '<null>') FROM \"{t}\" t ORDER BY 1"
             );
             let rows: Vec<String> = sqlx::query_scalar(&sql).fetch_all(&mut c).await.unwrap();
             lines.extend(rows.into_iter().map(|r| format!("{t}|{col}|{r}")));
@@ -275,6 +279,9 @@ impl TableLock {
 
 /// Every row of every table that holds a path, as text, in a stable order: equal dumps mean
 /// nothing changed.
+///
+/// `updatedAt` and `updateId` are left out: Immich's `updated_at()` trigger re-stamps them on
+/// every UPDATE (undo restores values, not those stamps; README, regenerating derivatives).
 pub fn dump(lib: &Lib) -> String {
     let t = lib.truth.generation.tables();
     let mut tables = vec![t.assets.to_string(), t.users.to_string(), "person".into()];
@@ -287,7 +294,8 @@ pub fn dump(lib: &Lib) -> String {
         let mut out = String::new();
         for table in tables {
             let sql = format!(
-                "SELECT COALESCE(string_agg(to_jsonb(t)::text, E'\\n' ORDER BY to_jsonb(t)::text), '') FROM \"{table}\" t"
+                "SELECT COALESCE(string_agg(r::text, E'\\n' ORDER BY r::text), '') \
+                 FROM (SELECT to_jsonb(t) - 'updatedAt' - 'updateId' AS r FROM \"{table}\" t) d"
             );
             let rows: String = sqlx::query_scalar(&sql).fetch_one(&mut c).await.unwrap();
             out.push_str(&rows);
