@@ -18,8 +18,8 @@
 //!
 //! The bomb and the wrong-extension file are what Immich ingested, so their recorded size and
 //! checksum are theirs; every other original keeps the size and SHA-1 of the healthy file.
-//! A fault found at a level is found, with the same fault, at every deeper level (DESIGN §1
-//! precedence: truncated, corrupt, size_mismatch, checksum_mismatch).
+//! A fault found at a level is found, with the same fault, at every deeper level (README, "Levels and precedence":
+//! truncated, corrupt, size_mismatch, checksum_mismatch).
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
