@@ -1228,6 +1228,20 @@ fn queue_generation(generation: Generation) {
         "scanning and planning change nothing"
     );
     assert!(plan.skipped.is_empty(), "{:#?}", plan.skipped);
+    // What the changes also cause is named before anything runs: on Immich's own DDL the
+    // updated_at() trigger of the asset table (thumbhash is cleared), and on v3 the report rows
+    // that go with a deleted asset_file row.
+    let effects = plan.side_effects.join("\n");
+    if generation.upstream_ddl().is_some() {
+        assert!(effects.contains("asset_updatedAt (updated_at)"), "{effects}");
+    } else {
+        assert!(effects.is_empty(), "our hand-made schemas have no triggers: {effects}");
+    }
+    assert_eq!(
+        effects.contains("rows of integrity_report are deleted with them"),
+        generation.has_integrity_report(),
+        "{effects}"
+    );
     let mut queues = plan.queues.clone();
     queues.sort();
     assert_eq!(
