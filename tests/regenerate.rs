@@ -1233,9 +1233,15 @@ fn queue_generation(generation: Generation) {
     // that go with a deleted asset_file row.
     let effects = plan.side_effects.join("\n");
     if generation.upstream_ddl().is_some() {
-        assert!(effects.contains("asset_updatedAt (updated_at)"), "{effects}");
+        assert!(
+            effects.contains("asset_updatedAt (updated_at)"),
+            "{effects}"
+        );
     } else {
-        assert!(effects.is_empty(), "our hand-made schemas have no triggers: {effects}");
+        assert!(
+            effects.is_empty(),
+            "our hand-made schemas have no triggers: {effects}"
+        );
     }
     assert_eq!(
         effects.contains("rows of integrity_report are deleted with them"),
