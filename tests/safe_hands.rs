@@ -305,3 +305,104 @@ fn the_summary_names_each_root_and_where_it_came_from() {
         "{said}"
     );
 }
+
+/// Old bug: for a folder restored one level too deep, doctor said to move `<f>/<f>` up one
+/// level while relink planned to point the rows into it. Both now give the one repair of
+/// `nested_repair`, and relink's plan is that repair.
+#[test]
+fn doctor_and_relink_give_one_repair_for_a_nested_folder() {
+    let lib = generate(Generation::V2_6, 16, false);
+    nest_top_folder(&lib.truth.media_root, "upload");
+    let mut args = vec!["relink".to_string(), "--include-trashed".into()];
+    args.extend(library_flags(&lib));
+    args.extend(["--prefix-min".into(), "2".into()]);
+    let out = run_cli(&args);
+    let relink_said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{relink_said}");
+    assert!(
+        relink_said.contains("prefix rewrite /data/upload/ -> /data/upload/upload/"),
+        "{relink_said}"
+    );
+    let line = relink_said
+        .lines()
+        .find(|l| l.starts_with("folder upload was restored one level too deep: "))
+        .unwrap_or_else(|| panic!("{relink_said}"));
+    let repair = line.split_once("too deep: ").unwrap().1;
+    assert!(repair.contains("/upload/upload/") && repair.contains("touch "));
+
+    let mut opts = immich_integrity::doctor::DoctorOptions::new(lib.truth.db_url.clone());
+    opts.media_root = Some(lib.truth.media_root.clone());
+    let report = immich_integrity::doctor::run(&opts);
+    let folder = report
+        .checks
+        .iter()
+        .find(|c| c.name == "folder upload")
+        .unwrap();
+    let fix = folder.fix.clone().unwrap();
+    assert!(!fix.contains("up one level"), "{fix}");
+    // The CLI renders the library's option names as flags; the sentence is the same.
+    let doctor = run_cli(&[
+        "doctor".into(),
+        "--db-url".into(),
+        lib.truth.db_url.clone(),
+        "--media-root".into(),
+        lib.truth.media_root.to_string_lossy().into_owned(),
+    ]);
+    assert!(
+        text(&doctor).contains(repair),
+        "doctor: {}\nrelink: {repair}",
+        text(&doctor)
+    );
+}
+
+/// Doctor reports an external library whose import path is absent or empty, as the scan does
+/// (`mount_missing`).
+#[test]
+fn doctor_reports_an_unmounted_external_library_as_scan_does() {
+    let lib = generate(Generation::V2_6, 24, false);
+    let (container, host) = lib
+        .truth
+        .maps
+        .iter()
+        .find(|(c, _)| c != &lib.truth.container_root)
+        .cloned()
+        .expect("the fixture has an external library");
+    let mut opts = immich_integrity::doctor::DoctorOptions::new(lib.truth.db_url.clone());
+    opts.media_root = Some(lib.truth.media_root.clone());
+    opts.maps = lib.truth.maps.clone();
+    let libs = |r: &immich_integrity::doctor::Report| -> Vec<immich_integrity::doctor::Check> {
+        r.checks
+            .iter()
+            .filter(|c| c.name.starts_with("library "))
+            .cloned()
+            .collect()
+    };
+    let mounted = libs(&immich_integrity::doctor::run(&opts));
+    assert!(!mounted.is_empty());
+    assert!(
+        mounted
+            .iter()
+            .all(|c| c.status == immich_integrity::doctor::Status::Ok),
+        "{mounted:#?}"
+    );
+    // Unmount it: the mount point stays, empty.
+    let away = lib.dir.join("library-unmounted");
+    std::fs::rename(&host, &away).unwrap();
+    std::fs::create_dir(&host).unwrap();
+    let mut findings: Vec<Finding> = Vec::new();
+    scan(&options(&lib.truth), &mut findings).unwrap();
+    assert!(findings.iter().any(|f| f.fault == immich_integrity::Fault::MountMissing
+        && f.db_path.as_deref() == Some(container.as_str())));
+    let unmounted = libs(&immich_integrity::doctor::run(&opts));
+    let failed: Vec<_> = unmounted
+        .iter()
+        .filter(|c| c.status == immich_integrity::doctor::Status::Fail)
+        .collect();
+    assert_eq!(failed.len(), 1, "{unmounted:#?}");
+    assert!(
+        failed[0].message.contains("mount_missing")
+            && failed[0].message.contains(&host.display().to_string())
+            && failed[0].message.contains("empty"),
+        "{failed:#?}"
+    );
+}

@@ -37,11 +37,11 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
-    let steps = match &args.from {
+    let (steps, roots) = match &args.from {
         Some(report) => match relink::plan_from_report(report, &opts) {
             Ok((steps, s)) if s.completion == Completion::Complete => {
                 warn_unchecked(&s, "relinked");
-                steps
+                (steps, s.roots)
             }
             Ok((_, s)) if s.completion == Completion::Interrupted => {
                 eprintln!("immich-integrity: interrupted during the check; nothing relinked");
@@ -55,7 +55,7 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
             match immich_integrity::scan(&opts, &mut findings) {
                 Ok(s) if s.completion == Completion::Complete => {
                     warn_unchecked(&s, "relinked");
-                    relink::plan(&findings, &s.roots)
+                    (relink::plan(&findings, &s.roots), s.roots)
                 }
                 Ok(s) if s.completion == Completion::Interrupted => {
                     eprintln!("immich-integrity: interrupted during the scan; nothing relinked");
@@ -67,6 +67,13 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
         }
     };
     let plan = relink::plan_prefixes(steps, args.prefix_min);
+    // The same repair doctor gives for a folder restored one level too deep.
+    for (folder, repair) in relink::nested_folders(&roots) {
+        println!(
+            "folder {folder} was restored one level too deep: {}",
+            render(&repair)
+        );
+    }
     let print_rows = |rows: &[relink::RelinkStep]| {
         for s in rows {
             println!(

@@ -90,6 +90,34 @@ pub(crate) fn ambiguous_root(given: &Path, candidates: &[PathBuf]) -> crate::err
     }
 }
 
+/// The one answer for a top folder restored one level too deep ([`FolderState::Nested`]):
+/// what `doctor` advises and what `relink` plans and prints, so the two never disagree. The
+/// rows are pointed at `<folder>/<folder>/`, where the files are (one prefix rewrite), and the
+/// marker Immich checks at start is recreated where it looks for it.
+pub fn nested_repair(media_host: &Path, folder: &str) -> String {
+    let dir = media_host.join(folder);
+    format!(
+        "{} points its rows at {}/{folder}/, where the files are (one prefix rewrite), then \
+         recreate the marker Immich checks at start: touch {}/.immich",
+        crate::error::Hint::RelinkApply,
+        dir.display(),
+        dir.display()
+    )
+}
+
+/// Whether a mapped folder (an external library's import path) is unusable as scan sees it:
+/// `Some("absent")`, `Some("empty (nothing mounted)")`, or `None` when it holds entries. Scan
+/// turns this into one `mount_missing` finding; doctor into one failed check.
+pub fn unmounted(host: &Path) -> Option<&'static str> {
+    if dir_has_entries(host) {
+        None
+    } else if host.exists() {
+        Some("empty (nothing mounted)")
+    } else {
+        Some("absent")
+    }
+}
+
 fn dir_has_entries(dir: &Path) -> bool {
     std::fs::read_dir(dir)
         .map(|mut d| d.next().is_some())
@@ -169,18 +197,14 @@ impl Roots {
                 }
                 continue;
             }
-            let usable = dir_has_entries(&e.host);
-            let root = if usable {
+            let state = unmounted(&e.host);
+            let root = if state.is_none() {
                 Root::open(&e.host).ok().map(std::sync::Arc::new)
             } else {
                 None
             };
             if root.is_none() {
-                let why = if e.host.exists() {
-                    "empty (nothing mounted)"
-                } else {
-                    "absent"
-                };
+                let why = state.unwrap_or("absent");
                 roots.entry_missing.insert(i, roots.missing.len());
                 roots.missing.push(MissingMount {
                     container: e.container.clone(),

@@ -243,6 +243,7 @@ pub fn run(opts: &DoctorOptions) -> Report {
     let database_checked = db.is_some();
     if let Some(db) = &db {
         checks.push(media_location_check(opts, db, media_host.as_deref()));
+        library_checks(opts, db, &mut checks);
     }
     match &media_host {
         Some(host) => folder_checks(

@@ -73,6 +73,21 @@ pub fn plan(findings: &[Finding], roots: &[crate::RootUsed]) -> Vec<RelinkStep> 
         .collect()
 }
 
+/// The top folders of the media root (from a summary's `roots`) restored one level too deep,
+/// each with its repair: the same sentence `doctor`'s folder check gives, so the two agree.
+pub fn nested_folders(roots: &[crate::RootUsed]) -> Vec<(String, String)> {
+    use crate::fs::roots::{folder_state, nested_repair, FolderState};
+    let Some(media) = roots.iter().find(|r| r.role == "media root") else {
+        return Vec::new();
+    };
+    let host = Path::new(&media.value);
+    crate::fs::pathmap::MEDIA_FOLDERS
+        .iter()
+        .filter(|f| folder_state(host, f) == FolderState::Nested)
+        .map(|f| (f.to_string(), nested_repair(host, f)))
+        .collect()
+}
+
 /// The deepest root (media root or mapped folder) `path` lies beneath.
 fn root_of(path: &Path, roots: &[crate::RootUsed]) -> Option<PathBuf> {
     roots
