@@ -94,7 +94,10 @@ fn relink_from_a_crafted_report_writes_only_what_its_own_check_decides() {
         report.to_string_lossy().into_owned(),
         "--apply".into(),
         "--journal".into(),
-        lib.dir.join("crafted.journal").to_string_lossy().into_owned(),
+        lib.dir
+            .join("crafted.journal")
+            .to_string_lossy()
+            .into_owned(),
     ]);
     let out = run_cli(&args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -170,7 +173,10 @@ fn apply_refuses_a_folder_on_the_way_swapped_for_a_symlink_out_of_the_root() {
     let outside = lib.dir.join("outside-the-root");
     std::fs::rename(&inner, &outside).unwrap();
     std::os::unix::fs::symlink(&outside, &inner).unwrap();
-    assert!(steps[0].found_at.is_file(), "the plain path still leads to it");
+    assert!(
+        steps[0].found_at.is_file(),
+        "the plain path still leads to it"
+    );
     let before = dump_paths(&lib.truth.db_url);
     let journal = lib.dir.join("swap.journal");
     let report = relink::apply(&lib.truth.db_url, &steps, &journal, 4).unwrap();
@@ -288,7 +294,10 @@ fn the_summary_names_each_root_and_where_it_came_from() {
             .starts_with("marker search below"),
         "{roots:#?}"
     );
-    assert!(media["from"].as_str().unwrap().contains("flag --media-root"));
+    assert!(media["from"]
+        .as_str()
+        .unwrap()
+        .contains("flag --media-root"));
     let location = role("media location");
     assert_eq!(location["value"], "/data");
     assert!(location["from"].as_str().unwrap().starts_with("database"));
@@ -391,8 +400,10 @@ fn doctor_reports_an_unmounted_external_library_as_scan_does() {
     std::fs::create_dir(&host).unwrap();
     let mut findings: Vec<Finding> = Vec::new();
     scan(&options(&lib.truth), &mut findings).unwrap();
-    assert!(findings.iter().any(|f| f.fault == immich_integrity::Fault::MountMissing
-        && f.db_path.as_deref() == Some(container.as_str())));
+    assert!(findings
+        .iter()
+        .any(|f| f.fault == immich_integrity::Fault::MountMissing
+            && f.db_path.as_deref() == Some(container.as_str())));
     let unmounted = libs(&immich_integrity::doctor::run(&opts));
     let failed: Vec<_> = unmounted
         .iter()

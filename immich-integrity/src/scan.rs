@@ -537,10 +537,7 @@ fn check_media_location(opts: &ScanOptions, info: &SourceInfo) -> Result<()> {
         "the media location {given} ({}) contradicts the database: MediaLocation in \
          system_metadata is {}, and the stored paths are {}; nothing was checked. Pass the \
          location the server uses, or leave {} unset to read it from the database",
-        opts.origins
-            .media_location
-            .as_deref()
-            .unwrap_or("option"),
+        opts.origins.media_location.as_deref().unwrap_or("option"),
         saved.unwrap_or("not saved"),
         if shown.is_empty() {
             "none".to_string()

@@ -247,7 +247,10 @@ mod tests {
         std::fs::create_dir_all(media.join("thumbs")).unwrap();
         std::fs::write(media.join("thumbs/.immich"), b"1").unwrap();
         std::fs::create_dir_all(t.path().join("immich/postgres")).unwrap();
-        assert_eq!(detect_media_root(&t.path().join("immich")), Ok(media.clone()));
+        assert_eq!(
+            detect_media_root(&t.path().join("immich")),
+            Ok(media.clone())
+        );
         assert_eq!(detect_media_root(&media), Ok(media));
         let empty = t.path().join("immich/postgres");
         assert_eq!(detect_media_root(&empty), Ok(empty));

@@ -34,8 +34,8 @@ use database::*;
 use disk::*;
 use folders::*;
 use media::*;
-use migrations::*;
 pub(crate) use media::{same_root, stored_prefixes};
+use migrations::*;
 
 use crate::fs::access::Identity;
 use crate::fs::roots::detect_media_root;
@@ -290,9 +290,7 @@ fn media_host(opts: &DoctorOptions) -> Result<Option<PathBuf>, (PathBuf, Vec<Pat
     }) else {
         return Ok(None);
     };
-    detect_media_root(&given)
-        .map(Some)
-        .map_err(|c| (given, c))
+    detect_media_root(&given).map(Some).map_err(|c| (given, c))
 }
 
 #[cfg(test)]

@@ -171,9 +171,8 @@ pub fn targets_from_report(
     purpose: Purpose,
     opts: &crate::ScanOptions,
 ) -> Result<(Vec<Target>, crate::Summary)> {
-    let sel = crate::repair::saved_report::read_selection(path, &|f| {
-        f.repair == Repair::Regenerate
-    })?;
+    let sel =
+        crate::repair::saved_report::read_selection(path, &|f| f.repair == Repair::Regenerate)?;
     let mut findings: Vec<Finding> = Vec::new();
     let summary = crate::scan(opts, &mut findings)?;
     findings.retain(|f| sel.selects(f));

@@ -128,7 +128,10 @@ pub fn plan_from_report(
             .filter_map(|o| o.as_moved_finding())
             .filter(|f| sel.selects(f))
             .filter(|f| {
-                let key = (f.asset_id.clone().unwrap_or_default(), f.file.unwrap_or(FileKind::Original));
+                let key = (
+                    f.asset_id.clone().unwrap_or_default(),
+                    f.file.unwrap_or(FileKind::Original),
+                );
                 !have.contains(&key) && missing.contains(&key)
             })
             .collect();
