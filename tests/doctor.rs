@@ -653,6 +653,23 @@ fn reads_everything_from_immichs_env_file_and_never_prints_the_password() {
         ),
     )
     .unwrap();
+    // The external library is a bind mount of the server, as a real install has it (doctor
+    // fails an unmounted library, as the scan reports it).
+    let t = &lib.truth;
+    let mounts: String = t
+        .maps
+        .iter()
+        .filter(|(c, _)| c != &t.container_root)
+        .map(|(c, h)| format!("      - {}:{c}:ro\n", h.display()))
+        .collect();
+    std::fs::write(
+        lib.dir.join("docker-compose.yml"),
+        format!(
+            "services:\n  immich-server:\n    volumes:\n      - ${{UPLOAD_LOCATION}}:/data\n\
+             {mounts}"
+        ),
+    )
+    .unwrap();
     let out = Command::new(binary())
         .arg("doctor")
         .arg("--env-file")

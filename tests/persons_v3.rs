@@ -58,7 +58,7 @@ fn v3_2_persons_are_relinked_and_undone_by_owner_and_group() {
     let before = dump(&lib);
 
     let mut findings: Vec<Finding> = Vec::new();
-    scan(&options(&lib.truth), &mut findings).unwrap();
+    let summary = scan(&options(&lib.truth), &mut findings).unwrap();
     let mut persons: Vec<(String, String, Fault, String)> = findings
         .iter()
         .filter(|f| f.file == Some(FileKind::PersonThumbnail))
@@ -79,7 +79,7 @@ fn v3_2_persons_are_relinked_and_undone_by_owner_and_group() {
     want.sort();
     assert_eq!(persons, want, "{findings:#?}");
 
-    let steps = relink::plan(&findings);
+    let steps = relink::plan(&findings, &summary.roots);
     let person_steps = steps
         .iter()
         .filter(|s| s.file == FileKind::PersonThumbnail)

@@ -964,8 +964,9 @@ fn cli_regenerate_via_api_on_a_generated_library() {
     let state = dir.join("state");
     let report = dir.join("report.json");
     let base = |extra: &[&str]| {
-        let mut a: Vec<String> = vec![
-            "regenerate".into(),
+        let mut a: Vec<String> = vec!["regenerate".into()];
+        a.extend(library_flags(&lib));
+        a.extend([
             "--from".into(),
             report_jsonl.to_string_lossy().into_owned(),
             "--server".into(),
@@ -980,7 +981,7 @@ fn cli_regenerate_via_api_on_a_generated_library() {
             "2".into(),
             "--retry-delay-ms".into(),
             "10".into(),
-        ];
+        ]);
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     };
@@ -1558,49 +1559,63 @@ fn cli_queue_dry_run_apply_and_undo() {
 // ---------------------------------------------------------------------------------------------
 // Interruption and a read-only database role.
 
-fn synthetic_report(path: &Path, owner_id: &str, n: u32) -> Vec<String> {
-    synthetic_report_of(path, owner_id, n, FileKind::Preview, 7)
+/// A one-user library (V2_6) whose first `n` assets with a `file_type` `asset_file` row lost
+/// that file, and a saved scan report of it: `regenerate --from` re-checks the rows it names,
+/// so they must really be broken. Returns the library, its owner and the asset ids.
+fn broken_library(n: usize, file_type: &str, report: &Path) -> (Lib, String, Vec<String>) {
+    let lib = generate_spec(immich_fixtures::FixtureSpec {
+        generation: Generation::V2_6,
+        assets: 24,
+        users: 1,
+        faults: false,
+        seed: 7,
+        content_faults: false,
+    });
+    let ids = break_files(&lib, file_type, n);
+    write_scan_report(&lib, report);
+    let owner = asset_owners(&lib)[&ids[0]].clone();
+    (lib, owner, ids)
 }
 
-fn synthetic_report_of(
-    path: &Path,
-    owner_id: &str,
-    n: u32,
-    file: FileKind,
-    tag: u32,
-) -> Vec<String> {
-    let mut ids = Vec::new();
-    let mut text = String::new();
-    for i in 0..n {
-        let id = uuid(i, tag);
-        let f = Finding {
-            asset_id: Some(id.clone()),
-            owner_id: Some(owner_id.to_string()),
-            file: Some(file),
-            db_path: Some(format!("/data/thumbs/{owner_id}/{id}_preview.jpeg")),
-            host_path: None,
-            fault: immich_integrity::Fault::Missing,
-            found_at: None,
-            repair: immich_integrity::Repair::Regenerate,
-            detail: "no such file".into(),
-            affected: None,
-            relink_to: None,
-        };
-        text.push_str(&serde_json::to_string(&f).unwrap());
-        text.push('\n');
-        ids.push(id);
+/// Removes the `file_type` file of the first `n` live assets that have one; their ids, sorted.
+fn break_files(lib: &Lib, file_type: &str, n: usize) -> Vec<String> {
+    let rows: Vec<(String, String)> = runtime().block_on(async {
+        let mut c = connect(&lib.truth.db_url).await;
+        sqlx::query_as(
+            "SELECT f.\"assetId\"::text, f.path FROM asset_file f JOIN asset a ON a.id = \
+             f.\"assetId\" WHERE f.type::text = $1 AND a.\"deletedAt\" IS NULL ORDER BY 1 LIMIT $2",
+        )
+        .bind(file_type)
+        .bind(n as i64)
+        .fetch_all(&mut c)
+        .await
+        .unwrap()
+    });
+    assert_eq!(rows.len(), n, "the fixture has {n} {file_type} files");
+    for (_, path) in &rows {
+        std::fs::remove_file(lib.truth.map_path(path).unwrap()).unwrap();
     }
-    text.push_str("{\"summary\":true}\n");
-    std::fs::write(path, text).unwrap();
-    ids
+    rows.into_iter().map(|(id, _)| id).collect()
+}
+
+fn write_scan_report(lib: &Lib, report: &Path) {
+    let mut args = vec!["scan".to_string()];
+    args.extend(library_flags(lib));
+    args.extend([
+        "--format".into(),
+        "jsonl".into(),
+        "--output".into(),
+        report.to_string_lossy().into_owned(),
+    ]);
+    let out = cli(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 }
 
 #[test]
 fn sigint_while_waiting_exits_130_and_the_rerun_sends_only_the_rest() {
-    let o1 = owner(1);
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("scan.jsonl");
-    let ids = synthetic_report(&report, &o1, 9);
+    let (lib, o1, ids) = broken_library(9, "preview", &report);
     let mut world = World::default();
     world.keys.insert(KEY_A.into(), o1.clone());
     for id in &ids {
@@ -1610,11 +1625,17 @@ fn sigint_while_waiting_exits_130_and_the_rerun_sends_only_the_rest() {
     // The second request is told to come back in 30 s; we interrupt while it waits.
     server.inject(&[Fault::Pass, Fault::TooMany(30)]);
     let state = dir.path().join("state");
-    let args: Vec<String> = vec![
-        "regenerate".into(),
-        "--from".into(),
-        report.to_string_lossy().into_owned(),
-        "--server".into(),
+    let mut args: Vec<String> = library_flags(&lib);
+    args.splice(
+        0..0,
+        [
+            "regenerate".to_string(),
+            "--from".into(),
+            report.to_string_lossy().into_owned(),
+        ],
+    );
+    args.extend([
+        "--server".to_string(),
         server.url(),
         "--api-key-for".into(),
         format!("{o1}={KEY_A}"),
@@ -1623,7 +1644,7 @@ fn sigint_while_waiting_exits_130_and_the_rerun_sends_only_the_rest() {
         "--batch".into(),
         "3".into(),
         "--apply".into(),
-    ];
+    ]);
     let child = std::process::Command::new(binary())
         .args(&args)
         .stdout(std::process::Stdio::piped())
@@ -1746,19 +1767,12 @@ fn a_journal_that_cannot_be_written_stops_before_any_database_change() {
 
 #[test]
 fn refresh_metadata_sends_only_sidecar_assets_and_regenerate_only_derivatives() {
-    let o1 = owner(1);
     let dir = tempfile::tempdir().unwrap();
-    let previews = dir.path().join("previews.jsonl");
-    let sidecars = dir.path().join("sidecars.jsonl");
-    let preview_ids = synthetic_report_of(&previews, &o1, 3, FileKind::Preview, 8);
-    let sidecar_ids = synthetic_report_of(&sidecars, &o1, 2, FileKind::Sidecar, 9);
-    // One report holding both kinds.
+    // One report holding both kinds: broken previews and broken sidecars.
     let both = dir.path().join("both.jsonl");
-    std::fs::write(
-        &both,
-        std::fs::read_to_string(&previews).unwrap() + &std::fs::read_to_string(&sidecars).unwrap(),
-    )
-    .unwrap();
+    let (lib, o1, preview_ids) = broken_library(3, "preview", &both);
+    let sidecar_ids = break_files(&lib, "sidecar", 2);
+    write_scan_report(&lib, &both);
     let mut world = World::default();
     world.keys.insert(KEY_A.into(), o1.clone());
     for id in preview_ids.iter().chain(&sidecar_ids) {
@@ -1766,8 +1780,9 @@ fn refresh_metadata_sends_only_sidecar_assets_and_regenerate_only_derivatives() 
     }
     let server = Server::start(world);
     let run_cmd = |cmd: &str| {
-        cli(&[
-            cmd.into(),
+        let mut args = vec![cmd.to_string()];
+        args.extend(library_flags(&lib));
+        args.extend([
             "--from".into(),
             both.to_string_lossy().into_owned(),
             "--server".into(),
@@ -1780,7 +1795,8 @@ fn refresh_metadata_sends_only_sidecar_assets_and_regenerate_only_derivatives() 
                 .to_string_lossy()
                 .into_owned(),
             "--apply".into(),
-        ])
+        ]);
+        cli(&args)
     };
     let out = run_cmd("refresh-metadata");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

@@ -509,8 +509,8 @@ fn disk_full_under_the_report_exits_2_naming_the_file_and_enospc() {
 
 fn moved_steps(lib: &Lib) -> Vec<RelinkStep> {
     let mut findings: Vec<Finding> = Vec::new();
-    scan(&options(&lib.truth), &mut findings).unwrap();
-    let steps = relink::plan(&findings);
+    let summary = scan(&options(&lib.truth), &mut findings).unwrap();
+    let steps = relink::plan(&findings, &summary.roots);
     assert!(steps.len() >= 5, "{steps:#?}");
     steps
 }
@@ -608,7 +608,7 @@ fn sigterm_during_relink_apply_rolls_the_batch_back_exits_130_and_undo_works() {
         report.to_string_lossy().into_owned(),
     ]);
     assert_eq!(run(&args).status.code(), Some(1));
-    let steps = relink::plan_from_report(&report).unwrap();
+    let (steps, _) = relink::plan_from_report(&report, &options(&lib.truth)).unwrap();
     assert!(steps.len() >= 5);
 
     // Another session holds the row of batch 2's first step: batch 1 commits, batch 2 waits.
@@ -677,8 +677,8 @@ fn sigterm_during_relink_apply_rolls_the_batch_back_exits_130_and_undo_works() {
     );
     // Exactly batch 1 is in the database.
     let mut findings: Vec<Finding> = Vec::new();
-    scan(&options(&lib.truth), &mut findings).unwrap();
-    let still_moved = relink::plan(&findings);
+    let summary = scan(&options(&lib.truth), &mut findings).unwrap();
+    let still_moved = relink::plan(&findings, &summary.roots);
     assert_eq!(still_moved.len(), steps.len() - 2);
     assert!(!still_moved.contains(&steps[0]) && !still_moved.contains(&steps[1]));
     assert!(still_moved.contains(&steps[2]) && still_moved.contains(&steps[3]));
@@ -722,6 +722,7 @@ fn disk_full_between_batches_keeps_the_committed_batch_undoable() {
             new: format!("{old}.{}", "n".repeat(700)),
             found_at: found.clone(),
             owner: None,
+            root: Some(lib.dir.clone()),
         })
         .collect();
     let disk = SmallDisk::mount(&lib.dir);

@@ -13,8 +13,8 @@ fn relink_generation(generation: Generation) {
     let lib = generate(generation, 50, true);
     let before = dump(&lib);
     let mut findings: Vec<Finding> = Vec::new();
-    scan(&options(&lib.truth), &mut findings).unwrap();
-    let steps = relink::plan(&findings);
+    let summary = scan(&options(&lib.truth), &mut findings).unwrap();
+    let steps = relink::plan(&findings, &summary.roots);
     let moved = findings.iter().filter(|f| f.fault == Fault::Moved).count();
     assert_eq!(steps.len(), moved, "every moved finding is planned");
     assert!(moved >= 5);

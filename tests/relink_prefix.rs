@@ -20,12 +20,12 @@ fn opts(lib: &Lib) -> ScanOptions {
 
 fn plan_for(lib: &Lib, min: usize) -> RelinkPlan {
     let mut findings: Vec<Finding> = Vec::new();
-    scan(&opts(lib), &mut findings).unwrap();
+    let summary = scan(&opts(lib), &mut findings).unwrap();
     assert!(
         findings.iter().all(|f| f.fault == Fault::Moved),
         "{findings:#?}"
     );
-    relink::plan_prefixes(relink::plan(&findings), min)
+    relink::plan_prefixes(relink::plan(&findings, &summary.roots), min)
 }
 
 fn cli(lib: &Lib, extra: &[&str]) -> (Option<i32>, String) {
@@ -222,8 +222,8 @@ fn rows_outside_the_plan_block_the_rewrite() {
     let lib = generate(Generation::V1_137, 30, false);
     nest_top_folder(&lib.truth.media_root, "upload");
     let mut findings: Vec<Finding> = Vec::new();
-    scan(&options(&lib.truth), &mut findings).unwrap(); // trashed assets not scanned
-    let plan = relink::plan_prefixes(relink::plan(&findings), 5);
+    let summary = scan(&options(&lib.truth), &mut findings).unwrap(); // trashed assets not scanned
+    let plan = relink::plan_prefixes(relink::plan(&findings, &summary.roots), 5);
     assert_eq!(plan.prefixes.len(), 1);
     let before = dump_paths(&lib.truth.db_url);
     let checks = relink::check_prefixes(&lib.truth.db_url, &plan).unwrap();

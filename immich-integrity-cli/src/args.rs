@@ -124,11 +124,37 @@ pub(crate) fn db_url_of(
 pub(crate) fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
     let install = load_install(args.env_file.as_deref())?;
     let mut opts = ScanOptions::new(db_url_of(args.db_url, &install)?);
+    let env = || {
+        args.env_file
+            .as_ref()
+            .map(|p| format!(".env {}", p.display()))
+            .unwrap_or_else(|| ".env".into())
+    };
+    let compose = || {
+        args.env_file
+            .as_ref()
+            .map(|p| format!("docker-compose.yml beside {}", p.display()))
+            .unwrap_or_else(|| "docker-compose.yml".into())
+    };
+    opts.origins.media_root = match (&args.media_root, &install.media_root) {
+        (Some(_), _) => Some("flag --media-root".into()),
+        (None, Some(_)) => Some(format!("UPLOAD_LOCATION in {}", env())),
+        (None, None) => None,
+    };
+    opts.origins.media_location = match (&args.media_location, &install.media_location) {
+        (Some(_), _) => Some("flag --media-location".into()),
+        (None, Some(_)) => Some(format!("IMMICH_MEDIA_LOCATION in {}", env())),
+        (None, None) => None,
+    };
     opts.media_root = args.media_root.or(install.media_root);
     opts.media_location = args.media_location.or(install.media_location);
     opts.maps = install.maps;
+    for (c, _) in &opts.maps {
+        opts.origins.maps.insert(c.clone(), compose());
+    }
     for (c, h) in args.maps {
         opts.maps.retain(|(ic, _)| ic != &c);
+        opts.origins.maps.insert(c.clone(), "flag --map".into());
         opts.maps.push((c, h));
     }
     opts.as_user = match (args.as_user, &install.server_user) {

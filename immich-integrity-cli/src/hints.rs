@@ -20,6 +20,7 @@ pub(crate) fn flag(h: Hint) -> &'static str {
         Hint::ApiKey => "--api-key",
         Hint::Scan => "`immich-integrity scan`",
         Hint::RelinkApply => "`immich-integrity relink --apply`",
+        Hint::MediaLocation => "--media-location",
         other => other.name(),
     }
 }

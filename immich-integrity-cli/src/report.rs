@@ -288,6 +288,10 @@ fn write_table(
             "manifest: {h} files unchanged and not read, {r} re-read, {n} new"
         )?;
     }
+    if !s.roots.is_empty() {
+        let roots: Vec<String> = s.roots.iter().map(|r| r.to_string()).collect();
+        writeln!(out, "roots: {}", roots.join("; "))?;
+    }
     let faults = format!("{} faults", s.findings);
     let faults = if s.findings == 0 {
         paint.green(&faults)

@@ -126,11 +126,13 @@ pub enum Hint {
     Scan,
     /// Applying a relink: [`relink::apply_plan`](crate::relink::apply_plan).
     RelinkApply,
+    /// [`ScanOptions::media_location`](crate::ScanOptions::media_location).
+    MediaLocation,
 }
 
 impl Hint {
     /// Every hint, for a front end building its own names.
-    pub const ALL: [Hint; 14] = [
+    pub const ALL: [Hint; 15] = [
         Hint::MediaRoot,
         Hint::Maps,
         Hint::DbUrl,
@@ -145,6 +147,7 @@ impl Hint {
         Hint::ApiKey,
         Hint::Scan,
         Hint::RelinkApply,
+        Hint::MediaLocation,
     ];
 
     /// How library messages spell this hint (with the backticks).
@@ -164,6 +167,7 @@ impl Hint {
             Hint::ApiKey => "`api::ApiKey`",
             Hint::Scan => "`immich_integrity::scan`",
             Hint::RelinkApply => "`relink::apply_plan`",
+            Hint::MediaLocation => "`ScanOptions::media_location`",
         }
     }
 

@@ -75,4 +75,7 @@ pub use fs::access::Identity;
 pub use fs::pathmap::{MapEntry, Mapped, PathMap};
 pub use manifest::Manifest;
 pub use model::{AssetRow, Entity, Fault, FileKind, FileRef, Finding, Level, Repair};
-pub use scan::{build_map, scan, Completion, Observer, Progress, ScanOptions, Summary};
+pub use scan::{
+    build_map, build_map_with_roots, scan, Completion, Observer, Origins, Progress, RootUsed,
+    ScanOptions, Summary,
+};

@@ -45,6 +45,38 @@ pub struct ScanOptions {
     /// With `manifest`: read every file anyway and report `bitrot` where the content changed
     /// while size and mtime did not.
     pub verify_manifest: bool,
+    /// Where `media_root`, `media_location` and each of `maps` came from, as the caller names
+    /// it (`flag`, `.env`, ...), for the report's [`Summary::roots`]; unset ones say `option`.
+    pub origins: Origins,
+}
+
+/// Where the roots of [`ScanOptions`] came from (see [`ScanOptions::origins`]).
+#[derive(Debug, Clone, Default)]
+pub struct Origins {
+    /// Of [`ScanOptions::media_root`].
+    pub media_root: Option<String>,
+    /// Of [`ScanOptions::media_location`].
+    pub media_location: Option<String>,
+    /// Of each of [`ScanOptions::maps`], by container path.
+    pub maps: BTreeMap<String, String>,
+}
+
+/// One root a scan used and where it came from (a flag, `.env`, the marker search, the
+/// database).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootUsed {
+    /// What it is: `media root`, `media location`, or `map CONTAINER` for another folder.
+    pub role: String,
+    /// Its value: a host folder, or a container path for the media location.
+    pub value: String,
+    /// Where it came from.
+    pub from: String,
+}
+
+impl std::fmt::Display for RootUsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} ({})", self.role, self.value, self.from)
+    }
 }
 
 impl ScanOptions {
@@ -61,6 +93,7 @@ impl ScanOptions {
             cancel: Arc::new(AtomicBool::new(false)),
             manifest: None,
             verify_manifest: false,
+            origins: Origins::default(),
         }
     }
 }
@@ -128,6 +161,10 @@ pub struct Summary {
     pub level: Level,
     /// The container media location used.
     pub media_location: Option<String>,
+    /// The roots the scan used (media root, media location, mapped folders) and where each
+    /// came from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roots: Vec<RootUsed>,
     /// Rows checked (assets, persons, users).
     pub rows: u64,
     /// Files looked at.
@@ -187,7 +224,8 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
         "database snapshot open"
     );
     let total_rows = source.info.total_rows;
-    let map = build_map(opts, &source.info)?;
+    check_media_location(opts, &source.info)?;
+    let (map, roots_used) = build_map_with_roots(opts, &source.info)?;
     let roots = Roots::open(&map).map_err(|(path, reason)| Error::MediaRoot { path, reason })?;
     let identity = opts.as_user.clone().unwrap_or_else(Identity::current);
     let mut checker = Checker::new(map, roots, identity, opts.level);
@@ -218,6 +256,7 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
         unchecked: Vec::new(),
         level: opts.level,
         media_location: checker.map.active_media().map(str::to_string),
+        roots: roots_used,
         rows: 0,
         files_checked: 0,
         bytes_read: 0,
@@ -360,27 +399,51 @@ fn is_media_spelling(s: &str) -> bool {
 
 /// Builds the path map from flags and from what the database says.
 pub fn build_map(opts: &ScanOptions, info: &SourceInfo) -> Result<PathMap> {
+    build_map_with_roots(opts, info).map(|(m, _)| m)
+}
+
+/// [`build_map`], and the roots it used with where each came from. More than one Immich tree
+/// below the media root is an error that lists them.
+pub fn build_map_with_roots(
+    opts: &ScanOptions,
+    info: &SourceInfo,
+) -> Result<(PathMap, Vec<RootUsed>)> {
+    let origin = |o: &Option<String>| o.clone().unwrap_or_else(|| "option".into());
+    let mut used = Vec::new();
     let explicit_media = opts.maps.iter().find(|(c, _)| {
         is_media_spelling(c.trim_end_matches('/')) || Some(c) == opts.media_location.as_ref()
     });
-    let active = opts
-        .media_location
-        .clone()
-        .or_else(|| info.media_location.clone())
-        .or_else(|| explicit_media.map(|(c, _)| c.trim_end_matches('/').to_string()))
-        .unwrap_or_else(|| {
-            if info.schema.asset_table == "assets" {
-                "upload".into()
-            } else {
-                "/usr/src/app/upload".into()
-            }
-        });
+    let map_origin = |c: &str| {
+        opts.origins
+            .maps
+            .get(c)
+            .cloned()
+            .unwrap_or_else(|| "option".into())
+    };
+    let (active, active_from) = if let Some(l) = &opts.media_location {
+        (l.clone(), origin(&opts.origins.media_location))
+    } else if let Some(l) = &info.media_location {
+        (
+            l.clone(),
+            "database (system_metadata MediaLocation)".to_string(),
+        )
+    } else if let Some((c, _)) = explicit_media {
+        (c.trim_end_matches('/').to_string(), map_origin(c))
+    } else if info.schema.asset_table == "assets" {
+        ("upload".into(), "default of this schema".into())
+    } else {
+        (
+            "/usr/src/app/upload".into(),
+            "default of this schema".into(),
+        )
+    };
     let mut map = PathMap::new();
-    let media_host = opts
-        .media_root
-        .clone()
-        .or_else(|| explicit_media.map(|(_, h)| h.clone()));
-    let Some(media_host) = media_host else {
+    let media_host = match (&opts.media_root, explicit_media) {
+        (Some(h), _) => Some((h.clone(), origin(&opts.origins.media_root))),
+        (None, Some((c, h))) => Some((h.clone(), map_origin(c))),
+        (None, None) => None,
+    };
+    let Some((media_host, media_from)) = media_host else {
         return Err(Error::InvalidArgument(format!(
             "no media root: pass {} HOST_DIR (the folder holding upload/, thumbs/, ...) or {} \
              CONTAINER=HOST for the media location",
@@ -394,20 +457,93 @@ pub fn build_map(opts: &ScanOptions, info: &SourceInfo) -> Result<PathMap> {
             reason: "not a directory".into(),
         });
     }
-    map.add_media_root(&active, crate::fs::roots::detect_media_root(&media_host));
+    let detected = crate::fs::roots::detect_media_root(&media_host)
+        .map_err(|c| crate::fs::roots::ambiguous_root(&media_host, &c))?;
+    let media_from = if detected == media_host {
+        media_from
+    } else {
+        format!(
+            "marker search below {} ({media_from})",
+            media_host.display()
+        )
+    };
+    used.push(RootUsed {
+        role: "media root".into(),
+        value: detected.display().to_string(),
+        from: media_from,
+    });
+    used.push(RootUsed {
+        role: "media location".into(),
+        value: active.clone(),
+        from: active_from,
+    });
+    map.add_media_root(&active, detected);
     for (c, h) in &opts.maps {
         if explicit_media.is_some_and(|(ec, _)| ec == c) {
             continue;
         }
+        used.push(RootUsed {
+            role: format!("map {c}"),
+            value: h.display().to_string(),
+            from: map_origin(c),
+        });
         map.add(c, h.clone(), false);
     }
     // External libraries nobody mapped are looked for at the same path on this host.
     for lib in &info.libraries {
         for p in &lib.import_paths {
             if !map.covers(p) {
+                used.push(RootUsed {
+                    role: format!("map {p}"),
+                    value: p.clone(),
+                    from: "database (library import path, same path on this host)".into(),
+                });
                 map.add(p, PathBuf::from(p), false);
             }
         }
     }
-    Ok(map)
+    Ok((map, used))
+}
+
+/// An explicit media location that agrees with neither the one Immich saved
+/// (`system_metadata`) nor any stored path prefix is an error naming both: taking it would
+/// turn every healthy row into a `moved` one.
+fn check_media_location(opts: &ScanOptions, info: &SourceInfo) -> Result<()> {
+    let Some(given) = opts.media_location.as_deref() else {
+        return Ok(());
+    };
+    use crate::diagnose::doctor::{same_root, stored_prefixes};
+    let saved = info.media_location.as_deref();
+    if saved.is_some_and(|s| same_root(s, given)) {
+        return Ok(());
+    }
+    let mut known = vec![given, "/data", "/usr/src/app/upload", "upload"];
+    known.extend(saved);
+    let prefixes = crate::db::runtime::runtime()?.block_on(async {
+        let mut conn = crate::db::conn::connect(&opts.source.db_url).await?;
+        stored_prefixes(&mut conn, &info.schema, &known)
+            .await
+            .map_err(Error::query("counting the stored paths per media root"))
+    })?;
+    if prefixes.iter().any(|(p, _)| same_root(p, given)) || (saved.is_none() && prefixes.is_empty())
+    {
+        return Ok(());
+    }
+    let shown: Vec<String> = prefixes
+        .iter()
+        .map(|(p, n)| format!("{n} under {p}"))
+        .collect();
+    Err(Error::InvalidArgument(format!(
+        "the media location {given} ({}) contradicts the database: MediaLocation in \
+         system_metadata is {}, and the stored paths are {}; nothing was checked. Pass the \
+         location the server uses, or leave {} unset to read it from the database",
+        opts.origins.media_location.as_deref().unwrap_or("option"),
+        saved.unwrap_or("not saved"),
+        if shown.is_empty() {
+            "none".to_string()
+        } else {
+            shown.join(", ")
+        },
+        crate::error::Hint::MediaLocation
+    )))
 }

@@ -2,11 +2,10 @@
 //! metadata, through its API per owner (`--via api`) or by making the database say the files
 //! are missing and starting the queue in "Missing" mode (`--via queue`).
 
-use crate::args::{db_url_of, load_install, scan_options, LibraryArgs};
+use crate::args::{scan_options, LibraryArgs};
 use crate::exit::{fail, Exit};
 use crate::hints::render;
 use crate::report::warn_unchecked;
-use crate::signals::install_signal_handlers;
 use immich_integrity::api::{ApiKey, Client, Outcome, RetryPolicy};
 use immich_integrity::regenerate::{self as regen, BatchStatus, Keys, Purpose};
 use immich_integrity::Completion;
@@ -36,7 +35,8 @@ Exit codes: 0 everything queued (or dry run), 1 some batches failed or were not 
 pub struct RegenArgs {
     #[command(flatten)]
     library: LibraryArgs,
-    /// Take the findings from a saved `scan --format jsonl` report instead of scanning.
+    /// Rebuild only the rows a saved `scan --format jsonl` report names: they are checked
+    /// again now, and only files this check finds broken are rebuilt.
     #[arg(long)]
     from: Option<PathBuf>,
     /// Send the requests (and, with --via queue, change the database). Without it, only print
@@ -132,47 +132,32 @@ pub fn run(args: RegenArgs, purpose: Purpose) -> ExitCode {
         journal: args.journal,
         report: args.report,
     };
-    let (targets, db_url, cancel) = match &args.from {
-        None => {
-            let opts = match scan_options(args.library) {
-                Ok(o) => o,
-                Err(e) => return fail(e),
-            };
-            let mut findings: Vec<immich_integrity::Finding> = Vec::new();
-            match immich_integrity::scan(&opts, &mut findings) {
-                Ok(s) if s.completion == Completion::Complete => warn_unchecked(&s, "queued"),
-                Ok(s) if s.completion == Completion::Interrupted => {
-                    eprintln!("immich-integrity: interrupted during the scan; nothing sent");
-                    return ExitCode::from(Exit::Interrupted);
-                }
-                Ok(_) => return fail("the scan did not complete; nothing sent"),
-                Err(e) => return fail(e),
-            }
-            (
-                regen::targets(&findings, purpose),
-                Some(opts.source.db_url.clone()),
-                opts.cancel.clone(),
-            )
-        }
-        Some(from) => {
-            let cancel = Arc::new(AtomicBool::new(false));
-            install_signal_handlers(cancel.clone());
-            let url = if rest.via == Via::Queue {
-                match load_install(args.library.env_file.as_deref())
-                    .and_then(|i| db_url_of(args.library.db_url.clone(), &i))
-                {
-                    Ok(u) => Some(u),
-                    Err(e) => return fail(e),
-                }
-            } else {
-                None
-            };
-            match regen::targets_from_report(from, purpose) {
-                Ok(t) => (t, url, cancel),
-                Err(e) => return fail(e),
-            }
-        }
+    // Findings: from a scan now, or the rows a saved report names, checked again now.
+    let opts = match scan_options(args.library) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
     };
+    let checked = match &args.from {
+        None => {
+            let mut findings: Vec<immich_integrity::Finding> = Vec::new();
+            immich_integrity::scan(&opts, &mut findings)
+                .map(|s| (regen::targets(&findings, purpose), s))
+        }
+        Some(from) => regen::targets_from_report(from, purpose, &opts),
+    };
+    let targets = match checked {
+        Ok((t, s)) if s.completion == Completion::Complete => {
+            warn_unchecked(&s, "queued");
+            t
+        }
+        Ok((_, s)) if s.completion == Completion::Interrupted => {
+            eprintln!("immich-integrity: interrupted during the scan; nothing sent");
+            return ExitCode::from(Exit::Interrupted);
+        }
+        Ok(_) => return fail("the scan did not complete; nothing sent"),
+        Err(e) => return fail(e),
+    };
+    let (db_url, cancel) = (Some(opts.source.db_url.clone()), opts.cancel.clone());
     finish(&rest, purpose, targets, db_url, client, keys, cancel)
 }
 

@@ -12,7 +12,8 @@ use std::process::ExitCode;
 pub(crate) struct RelinkArgs {
     #[command(flatten)]
     library: LibraryArgs,
-    /// Take the moved findings from a saved `scan --format jsonl` report instead of scanning.
+    /// Relink only the rows a saved `scan --format jsonl` (or `orphans --format jsonl`) report
+    /// names: they are checked again now, and the new check decides every path.
     #[arg(long)]
     from: Option<PathBuf>,
     /// Change the database. Without it, only print the plan.
@@ -36,9 +37,17 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
-    let steps = match &args.from {
-        Some(report) => match relink::plan_from_report(report) {
-            Ok(s) => s,
+    let (steps, roots) = match &args.from {
+        Some(report) => match relink::plan_from_report(report, &opts) {
+            Ok((steps, s)) if s.completion == Completion::Complete => {
+                warn_unchecked(&s, "relinked");
+                (steps, s.roots)
+            }
+            Ok((_, s)) if s.completion == Completion::Interrupted => {
+                eprintln!("immich-integrity: interrupted during the check; nothing relinked");
+                return ExitCode::from(Exit::Interrupted);
+            }
+            Ok(_) => return fail("the check did not complete; nothing relinked"),
             Err(e) => return fail(e),
         },
         None => {
@@ -46,7 +55,7 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
             match immich_integrity::scan(&opts, &mut findings) {
                 Ok(s) if s.completion == Completion::Complete => {
                     warn_unchecked(&s, "relinked");
-                    relink::plan(&findings)
+                    (relink::plan(&findings, &s.roots), s.roots)
                 }
                 Ok(s) if s.completion == Completion::Interrupted => {
                     eprintln!("immich-integrity: interrupted during the scan; nothing relinked");
@@ -58,6 +67,13 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
         }
     };
     let plan = relink::plan_prefixes(steps, args.prefix_min);
+    // The same repair doctor gives for a folder restored one level too deep.
+    for (folder, repair) in relink::nested_folders(&roots) {
+        println!(
+            "folder {folder} was restored one level too deep: {}",
+            render(&repair)
+        );
+    }
     let print_rows = |rows: &[relink::RelinkStep]| {
         for s in rows {
             println!(

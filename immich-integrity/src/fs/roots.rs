@@ -40,17 +40,18 @@ pub fn folder_state(media_host: &Path, folder: &str) -> FolderState {
 
 /// Finds Immich's media root at or just below `given` by its `.immich` markers, so that an
 /// admin may point at `/srv/immich` when the media root is `/srv/immich/library`.
-/// Returns `given` itself when no folder nearby has markers.
-pub fn detect_media_root(given: &Path) -> PathBuf {
+/// Returns `given` itself when no folder nearby has markers. More than one marked tree below
+/// `given` is never guessed between: `Err` lists every candidate (sorted).
+pub fn detect_media_root(given: &Path) -> Result<PathBuf, Vec<PathBuf>> {
     let has_markers = |d: &Path| {
         MEDIA_FOLDERS
             .iter()
             .any(|f| d.join(f).join(".immich").is_file())
     };
     if has_markers(given) {
-        return given.to_path_buf();
+        return Ok(given.to_path_buf());
     }
-    walkdir::WalkDir::new(given)
+    let mut found: Vec<PathBuf> = walkdir::WalkDir::new(given)
         .min_depth(1)
         .max_depth(2)
         .sort_by_file_name()
@@ -58,8 +59,63 @@ pub fn detect_media_root(given: &Path) -> PathBuf {
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_dir())
         .map(|e| e.into_path())
-        .find(|d| has_markers(d))
-        .unwrap_or_else(|| given.to_path_buf())
+        .filter(|d| has_markers(d))
+        .collect();
+    // A tree's own top folder restored one level too deep (`library/upload/upload/.immich`)
+    // is part of that tree, not a second one.
+    let all = found.clone();
+    found.retain(|d| !all.iter().any(|o| o != d && d.starts_with(o)));
+    match found.len() {
+        0 => Ok(given.to_path_buf()),
+        1 => Ok(found.remove(0)),
+        _ => Err(found),
+    }
+}
+
+/// The error for more than one Immich tree below the given media root.
+pub(crate) fn ambiguous_root(given: &Path, candidates: &[PathBuf]) -> crate::error::Error {
+    crate::error::Error::MediaRoot {
+        path: given.to_path_buf(),
+        reason: format!(
+            "holds {} Immich media trees (folders with .immich markers): {}; pass the one the \
+             server uses as {}",
+            candidates.len(),
+            candidates
+                .iter()
+                .map(|c| c.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            crate::error::Hint::MediaRoot
+        ),
+    }
+}
+
+/// The one answer for a top folder restored one level too deep ([`FolderState::Nested`]):
+/// what `doctor` advises and what `relink` plans and prints, so the two never disagree. The
+/// rows are pointed at `<folder>/<folder>/`, where the files are (one prefix rewrite), and the
+/// marker Immich checks at start is recreated where it looks for it.
+pub fn nested_repair(media_host: &Path, folder: &str) -> String {
+    let dir = media_host.join(folder);
+    format!(
+        "{} points its rows at {}/{folder}/, where the files are (one prefix rewrite), then \
+         recreate the marker Immich checks at start: touch {}/.immich",
+        crate::error::Hint::RelinkApply,
+        dir.display(),
+        dir.display()
+    )
+}
+
+/// Whether a mapped folder (an external library's import path) is unusable as scan sees it:
+/// `Some("absent")`, `Some("empty (nothing mounted)")`, or `None` when it holds entries. Scan
+/// turns this into one `mount_missing` finding; doctor into one failed check.
+pub fn unmounted(host: &Path) -> Option<&'static str> {
+    if dir_has_entries(host) {
+        None
+    } else if host.exists() {
+        Some("empty (nothing mounted)")
+    } else {
+        Some("absent")
+    }
 }
 
 fn dir_has_entries(dir: &Path) -> bool {
@@ -141,18 +197,14 @@ impl Roots {
                 }
                 continue;
             }
-            let usable = dir_has_entries(&e.host);
-            let root = if usable {
+            let state = unmounted(&e.host);
+            let root = if state.is_none() {
                 Root::open(&e.host).ok().map(std::sync::Arc::new)
             } else {
                 None
             };
             if root.is_none() {
-                let why = if e.host.exists() {
-                    "empty (nothing mounted)"
-                } else {
-                    "absent"
-                };
+                let why = state.unwrap_or("absent");
                 roots.entry_missing.insert(i, roots.missing.len());
                 roots.missing.push(MissingMount {
                     container: e.container.clone(),
@@ -195,10 +247,37 @@ mod tests {
         std::fs::create_dir_all(media.join("thumbs")).unwrap();
         std::fs::write(media.join("thumbs/.immich"), b"1").unwrap();
         std::fs::create_dir_all(t.path().join("immich/postgres")).unwrap();
-        assert_eq!(detect_media_root(&t.path().join("immich")), media);
-        assert_eq!(detect_media_root(&media), media);
+        assert_eq!(
+            detect_media_root(&t.path().join("immich")),
+            Ok(media.clone())
+        );
+        assert_eq!(detect_media_root(&media), Ok(media));
         let empty = t.path().join("immich/postgres");
-        assert_eq!(detect_media_root(&empty), empty);
+        assert_eq!(detect_media_root(&empty), Ok(empty));
+    }
+
+    #[test]
+    fn two_immich_trees_are_an_error_listing_both() {
+        let t = tempfile::tempdir().unwrap();
+        for tree in ["a-old", "b-new"] {
+            for f in ["upload", "thumbs"] {
+                let d = t.path().join(tree).join(f);
+                std::fs::create_dir_all(&d).unwrap();
+                std::fs::write(d.join(".immich"), b"1").unwrap();
+            }
+        }
+        // One tree's own folder restored one level too deep is still that tree.
+        let deep = t.path().join("a-old/upload/upload");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join(".immich"), b"1").unwrap();
+        assert_eq!(
+            detect_media_root(t.path()),
+            Err(vec![t.path().join("a-old"), t.path().join("b-new")])
+        );
+        assert_eq!(
+            detect_media_root(&t.path().join("a-old")),
+            Ok(t.path().join("a-old"))
+        );
     }
 
     #[test]

@@ -69,10 +69,7 @@ pub(super) fn folder_checks(
                     dir.display(),
                     dir.display()
                 ),
-                format!(
-                    "move the contents of {}/{folder} up one level",
-                    dir.display()
-                ),
+                crate::fs::roots::nested_repair(host, folder),
             ),
             FolderState::NoMarker => Check::fail(
                 name,
@@ -154,4 +151,43 @@ pub(super) fn access_check(
             dir.display()
         ),
     )
+}
+
+/// External libraries: each import path, mapped to this host as the scan maps it, must hold
+/// files. An absent or empty one is what the scan reports as `mount_missing`.
+pub(super) fn library_checks(opts: &DoctorOptions, db: &DbFacts, checks: &mut Vec<Check>) {
+    let mut map = crate::fs::pathmap::PathMap::new();
+    for (c, h) in &opts.maps {
+        map.add(c, h.clone(), false);
+    }
+    for lib in &db.info.libraries {
+        for p in &lib.import_paths {
+            let host = match map.map(p) {
+                crate::fs::pathmap::Mapped::Host { entry, rel } => {
+                    map.entries()[entry].host.join(rel)
+                }
+                _ => PathBuf::from(p),
+            };
+            let name = format!("library {}", lib.id);
+            checks.push(match crate::fs::roots::unmounted(&host) {
+                Some(why) => Check::fail(
+                    name,
+                    format!(
+                        "mount_missing: {} (import path {p}) is {why}: the scan checks none of \
+                         the library's files, and Immich's library scan would take them as \
+                         gone",
+                        host.display()
+                    ),
+                    format!(
+                        "mount it, or pass {} {p}=HOST where it is mounted on this host",
+                        crate::error::Hint::Maps
+                    ),
+                ),
+                None => Check::ok(
+                    name,
+                    format!("import path {p} -> {} holds files", host.display()),
+                ),
+            });
+        }
+    }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 /// query. A path under one of `known` roots (the saved and configured media locations and
 /// Immich's default spellings; longest first) counts under that root; any other path counts
 /// under whatever precedes its first top folder (`/upload/`, `/thumbs/`, ...).
-pub(super) async fn stored_prefixes(
+pub(crate) async fn stored_prefixes(
     conn: &mut PgConnection,
     schema: &Schema,
     known: &[&str],
@@ -50,7 +50,7 @@ pub(super) async fn stored_prefixes(
 
 /// `upload` and `/usr/src/app/upload` name the same folder (the container's working directory
 /// is `/usr/src/app`).
-pub(super) fn same_root(a: &str, b: &str) -> bool {
+pub(crate) fn same_root(a: &str, b: &str) -> bool {
     let norm = |s: &str| {
         let s = s.trim_end_matches('/');
         if s == "upload" {

@@ -34,6 +34,7 @@ use database::*;
 use disk::*;
 use folders::*;
 use media::*;
+pub(crate) use media::{same_root, stored_prefixes};
 use migrations::*;
 
 use crate::fs::access::Identity;
@@ -210,7 +211,20 @@ impl DoctorOptions {
 /// Runs every check. Never fails: a check that cannot run says so in its own line.
 pub fn run(opts: &DoctorOptions) -> Report {
     let mut checks = Vec::new();
-    let media_host = media_host(opts);
+    let media_host = match media_host(opts) {
+        Ok(h) => h,
+        Err((given, candidates)) => {
+            checks.push(Check::fail(
+                "media root",
+                crate::fs::roots::ambiguous_root(&given, &candidates).to_string(),
+                format!(
+                    "pass the tree the server mounts as {}",
+                    crate::error::Hint::MediaRoot
+                ),
+            ));
+            None
+        }
+    };
     let db = match crate::db::runtime::runtime() {
         Ok(rt) => rt.block_on(database_checks(opts, &mut checks)),
         Err(e) => {
@@ -229,6 +243,7 @@ pub fn run(opts: &DoctorOptions) -> Report {
     let database_checked = db.is_some();
     if let Some(db) = &db {
         checks.push(media_location_check(opts, db, media_host.as_deref()));
+        library_checks(opts, db, &mut checks);
     }
     match &media_host {
         Some(host) => folder_checks(
@@ -260,8 +275,10 @@ pub fn run(opts: &DoctorOptions) -> Report {
     }
 }
 
-fn media_host(opts: &DoctorOptions) -> Option<PathBuf> {
-    let given = opts.media_root.clone().or_else(|| {
+/// The media root, found by its markers; `Err` (given, candidates) when more than one tree is
+/// below the folder given.
+fn media_host(opts: &DoctorOptions) -> Result<Option<PathBuf>, (PathBuf, Vec<PathBuf>)> {
+    let Some(given) = opts.media_root.clone().or_else(|| {
         opts.maps
             .iter()
             .find(|(c, _)| {
@@ -270,8 +287,10 @@ fn media_host(opts: &DoctorOptions) -> Option<PathBuf> {
                     || Some(c) == opts.media_location.as_deref()
             })
             .map(|(_, h)| h.clone())
-    })?;
-    Some(detect_media_root(&given))
+    }) else {
+        return Ok(None);
+    };
+    detect_media_root(&given).map(Some).map_err(|c| (given, c))
 }
 
 #[cfg(test)]

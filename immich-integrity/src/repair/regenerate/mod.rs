@@ -162,10 +162,21 @@ pub fn targets(findings: &[Finding], purpose: Purpose) -> Vec<Target> {
         .collect()
 }
 
-/// Reads findings from a saved JSONL report (`scan --format jsonl`).
-pub fn targets_from_report(path: &Path, purpose: Purpose) -> Result<Vec<Target>> {
-    let findings = crate::repair::saved_report::read_findings(path)?;
-    Ok(targets(&findings, purpose))
+/// The targets among the rows a saved JSONL report (`scan --format jsonl`) names. The report
+/// only selects rows: they are checked again now with `opts`, and a target is made only of a
+/// file this check itself finds broken, with the paths it saw (the report's paths are never
+/// used). Returns the targets and the new check's summary.
+pub fn targets_from_report(
+    path: &Path,
+    purpose: Purpose,
+    opts: &crate::ScanOptions,
+) -> Result<(Vec<Target>, crate::Summary)> {
+    let sel =
+        crate::repair::saved_report::read_selection(path, &|f| f.repair == Repair::Regenerate)?;
+    let mut findings: Vec<Finding> = Vec::new();
+    let summary = crate::scan(opts, &mut findings)?;
+    findings.retain(|f| sel.selects(f));
+    Ok((targets(&findings, purpose), summary))
 }
 
 #[cfg(test)]

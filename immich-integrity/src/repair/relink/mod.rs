@@ -1,8 +1,11 @@
 //! Relink: point database rows at the file where it really is (`moved` findings).
 //!
 //! Safety, in order: nothing is written without `apply`; every step is re-verified at apply
-//! time (the file is still at `found_at` and is a non-empty regular file of the recorded size,
-//! and the row still holds the old path, checked by the `UPDATE ... WHERE path = old` itself);
+//! time (the file is still at `found_at`, opened with `openat2(RESOLVE_BENEATH |
+//! RESOLVE_NO_MAGICLINKS)` from a handle on its root so no symlink on the way may leave it, and
+//! is a non-empty regular file of the recorded size whose SHA-1 is computed from that same
+//! descriptor; and the row still holds the old path, checked by the `UPDATE ... WHERE path =
+//! old` itself); a saved report only selects rows, the steps come from a new check of them;
 //! each batch's old and new values are appended to an undo journal and fsync'd *before* the
 //! batch's transaction; each batch commits whole or not at all. Identifiers come from the
 //! detected schema, never from a report or a journal; values are bound parameters.
@@ -41,30 +44,100 @@ pub struct RelinkStep {
     /// (`ownerId`, `personGroupId`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The root folder `found_at` is re-verified beneath at apply time (every component
+    /// resolved from a handle on it); a step without one is not applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
 }
 
-/// Steps for every `moved` finding that says where to relink.
-pub fn plan(findings: &[Finding]) -> Vec<RelinkStep> {
+/// Steps for every `moved` finding that says where to relink. `roots` are the roots the scan
+/// used ([`crate::Summary::roots`]): each step records the one its file lies beneath, and a
+/// finding beneath none of them is left out.
+pub fn plan(findings: &[Finding], roots: &[crate::RootUsed]) -> Vec<RelinkStep> {
     findings
         .iter()
         .filter(|f| f.fault == Fault::Moved)
         .filter_map(|f| {
+            let found_at = PathBuf::from(f.found_at.clone()?);
+            let root = root_of(&found_at, roots)?;
             Some(RelinkStep {
                 id: f.asset_id.clone()?,
                 file: f.file?,
                 old: f.db_path.clone()?,
                 new: f.relink_to.clone()?,
-                found_at: PathBuf::from(f.found_at.clone()?),
+                found_at,
                 owner: f.owner_id.clone(),
+                root: Some(root),
             })
         })
         .collect()
 }
 
-/// Reads `moved` findings from a saved JSONL report (`scan --format jsonl`).
-pub fn plan_from_report(path: &Path) -> Result<Vec<RelinkStep>> {
-    let findings = crate::repair::saved_report::read_findings(path)?;
-    Ok(plan(&findings))
+/// The top folders of the media root (from a summary's `roots`) restored one level too deep,
+/// each with its repair: the same sentence `doctor`'s folder check gives, so the two agree.
+pub fn nested_folders(roots: &[crate::RootUsed]) -> Vec<(String, String)> {
+    use crate::fs::roots::{folder_state, nested_repair, FolderState};
+    let Some(media) = roots.iter().find(|r| r.role == "media root") else {
+        return Vec::new();
+    };
+    let host = Path::new(&media.value);
+    crate::fs::pathmap::MEDIA_FOLDERS
+        .iter()
+        .filter(|f| folder_state(host, f) == FolderState::Nested)
+        .map(|f| (f.to_string(), nested_repair(host, f)))
+        .collect()
+}
+
+/// The deepest root (media root or mapped folder) `path` lies beneath.
+fn root_of(path: &Path, roots: &[crate::RootUsed]) -> Option<PathBuf> {
+    roots
+        .iter()
+        .filter(|r| r.role == "media root" || r.role.starts_with("map "))
+        .map(|r| PathBuf::from(&r.value))
+        .filter(|r| path.starts_with(r) && path != r)
+        .max_by_key(|r| r.as_os_str().len())
+}
+
+/// Plans a relink of the rows a saved report (`scan --format jsonl`, or `orphans --format
+/// jsonl`) names. The report only selects rows: they are checked again now with `opts` and
+/// every step comes from that check (and, for an orphans report, from the orphans search run
+/// again), never from the report's paths. Returns the steps and the new check's summary.
+pub fn plan_from_report(
+    path: &Path,
+    opts: &crate::ScanOptions,
+) -> Result<(Vec<RelinkStep>, crate::Summary)> {
+    let sel = crate::repair::saved_report::read_selection(path, &|f| f.fault == Fault::Moved)?;
+    let mut findings: Vec<Finding> = Vec::new();
+    let summary = crate::scan(opts, &mut findings)?;
+    findings.retain(|f| sel.selects(f));
+    let mut steps = plan(&findings, &summary.roots);
+    if sel.from_orphans && summary.completion == crate::Completion::Complete {
+        let have: std::collections::HashSet<(String, FileKind)> =
+            steps.iter().map(|s| (s.id.clone(), s.file)).collect();
+        // Only rows the new check still finds missing: a row whose file is back (or that
+        // the checker relinks itself) is not for an orphan to decide.
+        let missing: std::collections::HashSet<(String, FileKind)> = findings
+            .iter()
+            .filter(|f| f.fault == Fault::Missing)
+            .filter_map(|f| Some((f.asset_id.clone()?, f.file?)))
+            .collect();
+        let report = crate::orphans::find_orphans(opts)?;
+        let matched: Vec<Finding> = report
+            .orphans
+            .iter()
+            .filter_map(|o| o.as_moved_finding())
+            .filter(|f| sel.selects(f))
+            .filter(|f| {
+                let key = (
+                    f.asset_id.clone().unwrap_or_default(),
+                    f.file.unwrap_or(FileKind::Original),
+                );
+                !have.contains(&key) && missing.contains(&key)
+            })
+            .collect();
+        steps.extend(plan(&matched, &summary.roots));
+    }
+    Ok((steps, summary))
 }
 
 /// Where a file kind's path lives in the detected schema: (table, column, asset_file type).
@@ -216,16 +289,42 @@ pub struct RelinkReport {
     pub rolled_back: Option<u64>,
 }
 
+/// Opens the step's file for reading beneath its root: every component of the path is
+/// resolved from a handle on the root with `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`, so a
+/// folder on the way swapped for a symlink out of the root is refused. The file must be a
+/// non-empty regular file. `Err` says why the step may not be applied.
+fn open_verified(step: &RelinkStep) -> std::result::Result<(std::fs::File, u64), String> {
+    let shown = step.found_at.display();
+    let Some(root) = &step.root else {
+        return Err(format!(
+            "{shown}: the step names no root to verify it beneath; plan it again from a scan"
+        ));
+    };
+    let rel = step
+        .found_at
+        .strip_prefix(root)
+        .map_err(|_| format!("{shown} is not beneath its root {}", root.display()))?;
+    let root = crate::fs::probe::Root::open(root)
+        .map_err(|e| format!("cannot open the root {}: {e}", root.display()))?;
+    let file = match root.open_read(rel) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
+            return Err(format!(
+                "{shown}: a symlink or `..` on the way leaves the root; not followed"
+            ))
+        }
+        Err(e) => return Err(format!("{shown} is gone: {e}")),
+    };
+    match file.metadata() {
+        Ok(m) if m.is_file() && m.len() > 0 => Ok((file, m.len())),
+        Ok(_) => Err(format!("{shown} is no longer a non-empty regular file")),
+        Err(e) => Err(format!("{shown}: {e}")),
+    }
+}
+
 /// Why a step may not be applied now, if it may not.
 fn reverify(step: &RelinkStep) -> Option<String> {
-    match std::fs::symlink_metadata(&step.found_at) {
-        Ok(m) if m.is_file() && m.len() > 0 => None,
-        Ok(_) => Some(format!(
-            "{} is no longer a non-empty regular file",
-            step.found_at.display()
-        )),
-        Err(e) => Some(format!("{} is gone: {e}", step.found_at.display())),
-    }
+    open_verified(step).err()
 }
 
 /// `fileSizeInByte`, `checksum`, and whether the checksum is of the path.
@@ -288,9 +387,11 @@ async fn original_mismatch(
     let Some((want_size, checksum, of_path)) = row else {
         return Ok(Some("the asset row is gone".into()));
     };
-    let have = std::fs::metadata(&step.found_at)
-        .map(|m| m.len())
-        .unwrap_or(0);
+    // The size and the SHA-1 come from the one descriptor opened beneath the root.
+    let (file, have) = match open_verified(step) {
+        Ok(f) => f,
+        Err(why) => return Ok(Some(why)),
+    };
     if let Some(want) = want_size {
         if want as u64 != have {
             return Ok(Some(format!(
@@ -299,10 +400,6 @@ async fn original_mismatch(
         }
     }
     if let (Some(sum), Some(false) | None) = (checksum, of_path) {
-        let file = std::fs::File::open(&step.found_at).map_err(|e| Error::Io {
-            path: step.found_at.clone(),
-            source: e,
-        })?;
         let (digest, _) = crate::fs::blocks::sha1_reader(file).map_err(|e| Error::Io {
             path: step.found_at.clone(),
             source: e,
