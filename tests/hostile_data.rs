@@ -545,6 +545,7 @@ fn quote_and_semicolon_names_go_through_relink_and_undo_as_data() {
         new: new.clone(),
         found_at: target,
         owner: None,
+        row: None,
     };
     let journal = lib.dir.join("quoted'; --.journal");
     let report = relink::apply(&lib.truth.db_url, &[step], &journal, 10).unwrap();

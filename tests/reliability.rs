@@ -722,6 +722,7 @@ fn disk_full_between_batches_keeps_the_committed_batch_undoable() {
             new: format!("{old}.{}", "n".repeat(700)),
             found_at: found.clone(),
             owner: None,
+            row: None,
         })
         .collect();
     let disk = SmallDisk::mount(&lib.dir);

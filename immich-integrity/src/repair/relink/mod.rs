@@ -41,6 +41,11 @@ pub struct RelinkStep {
     /// (`ownerId`, `personGroupId`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The `asset_file` row's own `id`, when the path lives in `asset_file`: set at apply time
+    /// (before the batch is journaled), so each row is relinked, counted and undone on its own
+    /// even when several rows of one asset and type hold the same path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<String>,
 }
 
 /// Steps for every `moved` finding that says where to relink.
@@ -56,6 +61,7 @@ pub fn plan(findings: &[Finding]) -> Vec<RelinkStep> {
                 new: f.relink_to.clone()?,
                 found_at: PathBuf::from(f.found_at.clone()?),
                 owner: f.owner_id.clone(),
+                row: None,
             })
         })
         .collect()
@@ -136,6 +142,56 @@ fn update_sql(schema: &Schema, kind: FileKind) -> Option<(String, Fourth)> {
         None => Fourth::None,
     };
     Some((sql, fourth))
+}
+
+/// `UPDATE asset_file SET path = $1 WHERE id = $2 AND path = $3`: one `asset_file` row by its
+/// own id (see [`RelinkStep::row`]).
+fn update_row_sql(schema: &Schema) -> Option<String> {
+    schema.asset_file_table.map(|t| {
+        format!(
+            "UPDATE {} SET \"path\" = $1 WHERE id = $2::uuid AND \"path\" = $3",
+            q(t)
+        )
+    })
+}
+
+/// The `asset_file` rows of one asset and type that hold a path, oldest id first, locked for
+/// the batch: `$1` asset, `$2` type, `$3` path.
+fn rows_holding_sql(schema: &Schema) -> Option<String> {
+    schema.asset_file_table.map(|t| {
+        format!(
+            "SELECT id::text FROM {} WHERE \"assetId\" = $1::uuid AND type::text = $2 \
+             AND \"path\" = $3 ORDER BY id FOR UPDATE",
+            q(t)
+        )
+    })
+}
+
+/// Runs the update of one step: `set` is written where the row holds `was`. A step naming its
+/// `asset_file` row touches that row only; otherwise the key of its kind decides.
+async fn run_update(
+    conn: &mut PgConnection,
+    schema: &Schema,
+    step: &RelinkStep,
+    (set, was): (&str, &str),
+) -> std::result::Result<u64, sqlx::Error> {
+    if let (Some(row), Some((_, _, Some(_)))) = (&step.row, target(schema, step.file)) {
+        let sql = update_row_sql(schema).expect("an asset_file target has a table");
+        return Ok(sqlx::query(&sql)
+            .bind(set)
+            .bind(row)
+            .bind(was)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected());
+    }
+    let Some((sql, fourth)) = update_sql(schema, step.file) else {
+        return Ok(0);
+    };
+    Ok(bind_update(&sql, fourth, step, (set, was))
+        .execute(&mut *conn)
+        .await?
+        .rows_affected())
 }
 
 /// Binds a step's values to an [`update_sql`] statement: `set` is written where the row holds
@@ -260,6 +316,13 @@ pub(crate) fn statements(schema: &Schema) -> Vec<(String, String)> {
         if let Some((sql, _)) = update_sql(schema, kind) {
             out.push((format!("relink/undo: {kind} path"), sql));
         }
+    }
+    if let (Some(by_row), Some(holding)) = (update_row_sql(schema), rows_holding_sql(schema)) {
+        out.push(("relink/undo: one asset_file row".to_string(), by_row));
+        out.push((
+            "relink: asset_file rows holding a path".to_string(),
+            holding,
+        ));
     }
     for (kind, table, col, file_type) in targets(schema) {
         out.push((
@@ -517,29 +580,31 @@ async fn apply_rows(
             return journal.interrupted(report);
         }
         let batch = journal.take_batch();
-        let entries: Vec<JournalEntry> = chunk
+        let mut tx = sqlx::Connection::begin(&mut *conn)
+            .await
+            .map_err(Error::query("starting a relink transaction"))?;
+        // Each asset_file step gets its own row (locked until the commit), so rows of one asset
+        // and type holding the same path are relinked and counted one by one.
+        let (steps, mut skipped) = claim_rows(&mut tx, schema, chunk).await?;
+        let entries: Vec<JournalEntry> = steps
             .iter()
             .map(|s| JournalEntry::Change {
                 batch,
                 step: s.clone(),
             })
             .collect();
-        // The journal is on disk before the database changes; a failed write stops here.
+        // The journal is on disk before any row changes; a failed write stops here (the
+        // transaction, which changed nothing, is dropped).
         journal.write(&entries)?;
-        let mut tx = sqlx::Connection::begin(&mut *conn)
-            .await
-            .map_err(Error::query("starting a relink transaction"))?;
-        let (mut applied, mut skipped) = (Vec::new(), Vec::new());
-        for step in chunk {
-            let (sql, fourth) = update_sql(schema, step.file).expect("checked above");
-            let done = bind_update(&sql, fourth, step, (&step.new, &step.old))
-                .execute(&mut *tx)
+        let mut applied = Vec::new();
+        for step in steps {
+            let done = run_update(&mut tx, schema, &step, (&step.new, &step.old))
                 .await
                 .map_err(Error::query("relinking a row"))?;
-            if done.rows_affected() == 1 {
-                applied.push(step.clone());
+            if done == 1 {
+                applied.push(step);
             } else {
-                skipped.push((step.clone(), "the row no longer holds the old path".into()));
+                skipped.push((step, "the row no longer holds the old path".into()));
             }
         }
         if batching.cancelled() {
@@ -555,6 +620,47 @@ async fn apply_rows(
         journal.committed(batch)?;
     }
     Ok(())
+}
+
+/// Gives each `asset_file` step of a batch its own row: the rows of its asset and type that
+/// hold its old path, locked, each claimed by one step. A step left without a row is skipped.
+async fn claim_rows(
+    conn: &mut PgConnection,
+    schema: &Schema,
+    chunk: &[RelinkStep],
+) -> Result<(Vec<RelinkStep>, Vec<(RelinkStep, String)>)> {
+    let mut claimed = std::collections::HashSet::new();
+    let (mut steps, mut skipped) = (Vec::new(), Vec::new());
+    for step in chunk {
+        let Some((_, _, Some(file_type))) = target(schema, step.file) else {
+            steps.push(step.clone());
+            continue;
+        };
+        if let Some(row) = &step.row {
+            claimed.insert(row.clone());
+            steps.push(step.clone());
+            continue;
+        }
+        let sql = rows_holding_sql(schema).expect("an asset_file target has a table");
+        let rows: Vec<String> = sqlx::query_scalar(&sql)
+            .bind(&step.id)
+            .bind(file_type)
+            .bind(&step.old)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(Error::query("finding the asset_file row to relink"))?;
+        match rows.into_iter().find(|r| !claimed.contains(r)) {
+            Some(row) => {
+                claimed.insert(row.clone());
+                steps.push(RelinkStep {
+                    row: Some(row),
+                    ..step.clone()
+                });
+            }
+            None => skipped.push((step.clone(), "the row no longer holds the old path".into())),
+        }
+    }
+    Ok((steps, skipped))
 }
 
 /// Restores what a journal changed: every row that still holds the new value gets its old
@@ -583,13 +689,8 @@ pub fn undo(db_url: &str, journal_path: &Path) -> Result<u64> {
 
 impl journal::Undo for RelinkStep {
     async fn undo(&self, conn: &mut PgConnection, schema: &Schema) -> Result<u64> {
-        let Some((sql, fourth)) = update_sql(schema, self.file) else {
-            return Ok(0);
-        };
-        Ok(bind_update(&sql, fourth, self, (&self.old, &self.new))
-            .execute(&mut *conn)
+        run_update(conn, schema, self, (&self.old, &self.new))
             .await
-            .map_err(Error::query("undoing a relink"))?
-            .rows_affected())
+            .map_err(Error::query("undoing a relink"))
     }
 }

@@ -377,6 +377,7 @@ mod tests {
             new: new.into(),
             found_at: PathBuf::from(found),
             owner: None,
+            row: None,
         }
     }
 
