@@ -73,6 +73,7 @@ pub use db::sql::UncheckedPart;
 pub use error::{Error, Hint, Result};
 pub use fs::access::Identity;
 pub use fs::pathmap::{MapEntry, Mapped, PathMap};
+pub use fs::writes::{media_roots, refuse_inside_media, refuse_inside_roots};
 pub use manifest::Manifest;
 pub use model::{AssetRow, Entity, Fault, FileKind, FileRef, Finding, Level, Repair};
 pub use scan::{build_map, scan, Completion, Observer, Progress, ScanOptions, Summary};

@@ -32,6 +32,11 @@ pub(crate) struct RelinkArgs {
 
 pub(crate) fn run(args: RelinkArgs) -> ExitCode {
     use immich_integrity::relink;
+    // Even a dry run refuses: the same command line with --apply must not write on media.
+    if let Err(e) = crate::args::refuse_writes(&args.library, &[("--journal", Some(&args.journal))])
+    {
+        return fail(e);
+    }
     let opts = match scan_options(args.library) {
         Ok(o) => o,
         Err(e) => return fail(e),
