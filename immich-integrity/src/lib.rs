@@ -76,4 +76,5 @@ pub use fs::pathmap::{MapEntry, Mapped, PathMap};
 pub use fs::writes::{media_roots, refuse_inside_media, refuse_inside_roots};
 pub use manifest::Manifest;
 pub use model::{AssetRow, Entity, Fault, FileKind, FileRef, Finding, Level, Repair};
+pub use repair::journal::{undo_journal, DbIdentity, JournalKind, UndoOptions, UndoReport};
 pub use scan::{build_map, scan, Completion, Observer, Progress, ScanOptions, Summary};

@@ -225,6 +225,10 @@ pub enum JournalEntry {
     Committed {
         /// The batch number.
         batch: u64,
+        /// The batch's `change` lines (0-based, in file order) whose row held another value
+        /// at apply time, so the batch did not change it: undo leaves those rows alone.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unchanged: Vec<u64>,
     },
     /// Written before the `change` lines of a prefix-rewrite batch: says which rewrite the
     /// batch's single statement performs. Undo does not need it (the `change` lines carry every
@@ -405,15 +409,16 @@ struct Journal {
 }
 
 impl Journal {
-    fn open(path: &Path) -> Result<Journal> {
-        let writer = journal::Writer::open(path)?;
+    async fn open(path: &Path, conn: &mut PgConnection) -> Result<Journal> {
+        let (writer, _run) =
+            journal::Writer::open_run(path, journal::JournalKind::Relink, conn).await?;
         // Continue the numbering of an earlier run appending to the same journal.
         let next_batch = journal::read::<JournalEntry>(path)
             .unwrap_or_default()
             .into_iter()
             .map(|e| match e {
                 JournalEntry::Change { batch, .. }
-                | JournalEntry::Committed { batch }
+                | JournalEntry::Committed { batch, .. }
                 | JournalEntry::RolledBack { batch }
                 | JournalEntry::Prefix { batch, .. } => batch,
                 JournalEntry::Interrupted { .. } => 0,
@@ -456,8 +461,8 @@ impl Journal {
 
     /// Marks a batch committed. If that write fails the batch is still in the database and
     /// its changes are already journaled: the error says so, so nobody thinks it was lost.
-    fn committed(&mut self, batch: u64) -> Result<()> {
-        self.write(&[JournalEntry::Committed { batch }])
+    fn committed(&mut self, batch: u64, unchanged: Vec<u64>) -> Result<()> {
+        self.write(&[JournalEntry::Committed { batch, unchanged }])
             .map_err(|e| match e {
                 Error::Io { path, source } => Error::Io {
                     path,
@@ -493,7 +498,7 @@ pub fn apply_plan(
     rt.block_on(async {
         let mut conn = connect(db_url).await?;
         let schema = read_info(&mut conn).await?.schema;
-        let mut journal = Journal::open(journal_path)?;
+        let mut journal = Journal::open(journal_path, &mut conn).await?;
         let mut report = RelinkReport::default();
         let mut rows: Vec<RelinkStep> = Vec::new();
         for p in &plan.prefixes {
@@ -596,14 +601,15 @@ async fn apply_rows(
         // The journal is on disk before any row changes; a failed write stops here (the
         // transaction, which changed nothing, is dropped).
         journal.write(&entries)?;
-        let mut applied = Vec::new();
-        for step in steps {
+        let (mut applied, mut unchanged) = (Vec::new(), Vec::new());
+        for (i, step) in steps.into_iter().enumerate() {
             let done = run_update(&mut tx, schema, &step, (&step.new, &step.old))
                 .await
                 .map_err(Error::query("relinking a row"))?;
             if done == 1 {
                 applied.push(step);
             } else {
+                unchanged.push(i as u64);
                 skipped.push((step, "the row no longer holds the old path".into()));
             }
         }
@@ -617,7 +623,7 @@ async fn apply_rows(
         report.applied.extend(applied);
         report.skipped.extend(skipped);
         report.batches += 1;
-        journal.committed(batch)?;
+        journal.committed(batch, unchanged)?;
     }
     Ok(())
 }
@@ -663,28 +669,54 @@ async fn claim_rows(
     Ok((steps, skipped))
 }
 
-/// Restores what a journal changed: every row that still holds the new value gets its old
-/// value back. Rows changed since are left alone, so running it twice is harmless.
+/// Restores what a relink journal's runs committed: every row that still holds the new value
+/// gets its old value back; rows changed since are left alone (see
+/// [`crate::undo_journal`], which also lists them). Returns the rows restored.
 pub fn undo(db_url: &str, journal_path: &Path) -> Result<u64> {
-    let mut changes = Vec::new();
-    let mut rolled_back = std::collections::BTreeSet::new();
-    // A torn last line (crash mid-write) belongs to a batch that never started.
-    for entry in journal::read::<JournalEntry>(journal_path)? {
-        match entry {
-            JournalEntry::Change { batch, step } => changes.push((batch, step)),
-            JournalEntry::RolledBack { batch } => {
-                rolled_back.insert(batch);
+    let report = journal::undo_journal(db_url, journal_path, &Default::default())?;
+    if report.kind != Some(journal::JournalKind::Relink) {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not a relink journal",
+            journal_path.display()
+        )));
+    }
+    Ok(report.restored)
+}
+
+/// The changes the given runs committed and changed: `change` lines of batches with a
+/// `committed` line in the same run, less the ones it lists as unchanged. Lines that are not
+/// relink lines are added to `damaged`.
+pub(crate) fn committed_steps(
+    runs: &[journal::RunLines],
+    damaged: &mut Vec<(usize, String)>,
+) -> Vec<RelinkStep> {
+    let mut out = Vec::new();
+    for run in runs {
+        let mut changes: Vec<(u64, RelinkStep)> = Vec::new();
+        let mut committed: std::collections::HashMap<u64, Vec<u64>> = Default::default();
+        for (n, v) in &run.lines {
+            match serde_json::from_value::<JournalEntry>(v.clone()) {
+                Ok(JournalEntry::Change { batch, step }) => changes.push((batch, step)),
+                Ok(JournalEntry::Committed { batch, unchanged }) => {
+                    committed.insert(batch, unchanged);
+                }
+                Ok(_) => {}
+                Err(e) => damaged.push((*n, format!("not a relink journal line ({e})"))),
             }
-            _ => {}
+        }
+        let mut index: std::collections::HashMap<u64, u64> = Default::default();
+        for (batch, step) in changes {
+            let i = index.entry(batch).or_default();
+            let this = *i;
+            *i += 1;
+            // A batch without `committed` never reached the database (rolled back, or
+            // stopped before its commit): restoring it could only clobber later edits.
+            if committed.get(&batch).is_some_and(|u| !u.contains(&this)) {
+                out.push(step);
+            }
         }
     }
-    // A rolled-back batch changed nothing; restoring it could only clobber later edits.
-    let steps: Vec<RelinkStep> = changes
-        .into_iter()
-        .filter(|(b, _)| !rolled_back.contains(b))
-        .map(|(_, s)| s)
-        .collect();
-    journal::undo(db_url, &steps)
+    out
 }
 
 impl journal::Undo for RelinkStep {
@@ -692,5 +724,24 @@ impl journal::Undo for RelinkStep {
         run_update(conn, schema, self, (&self.old, &self.new))
             .await
             .map_err(Error::query("undoing a relink"))
+    }
+
+    async fn redo(&self, conn: &mut PgConnection, schema: &Schema) -> Result<u64> {
+        run_update(conn, schema, self, (&self.new, &self.old))
+            .await
+            .map_err(Error::query("probing a relinked row"))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} {}{}: no longer holds {}, the path the run wrote; left as it is",
+            self.file,
+            self.id,
+            self.row
+                .as_deref()
+                .map(|r| format!(" (row {r})"))
+                .unwrap_or_default(),
+            self.new
+        )
     }
 }
