@@ -135,19 +135,22 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
                     .unwrap_or_default();
                 eprintln!(
                     "immich-integrity: interrupted: {rolled}{} rows in {} committed batches stay \
-                     relinked (the journal says so); undo with: immich-integrity undo {}",
+                     relinked (the journal says so); undo with: immich-integrity undo {} --run {}",
                     report.applied.len(),
                     report.batches,
-                    args.journal.display()
+                    args.journal.display(),
+                    report.run
                 );
                 return ExitCode::from(Exit::Interrupted);
             }
             println!(
-                "relinked {} rows in {} batches, skipped {}; undo with: immich-integrity undo {}",
+                "relinked {} rows in {} batches, skipped {}; undo with: immich-integrity undo {} \
+                 --run {}",
                 report.applied.len(),
                 report.batches,
                 report.skipped.len(),
-                args.journal.display()
+                args.journal.display(),
+                report.run
             );
             ExitCode::from(if report.skipped.is_empty() {
                 Exit::Clean

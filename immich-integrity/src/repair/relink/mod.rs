@@ -274,6 +274,8 @@ pub struct RelinkReport {
     pub interrupted: bool,
     /// The batch that was rolled back because the flag was set while it ran.
     pub rolled_back: Option<u64>,
+    /// This run's id in the journal (`undo JOURNAL --run ID` undoes only this run).
+    pub run: String,
 }
 
 /// Why a step may not be applied now, if it may not.
@@ -405,12 +407,13 @@ pub fn apply(
 /// The open journal and the batch counter shared by prefix and row batches.
 struct Journal {
     writer: journal::Writer,
+    run: String,
     next_batch: u64,
 }
 
 impl Journal {
     async fn open(path: &Path, conn: &mut PgConnection) -> Result<Journal> {
-        let (writer, _run) =
+        let (writer, run) =
             journal::Writer::open_run(path, journal::JournalKind::Relink, conn).await?;
         // Continue the numbering of an earlier run appending to the same journal.
         let next_batch = journal::read::<JournalEntry>(path)
@@ -426,7 +429,11 @@ impl Journal {
             .max()
             .unwrap_or(0)
             + 1;
-        Ok(Journal { writer, next_batch })
+        Ok(Journal {
+            writer,
+            run,
+            next_batch,
+        })
     }
     fn write(&mut self, entries: &[JournalEntry]) -> Result<()> {
         self.writer.append(entries)
@@ -499,7 +506,10 @@ pub fn apply_plan(
         let mut conn = connect(db_url).await?;
         let schema = read_info(&mut conn).await?.schema;
         let mut journal = Journal::open(journal_path, &mut conn).await?;
-        let mut report = RelinkReport::default();
+        let mut report = RelinkReport {
+            run: journal.run.clone(),
+            ..Default::default()
+        };
         let mut rows: Vec<RelinkStep> = Vec::new();
         for p in &plan.prefixes {
             if cancel.load(Ordering::Relaxed) {
