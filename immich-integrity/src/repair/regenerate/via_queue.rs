@@ -462,14 +462,14 @@ pub fn is_queue_journal(path: &Path) -> bool {
 /// row Immich has since regenerated is left alone), so running it twice is harmless. Returns
 /// the rows restored (see [`crate::undo_journal`] for the rows left alone).
 pub fn undo_queue(db_url: &str, journal_path: &Path) -> Result<u64> {
-    let report = journal::undo_journal(db_url, journal_path, &Default::default())?;
-    if report.kind != Some(journal::JournalKind::Queue) {
+    // The kind is checked before anything is undone.
+    if journal::parse_journal(journal_path)?.kind != journal::JournalKind::Queue {
         return Err(Error::InvalidArgument(format!(
             "{} is not a queue-mode journal",
             journal_path.display()
         )));
     }
-    Ok(report.restored)
+    Ok(journal::undo_journal(db_url, journal_path, &Default::default())?.restored)
 }
 
 /// The changes the given runs committed and made: `queue_change` lines of batches with a

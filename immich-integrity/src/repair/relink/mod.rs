@@ -683,14 +683,14 @@ async fn claim_rows(
 /// gets its old value back; rows changed since are left alone (see
 /// [`crate::undo_journal`], which also lists them). Returns the rows restored.
 pub fn undo(db_url: &str, journal_path: &Path) -> Result<u64> {
-    let report = journal::undo_journal(db_url, journal_path, &Default::default())?;
-    if report.kind != Some(journal::JournalKind::Relink) {
+    // The kind is checked before anything is undone.
+    if journal::parse_journal(journal_path)?.kind != journal::JournalKind::Relink {
         return Err(Error::InvalidArgument(format!(
             "{} is not a relink journal",
             journal_path.display()
         )));
     }
-    Ok(report.restored)
+    Ok(journal::undo_journal(db_url, journal_path, &Default::default())?.restored)
 }
 
 /// The changes the given runs committed and changed: `change` lines of batches with a
