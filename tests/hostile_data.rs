@@ -546,6 +546,7 @@ fn quote_and_semicolon_names_go_through_relink_and_undo_as_data() {
         found_at: target,
         owner: None,
         root: Some(lib.dir.clone()),
+        row: None,
     };
     let journal = lib.dir.join("quoted'; --.journal");
     let report = relink::apply(&lib.truth.db_url, &[step], &journal, 10).unwrap();

@@ -1818,3 +1818,82 @@ fn refresh_metadata_sends_only_sidecar_assets_and_regenerate_only_derivatives() 
     assert_eq!(regen_ids, preview_ids);
     assert_eq!(server.queued().len(), 5);
 }
+
+/// Queue mode does not append to a relink journal (relink and queue entries never share a
+/// file), and the journal it writes names its kind and database and undoes by its own kind.
+#[test]
+fn queue_mode_refuses_a_relink_journal_and_writes_its_own_header() {
+    let lib = generate(Generation::V1_135, 40, true);
+    let mut findings: Vec<Finding> = Vec::new();
+    scan(&options(&lib.truth), &mut findings).unwrap();
+    let targets = regen::targets(&findings, Purpose::Derivatives);
+    let plan = regen::plan_queue(&lib.truth.db_url, &targets).unwrap();
+    assert!(!plan.steps.is_empty());
+    let before = pg_dump(&lib);
+    let rows_before = dump(&lib);
+    let relink_journal = lib.dir.join("relink.journal");
+    immich_integrity::relink::apply(&lib.truth.db_url, &[], &relink_journal, 10).unwrap();
+    let relink_text = std::fs::read_to_string(&relink_journal).unwrap();
+    assert!(
+        relink_text.starts_with("{\"event\":\"header\""),
+        "{relink_text}"
+    );
+    let mut world = World::default();
+    world.keys.insert(ADMIN.into(), owner(9));
+    world.admins.insert(ADMIN.into());
+    let server = Server::start(world);
+    let client = Client::new(&server.url(), fast_retry(2)).unwrap();
+    let key = ApiKey::new(ADMIN).unwrap();
+    let err = regen::apply_queue(
+        &lib.truth.db_url,
+        &plan,
+        &relink_journal,
+        2,
+        &client,
+        &key,
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("it is a relink journal"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&relink_journal).unwrap(),
+        relink_text
+    );
+    assert!(pg_dump(&lib) == before, "no row changed");
+
+    let queue_journal = lib.dir.join("queue.journal");
+    let report = regen::apply_queue(
+        &lib.truth.db_url,
+        &plan,
+        &queue_journal,
+        2,
+        &client,
+        &key,
+        None,
+    )
+    .unwrap();
+    assert!(report.applied > 0 && report.all_started(), "{report:?}");
+    let first: Value = serde_json::from_str(
+        std::fs::read_to_string(&queue_journal)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["kind"], "queue", "{first}");
+    assert!(regen::is_queue_journal(&queue_journal));
+    assert!(!regen::is_queue_journal(&relink_journal));
+    // The undo of a queue journal is the queue's; relink's undo refuses it.
+    assert!(immich_integrity::relink::undo(&lib.truth.db_url, &queue_journal).is_err());
+    let undone =
+        immich_integrity::undo_journal(&lib.truth.db_url, &queue_journal, &Default::default())
+            .unwrap();
+    assert!(
+        undone.restored > 0 && undone.complete(),
+        "{undone:?}\n{}",
+        std::fs::read_to_string(&queue_journal).unwrap()
+    );
+    assert_eq!(dump(&lib), rows_before, "undo restores the rows");
+}

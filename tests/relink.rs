@@ -151,3 +151,104 @@ fn cli_relink_dry_run_apply_and_undo() {
     );
     assert_eq!(dump(&lib), before, "undo restores the rows exactly");
 }
+
+/// Three `asset_file` rows of one asset and type hold the same path (one of them edited; the
+/// unique key was dropped, as a damaged database may have). Each is relinked on its own, the
+/// printed counts are what was committed, the exit code says everything was relinked, and undo
+/// restores each row.
+#[test]
+fn relink_counts_duplicate_asset_file_rows_one_by_one_v2_6() {
+    let lib = generate(Generation::V2_6, 12, false);
+    let asset = lib
+        .truth
+        .edited_asset
+        .clone()
+        .expect("a v2.6 fixture has an edited asset");
+    let path: String = runtime().block_on(async {
+        let mut c = connect(&lib.truth.db_url).await;
+        let path: String = sqlx::query_scalar(
+            "SELECT path FROM asset_file WHERE \"assetId\" = $1::uuid AND type = 'preview' \
+             AND NOT \"isEdited\"",
+        )
+        .bind(&asset)
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        for sql in [
+            "ALTER TABLE asset_file DROP CONSTRAINT \"asset_file_assetId_type_isEdited_uq\"",
+            "DELETE FROM asset_file WHERE \"assetId\" = $1::uuid AND type = 'preview' \
+             AND \"isEdited\"",
+            "INSERT INTO asset_file (\"assetId\", type, path, \"isEdited\") \
+             VALUES ($1::uuid, 'preview', $2, true), ($1::uuid, 'preview', $2, false)",
+        ] {
+            let mut q = sqlx::query(sql);
+            if sql.contains("$1") {
+                q = q.bind(&asset);
+            }
+            if sql.contains("$2") {
+                q = q.bind(&path);
+            }
+            q.execute(&mut c).await.unwrap();
+        }
+        path
+    });
+    let before = dump(&lib);
+    // The preview file is restored one top folder too deep.
+    let host = lib.truth.map_path(&path).unwrap();
+    let rel = host
+        .strip_prefix(&lib.truth.media_root)
+        .unwrap()
+        .to_path_buf();
+    let nested = lib.truth.media_root.join("thumbs").join(&rel);
+    std::fs::create_dir_all(nested.parent().unwrap()).unwrap();
+    std::fs::rename(&host, &nested).unwrap();
+
+    let journal = lib.dir.join("dup.journal");
+    let mut args = vec!["relink".to_string()];
+    args.extend(library_flags(&lib));
+    args.extend(
+        ["--apply", "--prefix-min", "0", "--journal"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    args.push(journal.to_string_lossy().into_owned());
+    let out = run_cli(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let moved_rows: i64 = runtime().block_on(async {
+        let mut c = connect(&lib.truth.db_url).await;
+        sqlx::query_scalar(
+            "SELECT count(*) FROM asset_file WHERE \"assetId\" = $1::uuid AND type = 'preview' \
+             AND path <> $2",
+        )
+        .bind(&asset)
+        .bind(&path)
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+    });
+    assert_eq!(moved_rows, 3, "all three rows were relinked: {stdout}");
+    assert!(
+        stdout.contains("relinked 3 rows") && stdout.contains("skipped 0"),
+        "the printed counts are what was committed: {stdout}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+
+    let undo = run_cli(&[
+        "undo".into(),
+        journal.to_string_lossy().into_owned(),
+        "--db-url".into(),
+        lib.truth.db_url.clone(),
+    ]);
+    assert_eq!(
+        undo.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&undo.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&undo.stdout).contains("restored 3 rows"),
+        "{}",
+        String::from_utf8_lossy(&undo.stdout)
+    );
+    assert_eq!(dump(&lib), before, "undo restores each row");
+}

@@ -25,7 +25,7 @@ fn journal_state(path: &std::path::Path) -> (BTreeMap<u64, Vec<JournalEntry>>, B
     for line in text.lines() {
         match serde_json::from_str::<JournalEntry>(line) {
             Ok(e @ JournalEntry::Change { batch, .. }) => changes.entry(batch).or_default().push(e),
-            Ok(JournalEntry::Committed { batch }) => {
+            Ok(JournalEntry::Committed { batch, .. }) => {
                 committed.insert(batch);
             }
             _ => {}

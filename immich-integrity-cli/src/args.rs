@@ -120,6 +120,36 @@ pub(crate) fn db_url_of(
         .ok_or_else(|| "no database: pass --db-url, --env-file or set DATABASE_URL".to_string())
 }
 
+/// The folders media is read from, as the flags and the install's files name them: the media
+/// root and the host side of every map.
+pub(crate) fn library_roots(args: &LibraryArgs) -> Result<Vec<PathBuf>, String> {
+    let install = load_install(args.env_file.as_deref())?;
+    let mut roots: Vec<PathBuf> = args
+        .media_root
+        .clone()
+        .or(install.media_root)
+        .into_iter()
+        .collect();
+    roots.extend(install.maps.into_iter().map(|(_, h)| h));
+    roots.extend(args.maps.iter().map(|(_, h)| h.clone()));
+    Ok(roots)
+}
+
+/// Refuses every file the command would write that lies inside a folder media is read from
+/// (see [`immich_integrity::refuse_inside_roots`]): `(flag, path)` pairs, `None` skipped.
+pub(crate) fn refuse_writes(
+    args: &LibraryArgs,
+    targets: &[(&str, Option<&std::path::Path>)],
+) -> Result<(), String> {
+    let roots = library_roots(args)?;
+    for (flag, path) in targets {
+        if let Some(path) = path {
+            immich_integrity::refuse_inside_roots(flag, path, &roots).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
 /// Scan options from flags, then the install's files: explicit flags win.
 pub(crate) fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
     let install = load_install(args.env_file.as_deref())?;

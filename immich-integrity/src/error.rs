@@ -53,6 +53,22 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    #[error(
+        "refusing to write {what} {}: it is inside {}, a folder the tool reads media from; \
+         nothing the tool writes may land on media, so choose a path outside it",
+        path.display(),
+        root.display()
+    )]
+    /// A file the tool was asked to write (a report, journal, state file or manifest) lies
+    /// inside the media root or a mapped root (symlinks resolved). Nothing was written.
+    WriteInsideMedia {
+        /// The option that named the file.
+        what: String,
+        /// The file as given.
+        path: PathBuf,
+        /// The root it lies in.
+        root: PathBuf,
+    },
     #[error("I/O error on {}: {}", path.display(), io_detail(source))]
     /// A file the tool itself writes or reads (a journal, a report) failed.
     Io {

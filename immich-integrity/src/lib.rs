@@ -73,8 +73,10 @@ pub use db::sql::UncheckedPart;
 pub use error::{Error, Hint, Result};
 pub use fs::access::Identity;
 pub use fs::pathmap::{MapEntry, Mapped, PathMap};
+pub use fs::writes::{media_roots, refuse_inside_media, refuse_inside_roots};
 pub use manifest::Manifest;
 pub use model::{AssetRow, Entity, Fault, FileKind, FileRef, Finding, Level, Repair};
+pub use repair::journal::{undo_journal, DbIdentity, JournalKind, UndoOptions, UndoReport};
 pub use scan::{
     build_map, build_map_with_roots, scan, Completion, Observer, Origins, Progress, RootUsed,
     ScanOptions, Summary,

@@ -228,6 +228,7 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
     let (map, roots_used) = build_map_with_roots(opts, &source.info)?;
     let roots = Roots::open(&map).map_err(|(path, reason)| Error::MediaRoot { path, reason })?;
     let identity = opts.as_user.clone().unwrap_or_else(Identity::current);
+    let checker_roots: Vec<PathBuf> = map.entries().iter().map(|e| e.host.clone()).collect();
     let mut checker = Checker::new(map, roots, identity, opts.level);
     if let Some(path) = &opts.manifest {
         if opts.level < Level::Quick {
@@ -238,6 +239,15 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
                 crate::error::Hint::Level
             )));
         }
+        let roots: Vec<PathBuf> = crate::fs::writes::media_roots(opts)
+            .into_iter()
+            .chain(checker_roots.iter().cloned())
+            .collect();
+        crate::fs::writes::refuse_inside_roots(
+            &crate::error::Hint::Manifest.to_string(),
+            path,
+            &roots,
+        )?;
         checker.manifest = Some(crate::check::manifest::Session::open(
             path,
             opts.verify_manifest,

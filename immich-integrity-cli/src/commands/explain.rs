@@ -144,6 +144,11 @@ fn render(report: &ExplainReport, format: Format) -> serde_json::Result<Vec<u8>>
 }
 
 pub fn run_explain(args: ExplainArgs) -> ExitCode {
+    if let Err(e) =
+        crate::args::refuse_writes(&args.library, &[("--output", args.output.as_deref())])
+    {
+        return fail(e);
+    }
     let opts = match scan_options(args.library) {
         Ok(o) => o,
         Err(e) => return fail(e),

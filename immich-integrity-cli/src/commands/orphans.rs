@@ -85,6 +85,11 @@ fn table_line(o: &Orphan) -> String {
 }
 
 pub fn run_orphans(args: OrphansArgs) -> ExitCode {
+    if let Err(e) =
+        crate::args::refuse_writes(&args.library, &[("--output", args.output.as_deref())])
+    {
+        return fail(e);
+    }
     let opts = match scan_options(args.library) {
         Ok(o) => o,
         Err(e) => return fail(e),

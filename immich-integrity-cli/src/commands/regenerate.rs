@@ -90,6 +90,16 @@ pub fn run(args: RegenArgs, purpose: Purpose) -> ExitCode {
     if args.batch == 0 {
         return fail("--batch must be at least 1");
     }
+    if let Err(e) = crate::args::refuse_writes(
+        &args.library,
+        &[
+            ("--state", Some(&args.state)),
+            ("--journal", Some(&args.journal)),
+            ("--report", args.report.as_deref()),
+        ],
+    ) {
+        return fail(e);
+    }
     // Keys first: a bad key file should stop us before any scan.
     let mut keys = Keys::default();
     if let Some(k) = &args.api_key {

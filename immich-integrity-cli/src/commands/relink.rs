@@ -33,6 +33,11 @@ pub(crate) struct RelinkArgs {
 
 pub(crate) fn run(args: RelinkArgs) -> ExitCode {
     use immich_integrity::relink;
+    // Even a dry run refuses: the same command line with --apply must not write on media.
+    if let Err(e) = crate::args::refuse_writes(&args.library, &[("--journal", Some(&args.journal))])
+    {
+        return fail(e);
+    }
     let opts = match scan_options(args.library) {
         Ok(o) => o,
         Err(e) => return fail(e),
@@ -146,19 +151,22 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
                     .unwrap_or_default();
                 eprintln!(
                     "immich-integrity: interrupted: {rolled}{} rows in {} committed batches stay \
-                     relinked (the journal says so); undo with: immich-integrity undo {}",
+                     relinked (the journal says so); undo with: immich-integrity undo {} --run {}",
                     report.applied.len(),
                     report.batches,
-                    args.journal.display()
+                    args.journal.display(),
+                    report.run
                 );
                 return ExitCode::from(Exit::Interrupted);
             }
             println!(
-                "relinked {} rows in {} batches, skipped {}; undo with: immich-integrity undo {}",
+                "relinked {} rows in {} batches, skipped {}; undo with: immich-integrity undo {} \
+                 --run {}",
                 report.applied.len(),
                 report.batches,
                 report.skipped.len(),
-                args.journal.display()
+                args.journal.display(),
+                report.run
             );
             ExitCode::from(if report.skipped.is_empty() {
                 Exit::Clean

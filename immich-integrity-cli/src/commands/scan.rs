@@ -61,6 +61,15 @@ pub(crate) struct ScanArgs {
 }
 
 pub(crate) fn run(args: ScanArgs, ui: Ui) -> ExitCode {
+    if let Err(e) = crate::args::refuse_writes(
+        &args.library,
+        &[
+            ("--output", args.output.as_deref()),
+            ("--manifest", args.manifest.as_deref()),
+        ],
+    ) {
+        return fail(e);
+    }
     let mut opts = match scan_options(args.library) {
         Ok(o) => o,
         Err(e) => return fail(e),

@@ -1,4 +1,4 @@
-//! `undo`: restore what a relink or queue-mode regenerate journal changed.
+//! `undo`: restore what a relink or queue-mode regenerate journal's runs committed.
 
 use crate::args::{db_url_of, load_install};
 use crate::exit::{fail, Exit};
@@ -7,8 +7,15 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub(crate) struct UndoArgs {
-    /// The journal a `relink --apply` wrote.
+    /// The journal a `relink --apply` or `regenerate --via queue --apply` wrote.
     journal: PathBuf,
+    /// Undo only this run (repeatable; the ids are in the journal's `run` lines). Default:
+    /// every run in the journal.
+    #[arg(long = "run", value_name = "ID")]
+    runs: Vec<String>,
+    /// Show what would be restored and what would be left alone, and change nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     db_url: Option<String>,
     /// Read the database settings from Immich's `.env`.
@@ -22,20 +29,44 @@ pub(crate) fn run(args: UndoArgs) -> ExitCode {
         Ok(u) => u,
         Err(e) => return fail(e),
     };
-    if immich_integrity::regenerate::is_queue_journal(&args.journal) {
-        return match immich_integrity::regenerate::undo_queue(&url, &args.journal) {
-            Ok(n) => {
-                println!("restored {n} rows from {}", args.journal.display());
-                ExitCode::from(Exit::Clean)
-            }
-            Err(e) => fail(e),
-        };
-    }
-    match immich_integrity::relink::undo(&url, &args.journal) {
-        Ok(n) => {
-            println!("restored {n} rows from {}", args.journal.display());
-            ExitCode::from(Exit::Clean)
+    let opts = immich_integrity::UndoOptions {
+        runs: args.runs,
+        dry_run: args.dry_run,
+    };
+    let report = match immich_integrity::undo_journal(&url, &args.journal, &opts) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let kind = report.kind.map(|k| k.to_string()).unwrap_or_default();
+    println!(
+        "{} {} rows from {}, {} already restored, {} left alone (changed since the run){}",
+        if report.dry_run {
+            "dry run: would restore"
+        } else {
+            "restored"
+        },
+        report.restored,
+        args.journal.display(),
+        report.already,
+        report.skipped.len(),
+        if report.damaged.is_empty() {
+            String::new()
+        } else {
+            format!(", {} unreadable lines", report.damaged.len())
         }
-        Err(e) => fail(e),
+    );
+    for (id, at) in &report.runs {
+        println!("{kind} run {id} of {at}");
     }
+    for (line, why) in &report.damaged {
+        println!("line {line} of {}: {why}", args.journal.display());
+    }
+    for s in &report.skipped {
+        println!("left alone: {s}");
+    }
+    ExitCode::from(if report.complete() {
+        Exit::Clean
+    } else {
+        Exit::Faults
+    })
 }

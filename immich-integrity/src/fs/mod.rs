@@ -7,3 +7,4 @@ pub(crate) mod blocks;
 pub(crate) mod pathmap;
 pub(crate) mod probe;
 pub(crate) mod roots;
+pub(crate) mod writes;

@@ -26,6 +26,7 @@ pub use via_api::{
     load_state, plan_batches, run_api, ApiReport, ApiRun, Batch, BatchResult, BatchStatus, Keys,
     OwnerTally, StateLine,
 };
+pub(crate) use via_queue::committed_queue_steps;
 pub use via_queue::{
     apply_queue, is_queue_journal, plan_queue, undo_queue, QueueJournal, QueuePlan, QueueReport,
 };

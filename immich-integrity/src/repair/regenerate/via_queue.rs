@@ -36,6 +36,10 @@ pub enum QueueJournal {
     QueueCommitted {
         /// The batch number.
         batch: u64,
+        /// The batch's `queue_change` lines (0-based, in file order) that changed no row:
+        /// undo leaves those rows alone.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unchanged: Vec<u64>,
     },
     /// Immich accepted the request to start a queue.
     QueueStarted {
@@ -297,13 +301,18 @@ pub fn apply_queue(
              admin's key with job.create, or `all`)"
         )));
     }
-    let mut journal = journal::Writer::open(journal_path)?;
     let rt = runtime()?;
+    let mut journal: Option<journal::Writer> = None;
     let mut report = QueueReport::default();
     let mut committed: Vec<QueueStep> = Vec::new();
     rt.block_on(async {
         let mut conn = connect(db_url).await?;
         let schema = read_info(&mut conn).await?.schema;
+        let journal = journal.insert(
+            journal::Writer::open_run(journal_path, journal::JournalKind::Queue, &mut conn)
+                .await?
+                .0,
+        );
         // A step belongs to one asset: keep an asset's steps in one transaction.
         let mut batches: Vec<Vec<&QueueStep>> = Vec::new();
         let mut cur: Vec<&QueueStep> = Vec::new();
@@ -334,29 +343,37 @@ pub fn apply_queue(
             let mut tx = sqlx::Connection::begin(&mut conn)
                 .await
                 .map_err(Error::query("starting a transaction"))?;
-            for step in chunk {
+            let mut unchanged = Vec::new();
+            for (i, step) in chunk.iter().enumerate() {
                 let Some((sql, binds)) = change_sql(&schema, step, false) else {
-                    report.unchanged += 1;
+                    unchanged.push(i as u64);
                     continue;
                 };
                 if !cascades_unchanged(&mut tx, &schema, step).await? {
                     // The journal holds the rows seen at planning; deleting now would remove
                     // rows it does not hold, which undo could not restore.
-                    report.unchanged += 1;
+                    unchanged.push(i as u64);
                     continue;
                 }
                 if exec(&mut tx, &sql, &binds).await? == 1 {
                     report.applied += 1;
                 } else {
-                    report.unchanged += 1;
+                    unchanged.push(i as u64);
                 }
             }
+            report.unchanged += unchanged.len() as u64;
             tx.commit()
                 .await
                 .map_err(Error::query("committing a batch"))?;
-            journal.append(&[QueueJournal::QueueCommitted { batch }])?;
             report.batches += 1;
-            committed.extend(chunk.iter().map(|s| (*s).clone()));
+            committed.extend(
+                chunk
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !unchanged.contains(&(*i as u64)))
+                    .map(|(_, s)| (*s).clone()),
+            );
+            journal.append(&[QueueJournal::QueueCommitted { batch, unchanged }])?;
         }
         Ok(())
     })?;
@@ -383,7 +400,8 @@ pub fn apply_queue(
             };
         }
         refused |= matches!(outcome, Outcome::Rejected { .. });
-        if let Outcome::Accepted { status, .. } = outcome {
+        if let (Outcome::Accepted { status, .. }, Some(journal)) = (&outcome, journal.as_mut()) {
+            let status = *status;
             journal.append(&[QueueJournal::QueueStarted {
                 queue: queue.to_string(),
                 status,
@@ -434,25 +452,57 @@ pub(super) async fn cascades_unchanged(
     Ok(key(&now) == key(cascaded))
 }
 
-/// Is this a queue-mode journal (as opposed to a relink one)?
+/// Is this a queue-mode journal (its header says so)?
 pub fn is_queue_journal(path: &Path) -> bool {
-    journal::holds::<QueueJournal>(path)
+    journal::parse_journal(path).is_ok_and(|p| p.kind == journal::JournalKind::Queue)
 }
 
-/// Restores every change a queue-mode journal recorded, newest first, in one transaction.
-/// Each statement only acts if the row still holds what queue mode left there (a row Immich
-/// has since regenerated is left alone), so running it twice is harmless. Returns the rows
-/// restored.
+/// Restores every change a queue-mode journal's runs committed, newest first, in one
+/// transaction. Each statement only acts if the row still holds what queue mode left there (a
+/// row Immich has since regenerated is left alone), so running it twice is harmless. Returns
+/// the rows restored (see [`crate::undo_journal`] for the rows left alone).
 pub fn undo_queue(db_url: &str, journal_path: &Path) -> Result<u64> {
-    // A torn last line belongs to a batch that never started.
-    let steps: Vec<QueueStep> = journal::read::<QueueJournal>(journal_path)?
-        .into_iter()
-        .filter_map(|e| match e {
-            QueueJournal::QueueChange { step, .. } => Some(step),
-            _ => None,
-        })
-        .collect();
-    journal::undo(db_url, &steps)
+    // The kind is checked before anything is undone.
+    if journal::parse_journal(journal_path)?.kind != journal::JournalKind::Queue {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not a queue-mode journal",
+            journal_path.display()
+        )));
+    }
+    Ok(journal::undo_journal(db_url, journal_path, &Default::default())?.restored)
+}
+
+/// The changes the given runs committed and made: `queue_change` lines of batches with a
+/// `queue_committed` line in the same run, less the ones it lists as unchanged.
+pub(crate) fn committed_queue_steps(
+    runs: &[journal::RunLines],
+    damaged: &mut Vec<(usize, String)>,
+) -> Vec<QueueStep> {
+    let mut out = Vec::new();
+    for run in runs {
+        let mut changes: Vec<(u64, QueueStep)> = Vec::new();
+        let mut committed: std::collections::HashMap<u64, Vec<u64>> = Default::default();
+        for (n, v) in &run.lines {
+            match serde_json::from_value::<QueueJournal>(v.clone()) {
+                Ok(QueueJournal::QueueChange { batch, step }) => changes.push((batch, step)),
+                Ok(QueueJournal::QueueCommitted { batch, unchanged }) => {
+                    committed.insert(batch, unchanged);
+                }
+                Ok(_) => {}
+                Err(e) => damaged.push((*n, format!("not a queue journal line ({e})"))),
+            }
+        }
+        let mut index: std::collections::HashMap<u64, u64> = Default::default();
+        for (batch, step) in changes {
+            let i = index.entry(batch).or_default();
+            let this = *i;
+            *i += 1;
+            if committed.get(&batch).is_some_and(|u| !u.contains(&this)) {
+                out.push(step);
+            }
+        }
+    }
+    out
 }
 
 impl journal::Undo for QueueStep {
@@ -483,5 +533,29 @@ impl journal::Undo for QueueStep {
             }
         }
         Ok(restored)
+    }
+
+    async fn redo(&self, conn: &mut PgConnection, schema: &Schema) -> Result<u64> {
+        match change_sql(schema, self, false) {
+            Some((sql, binds)) => exec(&mut *conn, &sql, &binds).await,
+            None => Ok(0),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let what = match &self.change {
+            QueueChange::DeleteAssetFile { file, row_id, .. } => {
+                format!("{file} asset_file row {row_id} (deleted by the run)")
+            }
+            QueueChange::BlankColumn { file, .. } => format!("{file} column (blanked by the run)"),
+            QueueChange::ClearThumbhash { .. } => "thumbhash (cleared by the run)".into(),
+            QueueChange::ClearMetadataExtractedAt { .. } => {
+                "metadataExtractedAt (cleared by the run)".into()
+            }
+        };
+        format!(
+            "asset {}: {what} no longer holds what the run left there; left as it is",
+            self.asset_id
+        )
     }
 }

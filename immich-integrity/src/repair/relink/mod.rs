@@ -48,6 +48,11 @@ pub struct RelinkStep {
     /// resolved from a handle on it); a step without one is not applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
+    /// The `asset_file` row's own `id`, when the path lives in `asset_file`: set at apply time
+    /// (before the batch is journaled), so each row is relinked, counted and undone on its own
+    /// even when several rows of one asset and type hold the same path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<String>,
 }
 
 /// Steps for every `moved` finding that says where to relink. `roots` are the roots the scan
@@ -68,6 +73,7 @@ pub fn plan(findings: &[Finding], roots: &[crate::RootUsed]) -> Vec<RelinkStep> 
                 found_at,
                 owner: f.owner_id.clone(),
                 root: Some(root),
+                row: None,
             })
         })
         .collect()
@@ -211,6 +217,56 @@ fn update_sql(schema: &Schema, kind: FileKind) -> Option<(String, Fourth)> {
     Some((sql, fourth))
 }
 
+/// `UPDATE asset_file SET path = $1 WHERE id = $2 AND path = $3`: one `asset_file` row by its
+/// own id (see [`RelinkStep::row`]).
+fn update_row_sql(schema: &Schema) -> Option<String> {
+    schema.asset_file_table.map(|t| {
+        format!(
+            "UPDATE {} SET \"path\" = $1 WHERE id = $2::uuid AND \"path\" = $3",
+            q(t)
+        )
+    })
+}
+
+/// The `asset_file` rows of one asset and type that hold a path, oldest id first, locked for
+/// the batch: `$1` asset, `$2` type, `$3` path.
+fn rows_holding_sql(schema: &Schema) -> Option<String> {
+    schema.asset_file_table.map(|t| {
+        format!(
+            "SELECT id::text FROM {} WHERE \"assetId\" = $1::uuid AND type::text = $2 \
+             AND \"path\" = $3 ORDER BY id FOR UPDATE",
+            q(t)
+        )
+    })
+}
+
+/// Runs the update of one step: `set` is written where the row holds `was`. A step naming its
+/// `asset_file` row touches that row only; otherwise the key of its kind decides.
+async fn run_update(
+    conn: &mut PgConnection,
+    schema: &Schema,
+    step: &RelinkStep,
+    (set, was): (&str, &str),
+) -> std::result::Result<u64, sqlx::Error> {
+    if let (Some(row), Some((_, _, Some(_)))) = (&step.row, target(schema, step.file)) {
+        let sql = update_row_sql(schema).expect("an asset_file target has a table");
+        return Ok(sqlx::query(&sql)
+            .bind(set)
+            .bind(row)
+            .bind(was)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected());
+    }
+    let Some((sql, fourth)) = update_sql(schema, step.file) else {
+        return Ok(0);
+    };
+    Ok(bind_update(&sql, fourth, step, (set, was))
+        .execute(&mut *conn)
+        .await?
+        .rows_affected())
+}
+
 /// Binds a step's values to an [`update_sql`] statement: `set` is written where the row holds
 /// `was` (relink: new over old; undo: old over new).
 fn bind_update<'q>(
@@ -242,6 +298,10 @@ pub enum JournalEntry {
     Committed {
         /// The batch number.
         batch: u64,
+        /// The batch's `change` lines (0-based, in file order) whose row held another value
+        /// at apply time, so the batch did not change it: undo leaves those rows alone.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unchanged: Vec<u64>,
     },
     /// Written before the `change` lines of a prefix-rewrite batch: says which rewrite the
     /// batch's single statement performs. Undo does not need it (the `change` lines carry every
@@ -287,6 +347,8 @@ pub struct RelinkReport {
     pub interrupted: bool,
     /// The batch that was rolled back because the flag was set while it ran.
     pub rolled_back: Option<u64>,
+    /// This run's id in the journal (`undo JOURNAL --run ID` undoes only this run).
+    pub run: String,
 }
 
 /// Opens the step's file for reading beneath its root: every component of the path is
@@ -359,6 +421,13 @@ pub(crate) fn statements(schema: &Schema) -> Vec<(String, String)> {
         if let Some((sql, _)) = update_sql(schema, kind) {
             out.push((format!("relink/undo: {kind} path"), sql));
         }
+    }
+    if let (Some(by_row), Some(holding)) = (update_row_sql(schema), rows_holding_sql(schema)) {
+        out.push(("relink/undo: one asset_file row".to_string(), by_row));
+        out.push((
+            "relink: asset_file rows holding a path".to_string(),
+            holding,
+        ));
     }
     for (kind, table, col, file_type) in targets(schema) {
         out.push((
@@ -435,19 +504,21 @@ pub fn apply(
 /// The open journal and the batch counter shared by prefix and row batches.
 struct Journal {
     writer: journal::Writer,
+    run: String,
     next_batch: u64,
 }
 
 impl Journal {
-    fn open(path: &Path) -> Result<Journal> {
-        let writer = journal::Writer::open(path)?;
+    async fn open(path: &Path, conn: &mut PgConnection) -> Result<Journal> {
+        let (writer, run) =
+            journal::Writer::open_run(path, journal::JournalKind::Relink, conn).await?;
         // Continue the numbering of an earlier run appending to the same journal.
         let next_batch = journal::read::<JournalEntry>(path)
             .unwrap_or_default()
             .into_iter()
             .map(|e| match e {
                 JournalEntry::Change { batch, .. }
-                | JournalEntry::Committed { batch }
+                | JournalEntry::Committed { batch, .. }
                 | JournalEntry::RolledBack { batch }
                 | JournalEntry::Prefix { batch, .. } => batch,
                 JournalEntry::Interrupted { .. } => 0,
@@ -455,7 +526,11 @@ impl Journal {
             .max()
             .unwrap_or(0)
             + 1;
-        Ok(Journal { writer, next_batch })
+        Ok(Journal {
+            writer,
+            run,
+            next_batch,
+        })
     }
     fn write(&mut self, entries: &[JournalEntry]) -> Result<()> {
         self.writer.append(entries)
@@ -490,8 +565,8 @@ impl Journal {
 
     /// Marks a batch committed. If that write fails the batch is still in the database and
     /// its changes are already journaled: the error says so, so nobody thinks it was lost.
-    fn committed(&mut self, batch: u64) -> Result<()> {
-        self.write(&[JournalEntry::Committed { batch }])
+    fn committed(&mut self, batch: u64, unchanged: Vec<u64>) -> Result<()> {
+        self.write(&[JournalEntry::Committed { batch, unchanged }])
             .map_err(|e| match e {
                 Error::Io { path, source } => Error::Io {
                     path,
@@ -527,8 +602,11 @@ pub fn apply_plan(
     rt.block_on(async {
         let mut conn = connect(db_url).await?;
         let schema = read_info(&mut conn).await?.schema;
-        let mut journal = Journal::open(journal_path)?;
-        let mut report = RelinkReport::default();
+        let mut journal = Journal::open(journal_path, &mut conn).await?;
+        let mut report = RelinkReport {
+            run: journal.run.clone(),
+            ..Default::default()
+        };
         let mut rows: Vec<RelinkStep> = Vec::new();
         for p in &plan.prefixes {
             if cancel.load(Ordering::Relaxed) {
@@ -614,29 +692,32 @@ async fn apply_rows(
             return journal.interrupted(report);
         }
         let batch = journal.take_batch();
-        let entries: Vec<JournalEntry> = chunk
+        let mut tx = sqlx::Connection::begin(&mut *conn)
+            .await
+            .map_err(Error::query("starting a relink transaction"))?;
+        // Each asset_file step gets its own row (locked until the commit), so rows of one asset
+        // and type holding the same path are relinked and counted one by one.
+        let (steps, mut skipped) = claim_rows(&mut tx, schema, chunk).await?;
+        let entries: Vec<JournalEntry> = steps
             .iter()
             .map(|s| JournalEntry::Change {
                 batch,
                 step: s.clone(),
             })
             .collect();
-        // The journal is on disk before the database changes; a failed write stops here.
+        // The journal is on disk before any row changes; a failed write stops here (the
+        // transaction, which changed nothing, is dropped).
         journal.write(&entries)?;
-        let mut tx = sqlx::Connection::begin(&mut *conn)
-            .await
-            .map_err(Error::query("starting a relink transaction"))?;
-        let (mut applied, mut skipped) = (Vec::new(), Vec::new());
-        for step in chunk {
-            let (sql, fourth) = update_sql(schema, step.file).expect("checked above");
-            let done = bind_update(&sql, fourth, step, (&step.new, &step.old))
-                .execute(&mut *tx)
+        let (mut applied, mut unchanged) = (Vec::new(), Vec::new());
+        for (i, step) in steps.into_iter().enumerate() {
+            let done = run_update(&mut tx, schema, &step, (&step.new, &step.old))
                 .await
                 .map_err(Error::query("relinking a row"))?;
-            if done.rows_affected() == 1 {
-                applied.push(step.clone());
+            if done == 1 {
+                applied.push(step);
             } else {
-                skipped.push((step.clone(), "the row no longer holds the old path".into()));
+                unchanged.push(i as u64);
+                skipped.push((step, "the row no longer holds the old path".into()));
             }
         }
         if batching.cancelled() {
@@ -649,44 +730,125 @@ async fn apply_rows(
         report.applied.extend(applied);
         report.skipped.extend(skipped);
         report.batches += 1;
-        journal.committed(batch)?;
+        journal.committed(batch, unchanged)?;
     }
     Ok(())
 }
 
-/// Restores what a journal changed: every row that still holds the new value gets its old
-/// value back. Rows changed since are left alone, so running it twice is harmless.
-pub fn undo(db_url: &str, journal_path: &Path) -> Result<u64> {
-    let mut changes = Vec::new();
-    let mut rolled_back = std::collections::BTreeSet::new();
-    // A torn last line (crash mid-write) belongs to a batch that never started.
-    for entry in journal::read::<JournalEntry>(journal_path)? {
-        match entry {
-            JournalEntry::Change { batch, step } => changes.push((batch, step)),
-            JournalEntry::RolledBack { batch } => {
-                rolled_back.insert(batch);
+/// Gives each `asset_file` step of a batch its own row: the rows of its asset and type that
+/// hold its old path, locked, each claimed by one step. A step left without a row is skipped.
+async fn claim_rows(
+    conn: &mut PgConnection,
+    schema: &Schema,
+    chunk: &[RelinkStep],
+) -> Result<(Vec<RelinkStep>, Vec<(RelinkStep, String)>)> {
+    let mut claimed = std::collections::HashSet::new();
+    let (mut steps, mut skipped) = (Vec::new(), Vec::new());
+    for step in chunk {
+        let Some((_, _, Some(file_type))) = target(schema, step.file) else {
+            steps.push(step.clone());
+            continue;
+        };
+        if let Some(row) = &step.row {
+            claimed.insert(row.clone());
+            steps.push(step.clone());
+            continue;
+        }
+        let sql = rows_holding_sql(schema).expect("an asset_file target has a table");
+        let rows: Vec<String> = sqlx::query_scalar(&sql)
+            .bind(&step.id)
+            .bind(file_type)
+            .bind(&step.old)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(Error::query("finding the asset_file row to relink"))?;
+        match rows.into_iter().find(|r| !claimed.contains(r)) {
+            Some(row) => {
+                claimed.insert(row.clone());
+                steps.push(RelinkStep {
+                    row: Some(row),
+                    ..step.clone()
+                });
             }
-            _ => {}
+            None => skipped.push((step.clone(), "the row no longer holds the old path".into())),
         }
     }
-    // A rolled-back batch changed nothing; restoring it could only clobber later edits.
-    let steps: Vec<RelinkStep> = changes
-        .into_iter()
-        .filter(|(b, _)| !rolled_back.contains(b))
-        .map(|(_, s)| s)
-        .collect();
-    journal::undo(db_url, &steps)
+    Ok((steps, skipped))
+}
+
+/// Restores what a relink journal's runs committed: every row that still holds the new value
+/// gets its old value back; rows changed since are left alone (see
+/// [`crate::undo_journal`], which also lists them). Returns the rows restored.
+pub fn undo(db_url: &str, journal_path: &Path) -> Result<u64> {
+    // The kind is checked before anything is undone.
+    if journal::parse_journal(journal_path)?.kind != journal::JournalKind::Relink {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not a relink journal",
+            journal_path.display()
+        )));
+    }
+    Ok(journal::undo_journal(db_url, journal_path, &Default::default())?.restored)
+}
+
+/// The changes the given runs committed and changed: `change` lines of batches with a
+/// `committed` line in the same run, less the ones it lists as unchanged. Lines that are not
+/// relink lines are added to `damaged`.
+pub(crate) fn committed_steps(
+    runs: &[journal::RunLines],
+    damaged: &mut Vec<(usize, String)>,
+) -> Vec<RelinkStep> {
+    let mut out = Vec::new();
+    for run in runs {
+        let mut changes: Vec<(u64, RelinkStep)> = Vec::new();
+        let mut committed: std::collections::HashMap<u64, Vec<u64>> = Default::default();
+        for (n, v) in &run.lines {
+            match serde_json::from_value::<JournalEntry>(v.clone()) {
+                Ok(JournalEntry::Change { batch, step }) => changes.push((batch, step)),
+                Ok(JournalEntry::Committed { batch, unchanged }) => {
+                    committed.insert(batch, unchanged);
+                }
+                Ok(_) => {}
+                Err(e) => damaged.push((*n, format!("not a relink journal line ({e})"))),
+            }
+        }
+        let mut index: std::collections::HashMap<u64, u64> = Default::default();
+        for (batch, step) in changes {
+            let i = index.entry(batch).or_default();
+            let this = *i;
+            *i += 1;
+            // A batch without `committed` never reached the database (rolled back, or
+            // stopped before its commit): restoring it could only clobber later edits.
+            if committed.get(&batch).is_some_and(|u| !u.contains(&this)) {
+                out.push(step);
+            }
+        }
+    }
+    out
 }
 
 impl journal::Undo for RelinkStep {
     async fn undo(&self, conn: &mut PgConnection, schema: &Schema) -> Result<u64> {
-        let Some((sql, fourth)) = update_sql(schema, self.file) else {
-            return Ok(0);
-        };
-        Ok(bind_update(&sql, fourth, self, (&self.old, &self.new))
-            .execute(&mut *conn)
+        run_update(conn, schema, self, (&self.old, &self.new))
             .await
-            .map_err(Error::query("undoing a relink"))?
-            .rows_affected())
+            .map_err(Error::query("undoing a relink"))
+    }
+
+    async fn redo(&self, conn: &mut PgConnection, schema: &Schema) -> Result<u64> {
+        run_update(conn, schema, self, (&self.new, &self.old))
+            .await
+            .map_err(Error::query("probing a relinked row"))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} {}{}: no longer holds {}, the path the run wrote; left as it is",
+            self.file,
+            self.id,
+            self.row
+                .as_deref()
+                .map(|r| format!(" (row {r})"))
+                .unwrap_or_default(),
+            self.new
+        )
     }
 }

@@ -346,7 +346,13 @@ pub(super) async fn apply_prefix(
                 .await
                 .map_err(Error::query("committing a prefix-rewrite batch"))?;
             report.batches += 1;
-            journal.committed(batch)?;
+            let unchanged: Vec<u64> = chunk
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| !done.contains(&(s.id.clone(), s.new.clone())))
+                .map(|(i, _)| i as u64)
+                .collect();
+            journal.committed(batch, unchanged)?;
             for s in chunk {
                 if done.contains(&(s.id.clone(), s.new.clone())) {
                     report.applied.push((*s).clone());
@@ -378,6 +384,7 @@ mod tests {
             found_at: PathBuf::from(found),
             owner: None,
             root: Some(PathBuf::from("/")),
+            row: None,
         }
     }
 
