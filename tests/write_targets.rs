@@ -6,45 +6,7 @@ mod common;
 
 use common::*;
 use immich_fixtures::Generation;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// Every entry below `dir` (not following symlinks): its bytes, or its link target.
-fn snapshot(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries {
-        let p = e.unwrap().path();
-        let m = std::fs::symlink_metadata(&p).unwrap();
-        if m.is_dir() {
-            out.insert(p.clone(), b"<dir>".to_vec());
-            snapshot(&p, out);
-        } else if m.is_symlink() {
-            out.insert(
-                p.clone(),
-                std::fs::read_link(&p)
-                    .unwrap()
-                    .into_os_string()
-                    .into_encoded_bytes(),
-            );
-        } else {
-            out.insert(
-                p.clone(),
-                std::fs::read(&p).unwrap_or_else(|_| b"<unreadable>".to_vec()),
-            );
-        }
-    }
-}
-
-fn media_tree(lib: &Lib) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    snapshot(&lib.truth.media_root, &mut out);
-    for (_, host) in &lib.truth.maps {
-        snapshot(host, &mut out);
-    }
-    out
-}
 
 /// The first regular file with `ext` below `dir`.
 fn first_file(dir: &Path, ext: &str) -> Option<PathBuf> {

@@ -325,3 +325,50 @@ pub fn parse_jsonl(out: &[u8]) -> (Vec<Finding>, serde_json::Value) {
         .collect();
     (findings, summary)
 }
+
+/// Every entry below `dir` (not following symlinks): its bytes, or its link target, with its
+/// mode, owner and mtime, so "byte-identical" also means untouched.
+pub fn snapshot(dir: &std::path::Path, out: &mut std::collections::BTreeMap<PathBuf, Vec<u8>>) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries {
+        let p = e.unwrap().path();
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let mut v = format!(
+            "{:o} {}:{} {} ",
+            m.mode(),
+            m.uid(),
+            m.gid(),
+            m.mtime_nsec() + m.mtime() * 1_000_000_000
+        )
+        .into_bytes();
+        if m.is_dir() {
+            v.extend_from_slice(b"<dir>");
+            out.insert(p.clone(), v);
+            snapshot(&p, out);
+            continue;
+        } else if m.is_symlink() {
+            v.extend(
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            );
+        } else {
+            v.extend(std::fs::read(&p).unwrap_or_else(|_| b"<unreadable>".to_vec()));
+        }
+        out.insert(p, v);
+    }
+}
+
+/// [`snapshot`] of the media root and every mapped root of a fixture.
+pub fn media_tree(lib: &Lib) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    snapshot(&lib.truth.media_root, &mut out);
+    for (_, host) in &lib.truth.maps {
+        snapshot(host, &mut out);
+    }
+    out
+}
