@@ -20,6 +20,8 @@ pub(crate) fn flag(h: Hint) -> &'static str {
         Hint::ApiKey => "--api-key",
         Hint::Scan => "`immich-integrity scan`",
         Hint::RelinkApply => "`immich-integrity relink --apply`",
+        Hint::Jobs => "--jobs",
+        Hint::Filters => "--owner, --library, --kind, --limit and --since",
         other => other.name(),
     }
 }

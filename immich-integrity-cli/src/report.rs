@@ -20,14 +20,7 @@ pub enum Format {
 const CSV_HEADER: &str =
     "asset_id,owner_id,file,db_path,host_path,fault,found_at,repair,detail,affected,relink_to";
 
-/// RFC 4180 quoting: fields with a comma, quote or line break are quoted, quotes doubled.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
+use crate::text::{csv_cell as csv_field, esc};
 
 fn csv_row(f: &Finding) -> String {
     let opt = |o: &Option<String>| o.as_deref().map(csv_field).unwrap_or_default();
@@ -83,6 +76,10 @@ pub struct ReportSink {
     meter: Option<Meter>,
     paint: Paint,
     error: Option<io::Error>,
+    /// Set when standard output's reader went away (`| head -1`): the scan is stopped through
+    /// this flag and the command ends quietly.
+    cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    broken_pipe: bool,
 }
 
 impl ReportSink {
@@ -113,6 +110,8 @@ impl ReportSink {
             meter: None,
             paint: Paint(false),
             error: None,
+            cancel: None,
+            broken_pipe: false,
         };
         if format == Format::Csv {
             sink.write_raw(CSV_HEADER);
@@ -131,10 +130,31 @@ impl ReportSink {
         self.paint = Paint(on && to_stdout && self.format == Format::Table);
     }
 
+    /// Stops the run through `cancel` when standard output's reader goes away.
+    pub fn set_cancel(&mut self, cancel: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.cancel = Some(cancel);
+    }
+
+    /// Did standard output's reader go away (`EPIPE`)? The report was then cut short on
+    /// purpose; say nothing and end with the usual status.
+    pub fn broken_pipe(&self) -> bool {
+        self.broken_pipe
+    }
+
+    fn failed(&mut self, e: io::Error) {
+        if matches!(self.out, Target::Stdout(_)) && crate::out::is_broken_pipe(&e) {
+            self.broken_pipe = true;
+            if let Some(c) = &self.cancel {
+                c.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.error = Some(e);
+    }
+
     fn write_raw(&mut self, line: &str) {
         if self.error.is_none() {
             if let Err(e) = writeln!(self.out, "{line}") {
-                self.error = Some(e);
+                self.failed(e);
             }
         }
     }
@@ -147,7 +167,7 @@ impl ReportSink {
             .map_err(io::Error::from)
             .and_then(|_| self.out.write_all(b"\n"));
         if let Err(e) = r {
-            self.error = Some(e);
+            self.failed(e);
         }
     }
 
@@ -268,13 +288,13 @@ fn write_table(
             let heading = format!("{fault} {kind} ({}):", fs.len());
             writeln!(out, "\n{}", paint.bold(&heading))?;
             for f in fs.iter().take(TABLE_ROWS_PER_GROUP) {
-                let id = f.asset_id.as_deref().unwrap_or("-");
-                let path = f.db_path.as_deref().unwrap_or("-");
+                let id = esc(f.asset_id.as_deref().unwrap_or("-"));
+                let path = esc(f.db_path.as_deref().unwrap_or("-"));
                 writeln!(out, "  {id}  {path}")?;
                 if let Some(at) = &f.found_at {
-                    writeln!(out, "      found at {at}")?;
+                    writeln!(out, "      found at {}", esc(at))?;
                 }
-                writeln!(out, "      {} -> {}", f.detail, f.repair.as_str())?;
+                writeln!(out, "      {} -> {}", esc(&f.detail), f.repair.as_str())?;
             }
             if fs.len() > TABLE_ROWS_PER_GROUP {
                 writeln!(out, "  ... {} more", fs.len() - TABLE_ROWS_PER_GROUP)?;

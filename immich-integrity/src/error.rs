@@ -126,11 +126,16 @@ pub enum Hint {
     Scan,
     /// Applying a relink: [`relink::apply_plan`](crate::relink::apply_plan).
     RelinkApply,
+    /// [`ScanOptions::jobs`](crate::ScanOptions::jobs): worker threads.
+    Jobs,
+    /// The filters that select rows: [`SourceOptions::owners`](crate::SourceOptions::owners),
+    /// `library`, `kinds`, `limit`, `since`.
+    Filters,
 }
 
 impl Hint {
     /// Every hint, for a front end building its own names.
-    pub const ALL: [Hint; 14] = [
+    pub const ALL: [Hint; 16] = [
         Hint::MediaRoot,
         Hint::Maps,
         Hint::DbUrl,
@@ -145,6 +150,8 @@ impl Hint {
         Hint::ApiKey,
         Hint::Scan,
         Hint::RelinkApply,
+        Hint::Jobs,
+        Hint::Filters,
     ];
 
     /// How library messages spell this hint (with the backticks).
@@ -164,6 +171,8 @@ impl Hint {
             Hint::ApiKey => "`api::ApiKey`",
             Hint::Scan => "`immich_integrity::scan`",
             Hint::RelinkApply => "`relink::apply_plan`",
+            Hint::Jobs => "`ScanOptions::jobs`",
+            Hint::Filters => "`SourceOptions::owners`, `library`, `kinds`, `limit` and `since`",
         }
     }
 

@@ -75,4 +75,4 @@ pub use fs::access::Identity;
 pub use fs::pathmap::{MapEntry, Mapped, PathMap};
 pub use manifest::Manifest;
 pub use model::{AssetRow, Entity, Fault, FileKind, FileRef, Finding, Level, Repair};
-pub use scan::{build_map, scan, Completion, Observer, Progress, ScanOptions, Summary};
+pub use scan::{build_map, scan, Completion, Observer, Progress, ScanOptions, Summary, MAX_JOBS};

@@ -367,6 +367,17 @@ fn match_orphan(
 /// Lists untracked files below the media root of `opts` (see the module notes).
 pub fn find_orphans(opts: &ScanOptions) -> Result<OrphanReport> {
     let started = Instant::now();
+    // A file is untracked only if *no* row references it: a filter or a shard would shrink the
+    // referenced set and list referenced files as untracked, so they are refused.
+    if opts.source.is_filtered() || opts.source.shard.is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "orphans compares the files with every row of the database: {} and {} would leave \
+             rows out and list their files as untracked; run it without them",
+            crate::error::Hint::Filters,
+            crate::error::Hint::Shard
+        )));
+    }
+    crate::scan::check_jobs(opts.jobs)?;
     // Pass 1: the referenced set. The map needs the schema facts, so it is built from the
     // source's info before the first row is placed.
     let mut source_opts: SourceOptions = opts.source.clone();
@@ -404,10 +415,7 @@ pub fn find_orphans(opts: &ScanOptions) -> Result<OrphanReport> {
     let refs = RefSet::new(keys);
 
     // Pass 2: the walk.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs)
-        .build()
-        .map_err(|e| Error::InvalidArgument(format!("cannot start worker threads: {e}")))?;
+    let pool = crate::scan::worker_pool(opts.jobs, "walk")?;
     let parts: Vec<WalkOut> = pool.install(|| {
         units(&canon_root)
             .par_iter()

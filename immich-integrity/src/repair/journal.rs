@@ -22,7 +22,7 @@
 //! restores a list of them newest first in one transaction. Each restore only acts if the row
 //! still holds what the repair left there, so undoing twice is harmless.
 
-use crate::db::conn::{connect, read_info};
+use crate::db::conn::read_info;
 use crate::db::runtime::runtime;
 use crate::db::schema::Schema;
 use crate::error::{Error, Result};
@@ -130,7 +130,7 @@ pub(crate) async fn undo_in_transaction<S: Undo>(
 /// [`undo_in_transaction`]).
 pub(crate) fn undo<S: Undo>(db_url: &str, steps: &[S]) -> Result<u64> {
     runtime()?.block_on(async {
-        let mut conn = connect(db_url).await?;
+        let (mut conn, _) = crate::db::conn::connect_for_writes(db_url).await?;
         let schema = read_info(&mut conn).await?.schema;
         undo_in_transaction(&mut conn, &schema, steps).await
     })

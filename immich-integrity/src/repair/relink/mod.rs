@@ -428,7 +428,7 @@ pub fn apply_plan(
 ) -> Result<RelinkReport> {
     let rt = runtime()?;
     rt.block_on(async {
-        let mut conn = connect(db_url).await?;
+        let (mut conn, guard) = crate::db::conn::connect_for_writes(db_url).await?;
         let schema = read_info(&mut conn).await?.schema;
         let mut journal = Journal::open(journal_path)?;
         let mut report = RelinkReport::default();
@@ -443,6 +443,7 @@ pub fn apply_plan(
                     let batch = Batching {
                         size: batch_size,
                         cancel,
+                        guard: &guard,
                     };
                     apply_prefix(&mut conn, &schema, p, &mut journal, batch, &mut report).await?;
                     if report.interrupted {
@@ -461,6 +462,7 @@ pub fn apply_plan(
         let batch = Batching {
             size: batch_size,
             cancel,
+            guard: &guard,
         };
         apply_rows(&mut conn, &schema, &rows, &mut journal, batch, &mut report).await?;
         Ok(report)
@@ -472,6 +474,8 @@ pub fn apply_plan(
 struct Batching<'a> {
     size: usize,
     cancel: &'a AtomicBool,
+    /// Cancels a statement blocked on a lock when `cancel` is set.
+    guard: &'a crate::db::conn::WriteGuard,
 }
 
 impl Batching<'_> {
@@ -532,10 +536,16 @@ async fn apply_rows(
         let (mut applied, mut skipped) = (Vec::new(), Vec::new());
         for step in chunk {
             let (sql, fourth) = update_sql(schema, step.file).expect("checked above");
-            let done = bind_update(&sql, fourth, step, (&step.new, &step.old))
-                .execute(&mut *tx)
-                .await
-                .map_err(Error::query("relinking a row"))?;
+            let update = bind_update(&sql, fourth, step, (&step.new, &step.old)).execute(&mut *tx);
+            let done = match batching.guard.run(batching.cancel, update).await {
+                Ok(d) => d,
+                // A signal cancelled the statement (it waited on a lock): nothing of the batch
+                // reaches the database.
+                Err(_) if batching.cancelled() => {
+                    return journal.roll_back(tx, batch, report).await;
+                }
+                Err(e) => return Err(Error::query("relinking a row")(e)),
+            };
             if done.rows_affected() == 1 {
                 applied.push(step.clone());
             } else {
