@@ -435,14 +435,14 @@ mod tests {
         Finding {
             asset_id: Some(id.clone()),
             owner_id: Some("6c5c2a7e-0000-4000-8000-000000000001".into()),
-            file: Some(if i % 3 == 0 {
+            file: Some(if matches!(i % 3, 0) {
                 FileKind::Preview
             } else {
                 FileKind::Original
             }),
             db_path: Some(format!("/data/upload/6c5c2a7e/{:02x}/{id}.jpg", i % 256)),
             host_path: Some(format!("/srv/immich/library/upload/6c5c2a7e/{id}.jpg")),
-            fault: if i % 2 == 0 {
+            fault: if matches!(i % 2, 0) {
                 Fault::Missing
             } else {
                 Fault::Truncated
