@@ -384,7 +384,7 @@ fn sigterm_cancels_a_relink_statement_blocked_on_a_row_lock_within_a_second() {
     // Another session holds the first step's row and never lets go during the run.
     let (rt, mut holder) = lock_row(&lib.truth.db_url, &steps[0]);
     let journal = lib.dir.join("relink.journal");
-    let child = Command::new(binary())
+    let mut child = Command::new(binary())
         .args(args(
             &["relink"],
             &lib,
@@ -425,16 +425,20 @@ fn sigterm_cancels_a_relink_statement_blocked_on_a_row_lock_within_a_second() {
     let sent = Instant::now();
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
+    // Give it 10 s with the lock still held (the old relink waited for the lock forever).
+    while child.try_wait().unwrap().is_none() && sent.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let took = sent.elapsed();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
-    assert!(
-        took < Duration::from_millis(1500),
-        "took {took:?} to stop while the lock was still held"
-    );
-    assert!(err.contains("rolled back whole"), "{err}");
     rt.block_on(sqlx::query("ROLLBACK").execute(&mut holder))
         .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        took < Duration::from_millis(1500),
+        "took {took:?} to stop while the lock was still held: {err}"
+    );
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("rolled back whole"), "{err}");
     assert_eq!(dump(&lib), before, "nothing was committed");
 }
