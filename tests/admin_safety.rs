@@ -53,6 +53,27 @@ fn table_output_escapes_control_characters_and_csv_cells_cannot_start_formulas()
     let q = "UPDATE asset SET \"originalPath\" = $1 WHERE id = $2::uuid";
     sql(&lib.truth.db_url, q, &[hostile, &ids[0].0]);
     sql(&lib.truth.db_url, q, &[formula, &ids[1].0]);
+    // The file is there one top folder too deep: a `moved` row that relink prints.
+    let host_of = |db: &str| {
+        let rel = db
+            .strip_prefix(&format!("{}/", lib.truth.container_root))
+            .unwrap();
+        lib.truth.media_root.join(rel)
+    };
+    let nested = host_of(&hostile.replacen("/upload/", "/upload/upload/", 1));
+    std::fs::create_dir_all(nested.parent().unwrap()).unwrap();
+    std::fs::copy(host_of(&ids[0].1), &nested).unwrap();
+    let plan = run_cli(&args(&["relink"], &lib, &[]));
+    let text = String::from_utf8(plan.stdout).unwrap();
+    assert_eq!(plan.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("would relink original") && !text.contains('\x1b'),
+        "the relink plan escapes paths:\n{text:?}"
+    );
+    assert!(
+        text.contains("/data/upload/upload/odd/\\e]0;pwned\\007"),
+        "{text}"
+    );
 
     let table = run_cli(&args(&["scan"], &lib, &["--color", "never"]));
     assert_eq!(table.status.code(), Some(1));

@@ -304,6 +304,33 @@ pub struct SourceInfo {
 mod tests {
     use super::*;
 
+    /// Every write connection carries the lock and statement timeouts (against the test
+    /// server, `FIXTURE_PG_URL` or the local one).
+    #[test]
+    fn write_connections_carry_lock_and_statement_timeouts() {
+        let url = std::env::var("FIXTURE_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let url = format!("{}/postgres", url.trim_end_matches('/'));
+        let rt = crate::db::runtime::runtime().unwrap();
+        let (lock, statement, pid, own) = rt.block_on(async {
+            let (mut c, guard) = connect_for_writes(&url).await.expect("the test server");
+            let (lock, statement): (String, String) = sqlx::query_as(
+                "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')",
+            )
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+            let own: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            (lock, statement, guard.pid, own)
+        });
+        assert_eq!(lock, WRITE_LOCK_TIMEOUT);
+        assert_eq!(statement, WRITE_STATEMENT_TIMEOUT);
+        assert_eq!(pid, own, "the guard cancels this connection's statements");
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(
