@@ -221,3 +221,94 @@ fn the_password_never_appears_in_any_output() {
         );
     }
 }
+
+/// A password holding URL delimiters (`?`, `#`, `/`, `@`) unencoded is masked too, in every
+/// command's connection error and for a `.env`'s `DB_URL`: the old redaction split at `?`
+/// first and printed such a password in clear.
+#[test]
+fn a_password_holding_url_delimiters_is_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("empty.journal");
+    std::fs::write(&journal, "").unwrap();
+    std::fs::create_dir_all(dir.path().join("media")).unwrap();
+    let media = s(&dir.path().join("media"));
+    let passwords = [
+        "SECRa?SECRb",
+        "SECRa?x=SECRb@q",
+        "SECRa#SECRb",
+        "SECRa/SECRb",
+        "SECRa@SECRb",
+        "5432?SECRb=SECRc",
+    ];
+    let mut ran = 0;
+    for pw in passwords {
+        let url = format!("postgres://postgres:{pw}@127.0.0.1:1/immich");
+        let env_file = dir.path().join(".env");
+        std::fs::write(
+            &env_file,
+            format!("DB_URL={url}\nUPLOAD_LOCATION=./media\n"),
+        )
+        .unwrap();
+        let runs: Vec<Vec<String>> = vec![
+            vec![
+                "scan".into(),
+                "--db-url".into(),
+                url.clone(),
+                "--media-root".into(),
+                media.clone(),
+            ],
+            vec![
+                "relink".into(),
+                "--db-url".into(),
+                url.clone(),
+                "--media-root".into(),
+                media.clone(),
+            ],
+            vec!["undo".into(), s(&journal), "--db-url".into(), url.clone()],
+            vec![
+                "orphans".into(),
+                "--db-url".into(),
+                url.clone(),
+                "--media-root".into(),
+                media.clone(),
+            ],
+            vec![
+                "doctor".into(),
+                "--db-url".into(),
+                url.clone(),
+                "--media-root".into(),
+                media.clone(),
+            ],
+            vec![
+                "explain-report".into(),
+                "--db-url".into(),
+                url.clone(),
+                "--media-root".into(),
+                media.clone(),
+            ],
+            vec!["scan".into(), "--env-file".into(), s(&env_file)],
+            vec!["doctor".into(), "--env-file".into(), s(&env_file)],
+        ];
+        for args in runs {
+            let (out, text) = run(&args, None);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
+            assert!(
+                !text.contains("SECR"),
+                "{args:?} printed the password:\n{text}"
+            );
+            ran += 1;
+        }
+        // DATABASE_URL from the environment.
+        let (out, text) = run(
+            &["scan".into(), "--media-root".into(), media.clone()],
+            Some(&url),
+        );
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        assert!(
+            !text.contains("SECR"),
+            "DATABASE_URL printed the password:\n{text}"
+        );
+        assert!(text.contains("***"), "the URL is shown masked: {text}");
+    }
+    assert_eq!(ran, passwords.len() * 8);
+}

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 /// Where the library is and whose access matters (shared by every command that reads it).
 #[derive(clap::Args)]
 pub(crate) struct LibraryArgs {
-    /// PostgreSQL URL of Immich's database.
+    /// PostgreSQL URL of Immich's database, without the password (command lines are visible
+    /// to other users): it is read from PGPASSWORD, ~/.pgpass (or PGPASSFILE), or the .env's
+    /// DB_PASSWORD with --env-file.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub(crate) db_url: Option<String>,
     /// Immich's docker `.env` (beside docker-compose.yml): database, UPLOAD_LOCATION and the
@@ -27,8 +29,8 @@ pub(crate) struct LibraryArgs {
     /// Evaluate read access for the uid[:gid] the Immich server runs as.
     #[arg(long, value_parser = parse_identity)]
     as_user: Option<Identity>,
-    /// Worker threads (0 = one per core).
-    #[arg(long, default_value_t = 0)]
+    /// Worker threads (0 = one per core), at most 256.
+    #[arg(long, default_value_t = 0, value_parser = parse_jobs)]
     jobs: usize,
     /// Check only shard K of N (0-based): N processes with K = 0..N cover every asset once.
     #[arg(long, value_parser = parse_shard)]
@@ -85,6 +87,20 @@ fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         .ok_or_else(|| {
             format!("--since wants a date like 2026-01-31 or 2026-01-31T08:00:00Z, got {s:?}")
         })
+}
+
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("--jobs wants a number of threads, got {s:?}"))?;
+    if n > immich_integrity::MAX_JOBS {
+        return Err(format!(
+            "--jobs is at most {} worker threads (files wait on the disk, not the CPU), got {n}",
+            immich_integrity::MAX_JOBS
+        ));
+    }
+    Ok(n)
 }
 
 fn parse_identity(s: &str) -> Result<Identity, String> {

@@ -21,6 +21,8 @@ pub(crate) fn flag(h: Hint) -> &'static str {
         Hint::Scan => "`immich-integrity scan`",
         Hint::RelinkApply => "`immich-integrity relink --apply`",
         Hint::MediaLocation => "--media-location",
+        Hint::Jobs => "--jobs",
+        Hint::Filters => "--owner, --library, --kind, --limit and --since",
         other => other.name(),
     }
 }

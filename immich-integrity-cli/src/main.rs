@@ -1,13 +1,35 @@
 //! `immich-integrity`: a thin command line over the `immich-integrity` library.
 
+// `println!`, `print!`, `eprintln!` and `eprint!` panic when the stream is a closed pipe
+// (`| head -1`): these, defined before the modules and so in scope in all of them, end quietly
+// instead, like ripgrep: output to a reader that left is dropped and the command ends with
+// its usual status. Any other write error is reported and exits 2.
+macro_rules! println {
+    ($($t:tt)*) => {
+        $crate::out::line(&mut std::io::stdout(), format_args!($($t)*), true)
+    };
+}
+macro_rules! print {
+    ($($t:tt)*) => {
+        $crate::out::line(&mut std::io::stdout(), format_args!($($t)*), false)
+    };
+}
+macro_rules! eprintln {
+    ($($t:tt)*) => {
+        $crate::out::line(&mut std::io::stderr(), format_args!($($t)*), true)
+    };
+}
+
 mod args;
 mod commands;
 mod exit;
 mod hints;
+mod out;
 mod progress;
 mod report;
 mod signals;
 mod style;
+mod text;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::{doctor, explain, extras, orphans, regenerate, relink, scan, undo};

@@ -20,14 +20,7 @@ pub enum Format {
 const CSV_HEADER: &str =
     "asset_id,owner_id,file,db_path,host_path,fault,found_at,repair,detail,affected,relink_to";
 
-/// RFC 4180 quoting: fields with a comma, quote or line break are quoted, quotes doubled.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
+use crate::text::{csv_cell as csv_field, esc};
 
 fn csv_row(f: &Finding) -> String {
     let opt = |o: &Option<String>| o.as_deref().map(csv_field).unwrap_or_default();
@@ -78,11 +71,18 @@ impl Write for Target {
 pub struct ReportSink {
     format: Format,
     out: Target,
-    /// Findings kept for formats that need them all (json array, table groups).
-    kept: Vec<Finding>,
+    /// `json`: the findings so far, one JSON line each, in an anonymous temp file (memory
+    /// does not grow with the number of findings).
+    spill: Option<BufWriter<File>>,
+    /// `table`: per (fault, kind), the count and the first rows shown.
+    groups: BTreeMap<(String, String), Group>,
     meter: Option<Meter>,
     paint: Paint,
     error: Option<io::Error>,
+    /// Set when standard output's reader went away (`| head -1`): the scan is stopped through
+    /// this flag and the command ends quietly.
+    cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    broken_pipe: bool,
 }
 
 impl ReportSink {
@@ -109,13 +109,22 @@ impl ReportSink {
         let mut sink = ReportSink {
             format,
             out,
-            kept: Vec::new(),
+            spill: None,
+            groups: BTreeMap::new(),
             meter: None,
             paint: Paint(false),
             error: None,
+            cancel: None,
+            broken_pipe: false,
         };
         if format == Format::Csv {
             sink.write_raw(CSV_HEADER);
+        }
+        if format == Format::Json {
+            let f = tempfile::tempfile().map_err(|e| {
+                io::Error::new(e.kind(), format!("a temp file for the report: {e}"))
+            })?;
+            sink.spill = Some(BufWriter::new(f));
         }
         Ok(sink)
     }
@@ -131,10 +140,31 @@ impl ReportSink {
         self.paint = Paint(on && to_stdout && self.format == Format::Table);
     }
 
+    /// Stops the run through `cancel` when standard output's reader goes away.
+    pub fn set_cancel(&mut self, cancel: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.cancel = Some(cancel);
+    }
+
+    /// Did standard output's reader go away (`EPIPE`)? The report was then cut short on
+    /// purpose; say nothing and end with the usual status.
+    pub fn broken_pipe(&self) -> bool {
+        self.broken_pipe
+    }
+
+    fn failed(&mut self, e: io::Error) {
+        if matches!(self.out, Target::Stdout(_)) && crate::out::is_broken_pipe(&e) {
+            self.broken_pipe = true;
+            if let Some(c) = &self.cancel {
+                c.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.error = Some(e);
+    }
+
     fn write_raw(&mut self, line: &str) {
         if self.error.is_none() {
             if let Err(e) = writeln!(self.out, "{line}") {
-                self.error = Some(e);
+                self.failed(e);
             }
         }
     }
@@ -147,7 +177,7 @@ impl ReportSink {
             .map_err(io::Error::from)
             .and_then(|_| self.out.write_all(b"\n"));
         if let Err(e) = r {
-            self.error = Some(e);
+            self.failed(e);
         }
     }
 
@@ -166,13 +196,11 @@ impl ReportSink {
                 self.write_line(summary);
                 self.error.take().map_or(Ok(()), Err)
             }
-            Format::Json => {
-                let doc = serde_json::json!({ "findings": self.kept, "summary": summary });
-                serde_json::to_writer_pretty(&mut self.out, &doc)
-                    .map_err(io::Error::from)
-                    .and_then(|_| self.out.write_all(b"\n"))
-            }
-            Format::Table => write_table(&mut self.out, &self.kept, summary, self.paint),
+            Format::Json => match self.spill.take() {
+                Some(spill) => write_json(&mut self.out, spill, summary),
+                None => Ok(()),
+            },
+            Format::Table => write_table(&mut self.out, &self.groups, summary, self.paint),
             Format::Csv => {
                 // The header is written up front; the summary is for people, on stderr.
                 eprintln!(
@@ -218,7 +246,34 @@ impl Observer for ReportSink {
         match self.format {
             Format::Jsonl => self.write_line(f),
             Format::Csv => self.write_raw(&csv_row(f)),
-            Format::Json | Format::Table => self.kept.push(f.clone()),
+            Format::Json => {
+                if self.error.is_some() {
+                    return;
+                }
+                if let Some(w) = &mut self.spill {
+                    let r = serde_json::to_writer(&mut *w, f)
+                        .map_err(io::Error::from)
+                        .and_then(|_| w.write_all(b"\n"));
+                    if let Err(e) = r {
+                        self.error = Some(e);
+                    }
+                }
+            }
+            Format::Table => {
+                let kind = f.file.map(|k| k.as_str()).unwrap_or("mount");
+                let g = self
+                    .groups
+                    .entry((f.fault.as_str().to_string(), kind.to_string()))
+                    .or_insert_with(|| Group {
+                        count: 0,
+                        repair: f.repair,
+                        first: Vec::new(),
+                    });
+                g.count += 1;
+                if g.first.len() < TABLE_ROWS_PER_GROUP {
+                    g.first.push(f.clone());
+                }
+            }
         }
     }
 
@@ -238,46 +293,62 @@ fn paint_fault(paint: Paint, fault: &str, repair: Repair, width: usize) -> Strin
     }
 }
 
+/// One group of the table: how many findings, their repair, the first rows shown.
+struct Group {
+    count: usize,
+    repair: Repair,
+    first: Vec<Finding>,
+}
+
+/// `{"findings": [...], "summary": {...}}`, the findings streamed back from the spill file.
+fn write_json(out: &mut impl Write, spill: BufWriter<File>, summary: &Summary) -> io::Result<()> {
+    use std::io::{BufRead, Seek};
+    let mut f = spill.into_inner().map_err(|e| e.into_error())?;
+    f.rewind()?;
+    out.write_all(b"{\n  \"findings\": [")?;
+    let mut first = true;
+    for line in io::BufReader::new(f).lines() {
+        out.write_all(if first { b"\n    " } else { b",\n    " })?;
+        out.write_all(line?.as_bytes())?;
+        first = false;
+    }
+    out.write_all(b"\n  ],\n  \"summary\": ")?;
+    serde_json::to_writer(&mut *out, summary)?;
+    out.write_all(b"\n}\n")
+}
+
 fn write_table(
     out: &mut impl Write,
-    findings: &[Finding],
+    groups: &BTreeMap<(String, String), Group>,
     s: &Summary,
     paint: Paint,
 ) -> io::Result<()> {
-    let mut groups: BTreeMap<(String, String), Vec<&Finding>> = BTreeMap::new();
-    for f in findings {
-        let kind = f.file.map(|k| k.as_str()).unwrap_or("mount");
-        groups
-            .entry((f.fault.as_str().to_string(), kind.to_string()))
-            .or_default()
-            .push(f);
-    }
     if !groups.is_empty() {
         let header = format!("{:<18} {:<16} {:>8}  REPAIR", "FAULT", "FILE", "COUNT");
         writeln!(out, "{}", paint.bold(&header))?;
-        for ((fault, kind), fs) in &groups {
+        for ((fault, kind), g) in groups {
             writeln!(
                 out,
                 "{} {kind:<16} {:>8}  {}",
-                paint_fault(paint, fault, fs[0].repair, 18),
-                fs.len(),
-                fs[0].repair.as_str()
+                paint_fault(paint, fault, g.repair, 18),
+                g.count,
+                g.repair.as_str()
             )?;
         }
-        for ((fault, kind), fs) in &groups {
-            let heading = format!("{fault} {kind} ({}):", fs.len());
+        for ((fault, kind), g) in groups {
+            let heading = format!("{fault} {kind} ({}):", g.count);
             writeln!(out, "\n{}", paint.bold(&heading))?;
-            for f in fs.iter().take(TABLE_ROWS_PER_GROUP) {
-                let id = f.asset_id.as_deref().unwrap_or("-");
-                let path = f.db_path.as_deref().unwrap_or("-");
+            for f in &g.first {
+                let id = esc(f.asset_id.as_deref().unwrap_or("-"));
+                let path = esc(f.db_path.as_deref().unwrap_or("-"));
                 writeln!(out, "  {id}  {path}")?;
                 if let Some(at) = &f.found_at {
-                    writeln!(out, "      found at {at}")?;
+                    writeln!(out, "      found at {}", esc(at))?;
                 }
-                writeln!(out, "      {} -> {}", f.detail, f.repair.as_str())?;
+                writeln!(out, "      {} -> {}", esc(&f.detail), f.repair.as_str())?;
             }
-            if fs.len() > TABLE_ROWS_PER_GROUP {
-                writeln!(out, "  ... {} more", fs.len() - TABLE_ROWS_PER_GROUP)?;
+            if g.count > TABLE_ROWS_PER_GROUP {
+                writeln!(out, "  ... {} more", g.count - TABLE_ROWS_PER_GROUP)?;
             }
         }
         writeln!(out)?;
@@ -351,4 +422,142 @@ pub(crate) fn write_atomically(dest: &Path, bytes: &[u8]) -> std::io::Result<()>
         let _ = std::fs::remove_file(&tmp);
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use immich_integrity::{Fault, FileKind};
+
+    /// Set in the child process: the format it feeds a million findings to.
+    const CHILD: &str = "IMMICH_INTEGRITY_REPORT_MEMORY_CHILD";
+    const CHILD_OUT: &str = "IMMICH_INTEGRITY_REPORT_MEMORY_OUT";
+    const MILLION: u64 = 1_000_000;
+
+    fn finding(i: u64) -> Finding {
+        let id = format!("{i:08x}-0000-4000-8000-{i:012x}");
+        Finding {
+            asset_id: Some(id.clone()),
+            owner_id: Some("6c5c2a7e-0000-4000-8000-000000000001".into()),
+            file: Some(if matches!(i % 3, 0) {
+                FileKind::Preview
+            } else {
+                FileKind::Original
+            }),
+            db_path: Some(format!("/data/upload/6c5c2a7e/{:02x}/{id}.jpg", i % 256)),
+            host_path: Some(format!("/srv/immich/library/upload/6c5c2a7e/{id}.jpg")),
+            fault: if matches!(i % 2, 0) {
+                Fault::Missing
+            } else {
+                Fault::Truncated
+            },
+            found_at: None,
+            repair: Repair::RestoreFromBackup,
+            detail: "no file at the stored path, and none where known mistakes put it".into(),
+            affected: None,
+            relink_to: None,
+        }
+    }
+
+    fn summary(findings: u64) -> Summary {
+        serde_json::from_value(serde_json::json!({
+            "summary": true, "schema": "v2.6", "level": "exists", "media_location": "/data",
+            "rows": findings, "files_checked": findings, "bytes_read": 0,
+            "checksums_skipped": 0, "findings": findings, "counts": {}, "elapsed_ms": 1,
+            "completion": {"status": "complete"}
+        }))
+        .unwrap()
+    }
+
+    fn vm_hwm_kib() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    fn feed(format: Format, out: &Path, n: u64) {
+        let mut sink = ReportSink::new(format, Some(out)).unwrap();
+        for i in 0..n {
+            sink.finding(&finding(i));
+        }
+        sink.finish(&summary(n)).unwrap();
+    }
+
+    /// Measured in a child process (this test binary run again for this one test), whose
+    /// peak RSS (`VmHWM`) is only the report's: json and table hold no finding per finding.
+    #[test]
+    fn json_and_table_reports_of_a_million_findings_stay_under_256_mib() {
+        if let Ok(format) = std::env::var(CHILD) {
+            let format = if format == "json" {
+                Format::Json
+            } else {
+                Format::Table
+            };
+            feed(
+                format,
+                Path::new(&std::env::var(CHILD_OUT).unwrap()),
+                MILLION,
+            );
+            println!("VmHWM={}", vm_hwm_kib());
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("ii-report-mem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for format in ["json", "table"] {
+            let out = dir.join(format!("report.{format}"));
+            let child = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "report::tests::json_and_table_reports_of_a_million_findings_stay_under_256_mib",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD, format)
+                .env(CHILD_OUT, &out)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&child.stdout);
+            assert!(child.status.success(), "{format}: {text}");
+            let hwm: u64 = text
+                .lines()
+                .find_map(|l| l.split_once("VmHWM=").map(|(_, v)| v))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{format}: no VmHWM in {text}"));
+            assert!(
+                hwm < 256 * 1024,
+                "{format} report of a million findings peaked at {hwm} KiB"
+            );
+            let len = std::fs::metadata(&out).unwrap().len();
+            assert!(len > 0, "{format}");
+            if format == "json" {
+                assert!(len > 200 * MILLION, "every finding is in the json report");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_streamed_json_report_is_one_document_with_every_finding() {
+        let dir = std::env::temp_dir().join(format!("ii-report-json-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in [0, 1, 25] {
+            let out = dir.join(format!("r{n}.json"));
+            feed(Format::Json, &out, n);
+            let doc: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+            let got: Vec<Finding> = serde_json::from_value(doc["findings"].clone()).unwrap();
+            let want: Vec<Finding> = (0..n).map(finding).collect();
+            assert_eq!(got, want);
+            assert_eq!(doc["summary"]["findings"], n);
+        }
+        let out = dir.join("t.txt");
+        feed(Format::Table, &out, 60);
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains("missing"), "{text}");
+        assert!(text.contains("... "), "groups are cut at ten rows: {text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -81,7 +81,9 @@ pub fn init_logging(verbose: u8, quiet: bool, color: ColorChoice) {
         Ok(s) if !s.trim().is_empty() => {
             EnvFilter::try_new(s).unwrap_or_else(|_| EnvFilter::new(default))
         }
-        _ => EnvFilter::new(default),
+        // sqlx logs unrecognised URL parameters with their values at `warn`: a password
+        // holding `?` would be split into such a "parameter", so sqlx's options say nothing.
+        _ => EnvFilter::new(format!("{default},sqlx_postgres::options=error")),
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -144,11 +144,16 @@ pub enum Hint {
     RelinkApply,
     /// [`ScanOptions::media_location`](crate::ScanOptions::media_location).
     MediaLocation,
+    /// [`ScanOptions::jobs`](crate::ScanOptions::jobs): worker threads.
+    Jobs,
+    /// The filters that select rows: [`SourceOptions::owners`](crate::SourceOptions::owners),
+    /// `library`, `kinds`, `limit`, `since`.
+    Filters,
 }
 
 impl Hint {
     /// Every hint, for a front end building its own names.
-    pub const ALL: [Hint; 15] = [
+    pub const ALL: [Hint; 17] = [
         Hint::MediaRoot,
         Hint::Maps,
         Hint::DbUrl,
@@ -164,6 +169,8 @@ impl Hint {
         Hint::Scan,
         Hint::RelinkApply,
         Hint::MediaLocation,
+        Hint::Jobs,
+        Hint::Filters,
     ];
 
     /// How library messages spell this hint (with the backticks).
@@ -184,6 +191,8 @@ impl Hint {
             Hint::Scan => "`immich_integrity::scan`",
             Hint::RelinkApply => "`relink::apply_plan`",
             Hint::MediaLocation => "`ScanOptions::media_location`",
+            Hint::Jobs => "`ScanOptions::jobs`",
+            Hint::Filters => "`SourceOptions::owners`, `library`, `kinds`, `limit` and `since`",
         }
     }
 

@@ -79,5 +79,5 @@ pub use model::{AssetRow, Entity, Fault, FileKind, FileRef, Finding, Level, Repa
 pub use repair::journal::{undo_journal, DbIdentity, JournalKind, UndoOptions, UndoReport};
 pub use scan::{
     build_map, build_map_with_roots, scan, Completion, Observer, Origins, Progress, RootUsed,
-    ScanOptions, Summary,
+    ScanOptions, Summary, MAX_JOBS,
 };

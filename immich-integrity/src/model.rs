@@ -341,3 +341,29 @@ pub struct MovedCandidate {
     /// Why the orphan matches (size, SHA-1 or file name) and where to relink.
     pub detail: String,
 }
+
+/// Marks a [`FileRef::db_path`] whose stored bytes are not UTF-8 (possible in a `SQL_ASCII`
+/// database): the path that follows it is [`escape_bytes`]'s spelling, which names the row
+/// but opens nothing. PostgreSQL text never holds a NUL, so no real path starts with it.
+pub(crate) const NOT_UTF8: char = '\0';
+
+/// `bytes` as text: valid UTF-8 as it is, a backslash as `\\`, every byte that is not UTF-8 as
+/// `\ooo` (octal, as `ls -b` writes it).
+pub(crate) fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\{b:03o}"));
+        }
+    }
+    out
+}
+
+/// A stored path read as bytes: the text, or [`NOT_UTF8`] and its escaped spelling.
+pub(crate) fn path_from_bytes(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => format!("{NOT_UTF8}{}", escape_bytes(e.as_bytes())),
+    }
+}

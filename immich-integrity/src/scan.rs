@@ -35,7 +35,7 @@ pub struct ScanOptions {
     pub as_user: Option<Identity>,
     /// How deep to check each file.
     pub level: Level,
-    /// Worker threads; 0 = one per core.
+    /// Worker threads; 0 = one per core. At most [`MAX_JOBS`]: more is an error.
     pub jobs: usize,
     /// Set to stop the scan at the next batch.
     pub cancel: Arc<AtomicBool>,
@@ -96,6 +96,33 @@ impl ScanOptions {
             origins: Origins::default(),
         }
     }
+}
+
+/// The most worker threads a scan, orphans walk or explain run starts
+/// ([`ScanOptions::jobs`]). File checks wait on the disk, not the CPU, so more than this only
+/// costs memory (every thread has its stack and read buffers): 30 000 once started 17 500
+/// threads and aborted.
+pub const MAX_JOBS: usize = 256;
+
+/// Refuses more than [`MAX_JOBS`] worker threads (before anything is opened).
+pub(crate) fn check_jobs(jobs: usize) -> Result<()> {
+    if jobs > MAX_JOBS {
+        return Err(Error::InvalidArgument(format!(
+            "{} is at most {MAX_JOBS} worker threads, got {jobs}",
+            crate::error::Hint::Jobs
+        )));
+    }
+    Ok(())
+}
+
+/// The worker pool of `jobs` threads (0 = one per core), refusing more than [`MAX_JOBS`].
+pub(crate) fn worker_pool(jobs: usize, name: &'static str) -> Result<rayon::ThreadPool> {
+    check_jobs(jobs)?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .thread_name(move |i| format!("immich-integrity-{name}-{i}"))
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("cannot start worker threads: {e}")))
 }
 
 /// Progress after each batch.
@@ -217,6 +244,7 @@ impl Summary {
 /// the scan with [`Completion::Failed`] after every finding so far was delivered.
 pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> {
     let started = Instant::now();
+    check_jobs(opts.jobs)?;
     let source = Source::open(opts.source.clone())?;
     tracing::debug!(
         schema = %source.info.schema.label,
@@ -253,11 +281,7 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
             opts.verify_manifest,
         )?);
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs)
-        .thread_name(|i| format!("immich-integrity-check-{i}"))
-        .build()
-        .map_err(|e| Error::InvalidArgument(format!("cannot start worker threads: {e}")))?;
+    let pool = worker_pool(opts.jobs, "check")?;
 
     let mut summary = Summary {
         summary: true,

@@ -10,8 +10,8 @@ use std::time::Duration;
 pub const DOCTOR_HELP: &str = "Examples:
   # Everything from the install's .env (database, UPLOAD_LOCATION, the server's user):
   immich-integrity doctor --env-file /opt/immich/.env
-  # Explicit, for a server running as uid 1000:
-  immich-integrity doctor --db-url postgres://postgres:PASS@localhost:5432/immich \\
+  # Explicit, for a server running as uid 1000 (the password from PGPASSWORD or ~/.pgpass):
+  immich-integrity doctor --db-url postgres://postgres@localhost:5432/immich \\
       --media-root /srv/immich/library --as-user 1000:1000
 
 Exit codes: 0 every check OK or WARN, 1 some check FAILed, 2 the database could not be reached,

@@ -38,13 +38,7 @@ pub struct ExplainArgs {
 const CSV_HEADER: &str = "report_id,report_type,path,asset_id,file_asset_id,file,verdict,\
 repair,relink_to,found_at,paired_row,scan_fault,detail";
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
+use crate::text::{csv_cell as csv_field, esc};
 
 fn csv_row(e: &Explanation) -> String {
     let opt = |o: &Option<String>| o.as_deref().map(csv_field).unwrap_or_default();
@@ -111,18 +105,22 @@ fn render(report: &ExplainReport, format: Format) -> serde_json::Result<Vec<u8>>
                     for e in es {
                         t.push_str(&format!(
                             "  {} {}  {}  asset {}\n",
-                            e.report_id,
-                            e.report_type,
-                            e.path,
-                            e.asset_id.as_deref().unwrap_or("-")
+                            esc(&e.report_id),
+                            esc(&e.report_type),
+                            esc(&e.path),
+                            esc(e.asset_id.as_deref().unwrap_or("-"))
                         ));
                         if let Some(p) = &e.paired_row {
                             t.push_str(&format!("      paired with row {p}\n"));
                         }
                         if let Some(r) = &e.relink_to {
-                            t.push_str(&format!("      relink to {r}\n"));
+                            t.push_str(&format!("      relink to {}\n", esc(r)));
                         }
-                        t.push_str(&format!("      {} -> {}\n", e.detail, e.repair.as_str()));
+                        t.push_str(&format!(
+                            "      {} -> {}\n",
+                            esc(&e.detail),
+                            e.repair.as_str()
+                        ));
                     }
                 }
                 t.push('\n');
@@ -174,8 +172,11 @@ pub fn run_explain(args: ExplainArgs) -> ExitCode {
         Some(p) => write_atomically(p, &bytes),
         None => std::io::stdout().write_all(&bytes),
     };
-    if let Err(e) = written {
-        return fail(format!("cannot write the report: {e}"));
+    match written {
+        // The reader left (`| head -1`): end quietly with the usual status.
+        Err(e) if args.output.is_none() && crate::out::is_broken_pipe(&e) => {}
+        Err(e) => return fail(format!("cannot write the report: {e}")),
+        Ok(()) => {}
     }
     if args.format == Format::Csv {
         let s = &report.summary;

@@ -3,6 +3,7 @@
 use crate::args::{scan_options, LibraryArgs};
 use crate::exit::{fail, Exit};
 use crate::report::write_atomically;
+use crate::text::esc;
 use immich_integrity::orphans::{find_orphans, Orphan, OrphanReport};
 use std::io::Write;
 use std::path::PathBuf;
@@ -73,14 +74,18 @@ fn table_line(o: &Orphan) -> String {
     match &o.moved_candidate {
         Some(c) => format!(
             "{}  {} bytes  moved {} of {}: relink {} -> {}\n",
-            o.path.display(),
+            esc(&o.path.to_string_lossy()),
             o.size,
             c.file,
-            c.row_id,
-            c.db_path,
-            c.relink_to
+            esc(&c.row_id),
+            esc(&c.db_path),
+            esc(&c.relink_to)
         ),
-        None => format!("{}  {} bytes  untracked\n", o.path.display(), o.size),
+        None => format!(
+            "{}  {} bytes  untracked\n",
+            esc(&o.path.to_string_lossy()),
+            o.size
+        ),
     }
 }
 
@@ -110,8 +115,11 @@ pub fn run_orphans(args: OrphansArgs) -> ExitCode {
         Some(p) => write_atomically(p, &bytes),
         None => std::io::stdout().write_all(&bytes),
     };
-    if let Err(e) = written {
-        return fail(format!("cannot write the report: {e}"));
+    match written {
+        // The reader left (`| head -1`): end quietly with the usual status.
+        Err(e) if args.output.is_none() && crate::out::is_broken_pipe(&e) => {}
+        Err(e) => return fail(format!("cannot write the report: {e}")),
+        Ok(()) => {}
     }
     ExitCode::from(if report.orphans.is_empty() {
         Exit::Clean

@@ -85,9 +85,9 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
                 "{} {} {}: {} -> {}",
                 if args.apply { "relink" } else { "would relink" },
                 s.file,
-                s.id,
-                s.old,
-                s.new
+                crate::text::esc(&s.id),
+                crate::text::esc(&s.old),
+                crate::text::esc(&s.new)
             );
         }
     };

@@ -25,8 +25,10 @@ pub(crate) const SCAN_EXAMPLES: &str = "Examples (the common cases of \"images d
   # 5. One user reports broken images: check their library first, including the trash.
   immich-integrity scan --env-file /opt/immich/.env --owner alice@example.com --include-trashed
   # External library mounted at /mnt/photos in the container, /tank/photos on the host,
-  # without a .env (standard docker-compose install, UPLOAD_LOCATION=/srv/immich/library):
-  immich-integrity scan --db-url postgres://postgres:PASS@localhost:5432/immich \\
+  # without a .env (standard docker-compose install, UPLOAD_LOCATION=/srv/immich/library).
+  # The password comes from PGPASSWORD, ~/.pgpass (or PGPASSFILE), never the command line,
+  # which other local users can read in /proc:
+  PGPASSWORD=... immich-integrity scan --db-url postgres://postgres@localhost:5432/immich \\
       --media-root /srv/immich/library --map /mnt/photos=/tank/photos
   # Machine-readable report for scripts:
   immich-integrity scan --env-file /opt/immich/.env --format jsonl --output report.jsonl
@@ -88,6 +90,7 @@ pub(crate) fn run(args: ScanArgs, ui: Ui) -> ExitCode {
         sink.set_meter(Some(progress::Meter::new(opts.level)));
     }
     sink.set_color(ui.color.enabled(std::io::stdout().is_terminal()));
+    sink.set_cancel(opts.cancel.clone());
     let result = immich_integrity::scan(&opts, &mut sink);
     let summary = match result {
         Ok(s) => s,
@@ -96,10 +99,25 @@ pub(crate) fn run(args: ScanArgs, ui: Ui) -> ExitCode {
             return fail(e);
         }
     };
+    // The reader left (`scan | head -1`): end quietly, with the status of what was found.
+    let quiet_end = |s: &immich_integrity::Summary| {
+        ExitCode::from(if s.findings == 0 {
+            Exit::Clean
+        } else {
+            Exit::Faults
+        })
+    };
+    if sink.broken_pipe() {
+        sink.abandon();
+        return quiet_end(&summary);
+    }
     for why in &summary.resumes {
         eprintln!("immich-integrity: reconnected: {why}");
     }
     if let Err(e) = sink.finish(&summary) {
+        if args.output.is_none() && crate::out::is_broken_pipe(&e) {
+            return quiet_end(&summary);
+        }
         let dest = args
             .output
             .as_ref()

@@ -105,7 +105,12 @@ impl Checker {
                     asset_id: Some(row.id.clone()),
                     owner_id: Some(row.owner_id.clone()),
                     file: Some(f.kind),
-                    db_path: Some(f.db_path.clone()),
+                    db_path: Some(
+                        f.db_path
+                            .strip_prefix(crate::model::NOT_UTF8)
+                            .unwrap_or(&f.db_path)
+                            .to_string(),
+                    ),
                     host_path: x.host_path.map(lossy),
                     fault: x.fault,
                     found_at: x.found_at.map(lossy),
@@ -119,6 +124,17 @@ impl Checker {
     }
 
     fn check_file(&self, row: &AssetRow, f: &FileRef) -> Option<Fault0> {
+        if let Some(shown) = f.db_path.strip_prefix(crate::model::NOT_UTF8) {
+            self.files_checked.fetch_add(1, Ordering::Relaxed);
+            return Some(Fault0::new(
+                Fault::Missing,
+                None,
+                format!(
+                    "the stored path is not valid UTF-8 ({shown}, bytes that are not UTF-8 \
+                     as \\ooo): Immich's server cannot open it; correct the row's path"
+                ),
+            ));
+        }
         let (entry, rel, stale) = match self.map.map(&f.db_path) {
             Mapped::Host { entry, rel } => (entry, rel, None),
             Mapped::StalePrefix {

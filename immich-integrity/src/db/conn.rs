@@ -38,55 +38,157 @@ pub async fn connect(url: &str) -> Result<PgConnection> {
     let opts = opts
         .application_name("immich-integrity")
         .disable_statement_logging();
-    match tokio::time::timeout(Duration::from_secs(15), opts.connect()).await {
+    let mut conn = match tokio::time::timeout(Duration::from_secs(15), opts.connect()).await {
         Ok(r) => r.map_err(|e| Error::Connect {
             url: shown,
             source: e,
-        }),
-        Err(_) => Err(Error::Connect {
-            url: shown,
-            source: sqlx::Error::PoolTimedOut,
-        }),
+        })?,
+        Err(_) => {
+            return Err(Error::Connect {
+                url: shown,
+                source: sqlx::Error::PoolTimedOut,
+            })
+        }
+    };
+    // A SQL_ASCII database stores any bytes in text columns. Converting them to the client's
+    // UTF8 would fail the whole query on one path that is not UTF-8; read them as they are
+    // stored instead, so that such a path is one finding naming its row.
+    let encoding: String = sqlx::query_scalar("SELECT current_setting('server_encoding')")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(Error::query("reading the server encoding"))?;
+    if encoding == "SQL_ASCII" {
+        sqlx::query("SET client_encoding TO 'SQL_ASCII'")
+            .execute(&mut conn)
+            .await
+            .map_err(Error::query("reading the stored bytes as they are"))?;
+    }
+    Ok(conn)
+}
+
+/// How long a write statement waits for a row or table lock (another session, e.g. an Immich
+/// job, holding it) before it fails with `lock_not_available` and its batch is rolled back.
+pub const WRITE_LOCK_TIMEOUT: &str = "30s";
+/// How long one write statement may run before the server cancels it.
+pub const WRITE_STATEMENT_TIMEOUT: &str = "5min";
+
+/// A connection for writes: [`WRITE_LOCK_TIMEOUT`] and [`WRITE_STATEMENT_TIMEOUT`] hold for
+/// every transaction on it, and [`WriteGuard::run`] cancels a statement when asked.
+pub(crate) async fn connect_for_writes(url: &str) -> Result<(PgConnection, WriteGuard)> {
+    let mut conn = connect(url).await?;
+    let pid: i32 = sqlx::query_scalar(
+        "SELECT pg_backend_pid() FROM (SELECT set_config('lock_timeout', $1, false), \
+         set_config('statement_timeout', $2, false)) s",
+    )
+    .bind(WRITE_LOCK_TIMEOUT)
+    .bind(WRITE_STATEMENT_TIMEOUT)
+    .fetch_one(&mut conn)
+    .await
+    .map_err(Error::query("setting the write timeouts"))?;
+    Ok((
+        conn,
+        WriteGuard {
+            url: url.to_string(),
+            pid,
+        },
+    ))
+}
+
+/// Cancels the statement running on one backend from a second connection.
+#[derive(Debug, Clone)]
+pub(crate) struct WriteGuard {
+    url: String,
+    pid: i32,
+}
+
+impl WriteGuard {
+    /// Awaits `fut` (a statement on the guarded connection). When `cancel` is set while it
+    /// waits (SIGINT/SIGTERM while the statement is blocked on a lock), the server is asked to
+    /// cancel it (`pg_cancel_backend` from a second connection, checked every 50 ms): the
+    /// statement then fails with `query_canceled` (57014) and the caller rolls its batch back.
+    pub(crate) async fn run<T>(
+        &self,
+        cancel: &std::sync::atomic::AtomicBool,
+        fut: impl std::future::Future<Output = T>,
+    ) -> T {
+        let mut fut = std::pin::pin!(fut);
+        let mut sent = false;
+        loop {
+            tokio::select! {
+                r = &mut fut => return r,
+                _ = tokio::time::sleep(Duration::from_millis(50)), if !sent => {
+                    if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                        sent = true;
+                        if let Err(e) = self.cancel_backend().await {
+                            tracing::warn!("could not cancel the blocked statement: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn cancel_backend(&self) -> Result<()> {
+        let mut c = connect(&self.url).await?;
+        sqlx::query("SELECT pg_cancel_backend($1)")
+            .bind(self.pid)
+            .execute(&mut c)
+            .await
+            .map_err(Error::query("cancelling the blocked statement"))?;
+        Ok(())
     }
 }
 
-/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`, whatever characters the
+/// password holds.
+///
+/// A password may hold `?`, `#`, `/` or `@` unencoded (a URL parser then splits it into host,
+/// port and query), so the user part is taken to run to the *last* `@`: everything between the
+/// first `:` after the scheme and that `@` is masked, and a user part that is not plainly a
+/// user name (it holds `/`, `?`, `#`, `&` or `=`) hides everything after the scheme.
+/// `password=` values in the query are masked too. Masking too much (a query value holding `@`
+/// hides the host) is the safe side.
 pub fn redact_url(url: &str) -> String {
-    if !url.contains("://") {
+    let Some((scheme, rest)) = url.split_once("://") else {
         // Not a URL (a key=value string, a typo): it may hold a password anywhere.
         return "(the given database URL, not shown: it is not a postgres:// URL)".into();
+    };
+    let (auth, tail) = match rest.rsplit_once('@') {
+        Some((a, t)) => (Some(a), t),
+        None => (None, rest),
+    };
+    let mut auth_shown = String::new();
+    if let Some(a) = auth {
+        let (user, has_password) = match a.split_once(':') {
+            Some((u, _)) => (u, true),
+            None => (a, false),
+        };
+        if user.contains(['/', '?', '#', '&', '=']) {
+            // Not a user name: the `@` is inside a path or query value; show nothing after it.
+            return format!("{scheme}://***");
+        }
+        auth_shown = if has_password {
+            format!("{user}:***@")
+        } else {
+            format!("{user}@")
+        };
     }
-    let (url, query) = match url.split_once('?') {
-        Some((u, q)) => (u, Some(q)),
-        None => (url, None),
+    let tail = match tail.split_once('?') {
+        Some((host, query)) => {
+            let parts: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.trim().eq_ignore_ascii_case("password") => {
+                        format!("{k}=***")
+                    }
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{host}?{}", parts.join("&"))
+        }
+        None => tail.to_string(),
     };
-    let query = query.map(|q| {
-        let parts: Vec<String> = q
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => kv.to_string(),
-            })
-            .collect();
-        format!("?{}", parts.join("&"))
-    });
-    let mut out = redact_userinfo(url);
-    out.push_str(query.as_deref().unwrap_or(""));
-    out
-}
-
-pub(super) fn redact_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (auth, host) = match rest.rsplit_once('@') {
-        Some(x) => x,
-        None => return url.to_string(),
-    };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
-    }
+    format!("{scheme}://{auth_shown}{tail}")
 }
 
 /// Prepares each statement without running it (inside a savepoint, so a failure does not
@@ -202,6 +304,33 @@ pub struct SourceInfo {
 mod tests {
     use super::*;
 
+    /// Every write connection carries the lock and statement timeouts (against the test
+    /// server, `FIXTURE_PG_URL` or the local one).
+    #[test]
+    fn write_connections_carry_lock_and_statement_timeouts() {
+        let url = std::env::var("FIXTURE_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let url = format!("{}/postgres", url.trim_end_matches('/'));
+        let rt = crate::db::runtime::runtime().unwrap();
+        let (lock, statement, pid, own) = rt.block_on(async {
+            let (mut c, guard) = connect_for_writes(&url).await.expect("the test server");
+            let (lock, statement): (String, String) = sqlx::query_as(
+                "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')",
+            )
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+            let own: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            (lock, statement, guard.pid, own)
+        });
+        assert_eq!(lock, WRITE_LOCK_TIMEOUT);
+        assert_eq!(statement, WRITE_STATEMENT_TIMEOUT);
+        assert_eq!(pid, own, "the guard cancels this connection's statements");
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(
@@ -221,5 +350,31 @@ mod tests {
             redact_url("postgres://u:p@ss@h/db?password=x"),
             "postgres://u:***@h/db?password=***"
         );
+    }
+
+    #[test]
+    fn redacts_passwords_whatever_characters_they_hold() {
+        for pw in [
+            "SECa?SECb",
+            "SECa#SECb",
+            "SECa/SECb",
+            "SECa@SECb",
+            "SECa?x=SECb&y=SECc",
+            "1234?SECb",
+            "SECa:SECb",
+            "SECa%40SECb",
+        ] {
+            let url = format!("postgres://immich:{pw}@db:5432/immich?sslmode=disable");
+            let shown = redact_url(&url);
+            assert!(!shown.contains("SEC"), "{url} -> {shown}");
+            assert_eq!(
+                shown,
+                "postgres://immich:***@db:5432/immich?sslmode=disable"
+            );
+        }
+        let shown = redact_url("postgres://u@h/db?password=SECa@SECb");
+        assert!(!shown.contains("SEC"), "{shown}");
+        let shown = redact_url("postgres://u@h/db?x=1&password=SECa#SECb");
+        assert!(!shown.contains("SEC"), "{shown}");
     }
 }

@@ -12,6 +12,50 @@ pub(super) fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Pos
     r.try_get(col).map_err(Error::query(col))
 }
 
+/// A path column read as bytes, so that one stored path that is not UTF-8 (a `SQL_ASCII`
+/// database) becomes a finding naming its row instead of an error that stops the scan.
+pub(super) fn get_path(r: &PgRow, col: &'static str) -> Result<Option<String>> {
+    use sqlx::ValueRef;
+    let v = r.try_get_raw(col).map_err(Error::query(col))?;
+    if v.is_null() {
+        return Ok(None);
+    }
+    let b = v
+        .as_bytes()
+        .map_err(|e| Error::query(col)(sqlx::Error::Decode(e)))?;
+    Ok(Some(crate::model::path_from_bytes(b.to_vec())))
+}
+
+/// The `asset_file` array (`"type:edited:path"` items) read as bytes, each path as
+/// [`get_path`] reads one. `None` when the query has no such column.
+pub(super) fn get_files(r: &PgRow) -> Option<Vec<String>> {
+    let items = r
+        .try_get_unchecked::<Option<Vec<Vec<u8>>>, _>("files")
+        .ok()??;
+    Some(
+        items
+            .into_iter()
+            .map(|mut b| {
+                // The type and flag are ASCII; only the path part can be anything.
+                let head = b
+                    .iter()
+                    .position(|&c| c == b':')
+                    .and_then(|t| {
+                        b[t + 1..]
+                            .iter()
+                            .position(|&c| c == b':')
+                            .map(|e| t + 2 + e)
+                    })
+                    .unwrap_or(0);
+                let path = b.split_off(head);
+                let mut item = String::from_utf8_lossy(&b).into_owned();
+                item.push_str(&crate::model::path_from_bytes(path));
+                item
+            })
+            .collect(),
+    )
+}
+
 pub(super) fn push_path(files: &mut Vec<FileRef>, kind: FileKind, path: Option<String>) {
     if let Some(p) = path.filter(|p| !p.is_empty()) {
         files.push(FileRef {
@@ -131,7 +175,7 @@ pub(super) fn decode_single(r: &PgRow, entity: Entity, kind: FileKind) -> Result
         trashed: false,
         files: vec![FileRef {
             kind,
-            db_path: get(r, "path")?,
+            db_path: get_path(r, "path")?.unwrap_or_default(),
             edited: false,
         }],
     })

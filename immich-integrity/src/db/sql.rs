@@ -3,7 +3,7 @@
 
 use super::conn::prepare_all;
 use super::filters::{bind_all, Filters, Param, SourceOptions, Where};
-use super::rows::{decode_single, get, AssetColumns};
+use super::rows::{decode_single, get, get_files, get_path, AssetColumns};
 use crate::db::schema::{q, PersonKey, Schema};
 use crate::error::{Error, Result};
 use crate::model::{AssetRow, Entity, FileKind};
@@ -441,7 +441,7 @@ pub(super) fn asset_select(s: &Schema, with_files: bool) -> (String, String) {
 pub(super) fn decode_asset(qs: &Queries, r: &PgRow) -> Result<AssetRow> {
     let opt = |present: bool, col: &'static str| -> Result<Option<String>> {
         if present {
-            get(r, col)
+            get_path(r, col)
         } else {
             Ok(None)
         }
@@ -455,12 +455,12 @@ pub(super) fn decode_asset(qs: &Queries, r: &PgRow) -> Result<AssetRow> {
         path_checksum: get(r, "path_checksum")?,
         size: get(r, "size")?,
         trashed: get(r, "trashed")?,
-        original: get(r, "original")?,
+        original: get_path(r, "original")?,
         preview: opt(qs.has_preview_columns, "preview")?,
         thumbnail: opt(qs.has_preview_columns, "thumbnail")?,
         encoded: opt(qs.has_encoded_column, "encoded")?,
         sidecar: opt(qs.has_sidecar_column, "sidecar")?,
-        files: r.try_get::<Vec<String>, _>("files").ok(),
+        files: get_files(r),
     };
     Ok(cols.into_row(&qs.kinds))
 }

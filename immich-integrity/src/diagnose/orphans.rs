@@ -114,6 +114,8 @@ impl RefSet {
 /// How stored paths land below the media root.
 struct Placer {
     map: PathMap,
+    /// The canonical media root.
+    root: PathBuf,
     /// Per map entry: its folder relative to the canonical media root, when it lies inside.
     prefix: Vec<Option<PathBuf>>,
 }
@@ -131,7 +133,11 @@ impl Placer {
                 host.strip_prefix(canon_root).ok().map(Path::to_path_buf)
             })
             .collect();
-        Placer { map, prefix }
+        Placer {
+            map,
+            root: canon_root.to_path_buf(),
+            prefix,
+        }
     }
 
     /// The path below the media root that `db_path` names, and the map entry used.
@@ -141,7 +147,21 @@ impl Placer {
             _ => return None,
         };
         let prefix = self.prefix.get(entry)?.as_ref()?;
-        Some((prefix.join(rel), entry))
+        let placed = prefix.join(&rel);
+        let raw = rel.as_os_str().as_encoded_bytes();
+        if raw.split(|&b| b == b'/').any(|c| c == b"..")
+            || raw.ends_with(b"/")
+            || raw.ends_with(b"/.")
+        {
+            // The stored path is kept as the kernel will read it (no lexical clean-up): ask the
+            // kernel which file it names, if any. One that names nothing references nothing.
+            let real = std::fs::canonicalize(self.root.join(&placed)).ok()?;
+            if !real.is_file() {
+                return None;
+            }
+            return Some((real.strip_prefix(&self.root).ok()?.to_path_buf(), entry));
+        }
+        Some((placed, entry))
     }
 }
 
@@ -367,6 +387,17 @@ fn match_orphan(
 /// Lists untracked files below the media root of `opts` (see the module notes).
 pub fn find_orphans(opts: &ScanOptions) -> Result<OrphanReport> {
     let started = Instant::now();
+    // A file is untracked only if *no* row references it: a filter or a shard would shrink the
+    // referenced set and list referenced files as untracked, so they are refused.
+    if opts.source.is_filtered() || opts.source.shard.is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "orphans compares the files with every row of the database: {} and {} would leave \
+             rows out and list their files as untracked; run it without them",
+            crate::error::Hint::Filters,
+            crate::error::Hint::Shard
+        )));
+    }
+    crate::scan::check_jobs(opts.jobs)?;
     // Pass 1: the referenced set. The map needs the schema facts, so it is built from the
     // source's info before the first row is placed.
     let mut source_opts: SourceOptions = opts.source.clone();
@@ -404,10 +435,7 @@ pub fn find_orphans(opts: &ScanOptions) -> Result<OrphanReport> {
     let refs = RefSet::new(keys);
 
     // Pass 2: the walk.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs)
-        .build()
-        .map_err(|e| Error::InvalidArgument(format!("cannot start worker threads: {e}")))?;
+    let pool = crate::scan::worker_pool(opts.jobs, "walk")?;
     let parts: Vec<WalkOut> = pool.install(|| {
         units(&canon_root)
             .par_iter()
@@ -516,10 +544,20 @@ mod tests {
             "/data/upload/u/ab/x.jpg",
             "/usr/src/app/upload/upload/u/ab/x.jpg",
             "upload/upload/u/ab/x.jpg",
-            "/data/upload/u/zz/../ab/x.jpg",
         ] {
             assert_eq!(p.place(stored).map(|x| x.0), Some(want.clone()), "{stored}");
         }
+        // `..` and a trailing slash are left to the kernel: `zz/..` names the file only when
+        // `zz` exists, and `x.jpg/` never names a file.
+        std::fs::create_dir_all(root.join("upload/u/ab")).unwrap();
+        std::fs::write(root.join("upload/u/ab/x.jpg"), b"x").unwrap();
+        assert_eq!(p.place("/data/upload/u/zz/../ab/x.jpg"), None);
+        std::fs::create_dir_all(root.join("upload/u/zz")).unwrap();
+        assert_eq!(
+            p.place("/data/upload/u/zz/../ab/x.jpg").map(|x| x.0),
+            Some(want.clone())
+        );
+        assert_eq!(p.place("/data/upload/u/ab/x.jpg/"), None);
         assert_eq!(p.place("/mnt/elsewhere/x.jpg"), None);
     }
 

@@ -208,23 +208,37 @@ fn strip_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     }
 }
 
-/// Lexically resolves `.` and `..`; `None` when `..` climbs above the start.
+/// The stored path below its root, as the kernel will resolve it: `None` when `..` climbs
+/// above the start (refused as outside the root, never followed). No lexical clean-up that
+/// the kernel would not do: `missing/../x.jpg` stays (the kernel needs `missing` to exist, and
+/// so do Immich's server and Node), and so does a trailing `/` or `/.` (the kernel then wants a
+/// directory). Only what is exactly equivalent is dropped: leading slashes, empty components
+/// (`a//b`) and `.` before another component (`a/./b`).
 fn normalise(rest: &str) -> Option<PathBuf> {
+    let rest = rest.trim_start_matches('/');
     // Nearly every path is already normal: one exact allocation, no component list.
     if rest.split('/').all(|c| !matches!(c, "" | "." | "..")) {
         return Some(PathBuf::from(rest));
     }
-    let mut parts: Vec<&str> = Vec::new();
-    for c in rest.split('/') {
-        match c {
-            "" | "." => {}
+    let parts: Vec<&str> = rest.split('/').collect();
+    let last = parts.len() - 1;
+    let mut depth = 0usize;
+    let mut kept: Vec<&str> = Vec::with_capacity(parts.len());
+    for (i, c) in parts.iter().enumerate() {
+        match *c {
+            "" | "." if i != last => {}
+            "" | "." => kept.push(c),
             ".." => {
-                parts.pop()?;
+                depth = depth.checked_sub(1)?;
+                kept.push(c);
             }
-            c => parts.push(c),
+            c => {
+                depth += 1;
+                kept.push(c);
+            }
         }
     }
-    Some(parts.iter().collect())
+    Some(PathBuf::from(kept.join("/")))
 }
 
 #[cfg(test)]
@@ -276,11 +290,18 @@ mod tests {
     fn normalise_takes_the_short_way_only_for_normal_paths() {
         let n = |s| normalise(s).map(|p| p.to_string_lossy().into_owned());
         assert_eq!(n("upload/u/ab/x.jpg").as_deref(), Some("upload/u/ab/x.jpg"));
+        // Kept for the kernel to judge: a trailing slash wants a directory, and `u/..` needs
+        // `u` to exist.
         assert_eq!(
             n("upload//u/./ab/x.jpg/").as_deref(),
-            Some("upload/u/ab/x.jpg")
+            Some("upload/u/ab/x.jpg/")
         );
-        assert_eq!(n("upload/u/../v/x.jpg").as_deref(), Some("upload/v/x.jpg"));
+        assert_eq!(n("upload/x.jpg/.").as_deref(), Some("upload/x.jpg/."));
+        assert_eq!(
+            n("upload/u/../v/x.jpg").as_deref(),
+            Some("upload/u/../v/x.jpg")
+        );
+        assert_eq!(n("//upload/x.jpg").as_deref(), Some("upload/x.jpg"));
         assert_eq!(n("..").as_deref(), None);
         assert_eq!(n("a/../..").as_deref(), None);
         assert_eq!(n("").as_deref(), Some(""));

@@ -27,7 +27,7 @@
 //! restores a list of them newest first in one transaction. Each restore only acts if the row
 //! still holds what the repair left there, so undoing twice is harmless.
 
-use crate::db::conn::{connect, read_info};
+use crate::db::conn::read_info;
 use crate::db::runtime::runtime;
 use crate::db::schema::Schema;
 use crate::error::{Error, Result};
@@ -434,7 +434,7 @@ pub fn undo_journal(db_url: &str, path: &Path, opts: &UndoOptions) -> Result<Und
         ..Default::default()
     };
     runtime()?.block_on(async {
-        let mut conn = connect(db_url).await?;
+        let (mut conn, _) = crate::db::conn::connect_for_writes(db_url).await?;
         let db = db_identity(&mut conn).await?;
         if !same_db(&parsed.db, &db) {
             return Err(refuse(

@@ -35,7 +35,7 @@ pub(super) async fn database_checks(
                 "database",
                 format!("the database URL {shown} is not valid: {e}"),
                 format!(
-                    "pass {} postgres://USER:PASSWORD@HOST:PORT/DATABASE (or {})",
+                    "pass {} postgres://USER@HOST:PORT/DATABASE with the password in PGPASSWORD or ~/.pgpass (or {})",
                     crate::error::Hint::DbUrl,
                     crate::error::Hint::EnvFile
                 ),

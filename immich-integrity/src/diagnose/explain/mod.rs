@@ -259,11 +259,7 @@ pub fn explain_report(opts: &ScanOptions) -> Result<ExplainReport> {
     let roots = Roots::open(&map).map_err(|(path, reason)| Error::MediaRoot { path, reason })?;
     let identity = opts.as_user.clone().unwrap_or_else(Identity::current);
     let checker = Checker::new(map, roots, identity, Level::Exists);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs)
-        .thread_name(|i| format!("immich-integrity-explain-{i}"))
-        .build()
-        .map_err(|e| Error::InvalidArgument(format!("cannot start worker threads: {e}")))?;
+    let pool = crate::scan::worker_pool(opts.jobs, "explain")?;
     let explainer = Explainer {
         checker: &checker,
         referenced: &snap.referenced,

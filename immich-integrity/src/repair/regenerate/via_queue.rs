@@ -306,7 +306,7 @@ pub fn apply_queue(
     let mut report = QueueReport::default();
     let mut committed: Vec<QueueStep> = Vec::new();
     rt.block_on(async {
-        let mut conn = connect(db_url).await?;
+        let (mut conn, _) = crate::db::conn::connect_for_writes(db_url).await?;
         let schema = read_info(&mut conn).await?.schema;
         let journal = journal.insert(
             journal::Writer::open_run(journal_path, journal::JournalKind::Queue, &mut conn)
@@ -416,7 +416,7 @@ pub fn apply_queue(
         // Changed rows with no job to regenerate them would leave blank thumbnails for good:
         // put this run's committed changes back now.
         let restored = rt.block_on(async {
-            let mut conn = connect(db_url).await?;
+            let (mut conn, _) = crate::db::conn::connect_for_writes(db_url).await?;
             let schema = read_info(&mut conn).await?.schema;
             journal::undo_in_transaction(&mut conn, &schema, &committed).await
         })?;

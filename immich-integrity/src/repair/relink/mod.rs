@@ -600,7 +600,7 @@ pub fn apply_plan(
 ) -> Result<RelinkReport> {
     let rt = runtime()?;
     rt.block_on(async {
-        let mut conn = connect(db_url).await?;
+        let (mut conn, guard) = crate::db::conn::connect_for_writes(db_url).await?;
         let schema = read_info(&mut conn).await?.schema;
         let mut journal = Journal::open(journal_path, &mut conn).await?;
         let mut report = RelinkReport {
@@ -618,6 +618,7 @@ pub fn apply_plan(
                     let batch = Batching {
                         size: batch_size,
                         cancel,
+                        guard: &guard,
                     };
                     apply_prefix(&mut conn, &schema, p, &mut journal, batch, &mut report).await?;
                     if report.interrupted {
@@ -636,6 +637,7 @@ pub fn apply_plan(
         let batch = Batching {
             size: batch_size,
             cancel,
+            guard: &guard,
         };
         apply_rows(&mut conn, &schema, &rows, &mut journal, batch, &mut report).await?;
         Ok(report)
@@ -647,6 +649,8 @@ pub fn apply_plan(
 struct Batching<'a> {
     size: usize,
     cancel: &'a AtomicBool,
+    /// Cancels a statement blocked on a lock when `cancel` is set.
+    guard: &'a crate::db::conn::WriteGuard,
 }
 
 impl Batching<'_> {
@@ -710,9 +714,16 @@ async fn apply_rows(
         journal.write(&entries)?;
         let (mut applied, mut unchanged) = (Vec::new(), Vec::new());
         for (i, step) in steps.into_iter().enumerate() {
-            let done = run_update(&mut tx, schema, &step, (&step.new, &step.old))
-                .await
-                .map_err(Error::query("relinking a row"))?;
+            let update = run_update(&mut tx, schema, &step, (&step.new, &step.old));
+            let done = match batching.guard.run(batching.cancel, update).await {
+                Ok(d) => d,
+                // A signal cancelled the statement (it waited on a lock): nothing of the batch
+                // reaches the database.
+                Err(_) if batching.cancelled() => {
+                    return journal.roll_back(tx, batch, report).await;
+                }
+                Err(e) => return Err(Error::query("relinking a row")(e)),
+            };
             if done == 1 {
                 applied.push(step);
             } else {

@@ -333,12 +333,18 @@ pub(super) async fn apply_prefix(
             if let Some(t) = file_type {
                 query = query.bind(t);
             }
-            let done: std::collections::HashSet<(String, String)> = query
-                .fetch_all(&mut *tx)
+            let done: std::collections::HashSet<(String, String)> = match batching
+                .guard
+                .run(batching.cancel, query.fetch_all(&mut *tx))
                 .await
-                .map_err(Error::query("rewriting a path prefix"))?
-                .into_iter()
-                .collect();
+            {
+                Ok(rows) => rows.into_iter().collect(),
+                // A signal cancelled the statement (it waited on a lock): roll back whole.
+                Err(_) if batching.cancelled() => {
+                    return journal.roll_back(tx, batch, report).await;
+                }
+                Err(e) => return Err(Error::query("rewriting a path prefix")(e)),
+            };
             if batching.cancelled() {
                 return journal.roll_back(tx, batch, report).await;
             }
