@@ -405,6 +405,21 @@ pub(crate) fn warn_unchecked(summary: &immich_integrity::Summary, verb: &str) {
     }
 }
 
+/// Writes a rendered report to `output` (atomically) or standard output. A reader of standard
+/// output that left (`| head -1`) is not an error: the run ends quietly with its usual status.
+pub(crate) fn deliver(output: Option<&Path>, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let written = match output {
+        Some(p) => write_atomically(p, bytes),
+        None => std::io::stdout().write_all(bytes),
+    };
+    match written {
+        Err(e) if output.is_none() && crate::out::is_broken_pipe(&e) => Ok(()),
+        Err(e) => Err(format!("cannot write the report: {e}")),
+        Ok(()) => Ok(()),
+    }
+}
+
 /// Writes `bytes` to `dest` through a temporary file beside it, so `dest` is never half written.
 pub(crate) fn write_atomically(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = dest

@@ -4,10 +4,9 @@
 use crate::args::{scan_options, LibraryArgs};
 use crate::exit::{fail, Exit};
 use crate::hints;
-use crate::report::{write_atomically, Format};
+use crate::report::Format;
 use immich_integrity::explain::{explain_report, ExplainReport, Explanation};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -168,15 +167,8 @@ pub fn run_explain(args: ExplainArgs) -> ExitCode {
         Ok(b) => b,
         Err(e) => return fail(format!("cannot render the report: {e}")),
     };
-    let written = match &args.output {
-        Some(p) => write_atomically(p, &bytes),
-        None => std::io::stdout().write_all(&bytes),
-    };
-    match written {
-        // The reader left (`| head -1`): end quietly with the usual status.
-        Err(e) if args.output.is_none() && crate::out::is_broken_pipe(&e) => {}
-        Err(e) => return fail(format!("cannot write the report: {e}")),
-        Ok(()) => {}
+    if let Err(e) = crate::report::deliver(args.output.as_deref(), &bytes) {
+        return fail(e);
     }
     if args.format == Format::Csv {
         let s = &report.summary;

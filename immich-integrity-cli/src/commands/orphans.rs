@@ -2,10 +2,8 @@
 
 use crate::args::{scan_options, LibraryArgs};
 use crate::exit::{fail, Exit};
-use crate::report::write_atomically;
 use crate::text::esc;
 use immich_integrity::orphans::{find_orphans, Orphan, OrphanReport};
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -111,15 +109,8 @@ pub fn run_orphans(args: OrphansArgs) -> ExitCode {
         Ok(b) => b,
         Err(e) => return fail(format!("cannot render the report: {e}")),
     };
-    let written = match &args.output {
-        Some(p) => write_atomically(p, &bytes),
-        None => std::io::stdout().write_all(&bytes),
-    };
-    match written {
-        // The reader left (`| head -1`): end quietly with the usual status.
-        Err(e) if args.output.is_none() && crate::out::is_broken_pipe(&e) => {}
-        Err(e) => return fail(format!("cannot write the report: {e}")),
-        Ok(()) => {}
+    if let Err(e) = crate::report::deliver(args.output.as_deref(), &bytes) {
+        return fail(e);
     }
     ExitCode::from(if report.orphans.is_empty() {
         Exit::Clean

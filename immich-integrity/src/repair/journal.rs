@@ -275,6 +275,68 @@ pub(crate) struct RunLines {
     pub(crate) lines: Vec<(usize, serde_json::Value)>,
 }
 
+/// One journal line, as far as undo cares: a change of a batch, a batch's commit mark with the
+/// indexes of its changes that found their row already changed, or anything else.
+pub(crate) enum Line<S> {
+    Change(u64, S),
+    Committed(u64, Vec<u64>),
+    Other,
+}
+
+/// The changes the given runs committed and made: change lines of batches with a commit mark
+/// in the same run, less the ones it lists as unchanged. A batch without its mark never
+/// reached the database (rolled back, or stopped before its commit): restoring it could only
+/// clobber later edits. Lines `read` cannot parse are added to `damaged`.
+pub(crate) fn committed_changes<S, E: std::fmt::Display>(
+    runs: &[RunLines],
+    damaged: &mut Vec<(usize, String)>,
+    kind: &str,
+    read: impl Fn(&serde_json::Value) -> std::result::Result<Line<S>, E>,
+) -> Vec<S> {
+    let mut out = Vec::new();
+    for run in runs {
+        let mut changes: Vec<(u64, S)> = Vec::new();
+        let mut committed: std::collections::HashMap<u64, Vec<u64>> = Default::default();
+        for (n, v) in &run.lines {
+            match read(v) {
+                Ok(Line::Change(batch, step)) => changes.push((batch, step)),
+                Ok(Line::Committed(batch, unchanged)) => {
+                    committed.insert(batch, unchanged);
+                }
+                Ok(Line::Other) => {}
+                Err(e) => damaged.push((*n, format!("not a {kind} journal line ({e})"))),
+            }
+        }
+        let mut index: std::collections::HashMap<u64, u64> = Default::default();
+        for (batch, step) in changes {
+            let i = index.entry(batch).or_default();
+            let this = *i;
+            *i += 1;
+            if committed.get(&batch).is_some_and(|u| !u.contains(&this)) {
+                out.push(step);
+            }
+        }
+    }
+    out
+}
+
+/// [`undo_journal`] of every run in `path`, after checking the journal is of `kind` (nothing
+/// is undone otherwise). Returns the rows restored.
+pub(crate) fn undo_of_kind(
+    db_url: &str,
+    path: &Path,
+    kind: JournalKind,
+    what: &str,
+) -> Result<u64> {
+    if parse_journal(path)?.kind != kind {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not a {what} journal",
+            path.display()
+        )));
+    }
+    Ok(undo_journal(db_url, path, &Default::default())?.restored)
+}
+
 /// A journal read back: its kind and database, its runs, and the lines that were not JSON or
 /// stood outside any run (line number, why).
 #[derive(Debug, Clone)]

@@ -462,47 +462,28 @@ pub fn is_queue_journal(path: &Path) -> bool {
 /// row Immich has since regenerated is left alone), so running it twice is harmless. Returns
 /// the rows restored (see [`crate::undo_journal`] for the rows left alone).
 pub fn undo_queue(db_url: &str, journal_path: &Path) -> Result<u64> {
-    // The kind is checked before anything is undone.
-    if journal::parse_journal(journal_path)?.kind != journal::JournalKind::Queue {
-        return Err(Error::InvalidArgument(format!(
-            "{} is not a queue-mode journal",
-            journal_path.display()
-        )));
-    }
-    Ok(journal::undo_journal(db_url, journal_path, &Default::default())?.restored)
+    journal::undo_of_kind(
+        db_url,
+        journal_path,
+        journal::JournalKind::Queue,
+        "queue-mode",
+    )
 }
 
-/// The changes the given runs committed and made: `queue_change` lines of batches with a
-/// `queue_committed` line in the same run, less the ones it lists as unchanged.
+/// The changes the given runs committed and made (see [`journal::committed_changes`]).
 pub(crate) fn committed_queue_steps(
     runs: &[journal::RunLines],
     damaged: &mut Vec<(usize, String)>,
 ) -> Vec<QueueStep> {
-    let mut out = Vec::new();
-    for run in runs {
-        let mut changes: Vec<(u64, QueueStep)> = Vec::new();
-        let mut committed: std::collections::HashMap<u64, Vec<u64>> = Default::default();
-        for (n, v) in &run.lines {
-            match serde_json::from_value::<QueueJournal>(v.clone()) {
-                Ok(QueueJournal::QueueChange { batch, step }) => changes.push((batch, step)),
-                Ok(QueueJournal::QueueCommitted { batch, unchanged }) => {
-                    committed.insert(batch, unchanged);
-                }
-                Ok(_) => {}
-                Err(e) => damaged.push((*n, format!("not a queue journal line ({e})"))),
+    journal::committed_changes(runs, damaged, "queue", |v| {
+        serde_json::from_value::<QueueJournal>(v.clone()).map(|e| match e {
+            QueueJournal::QueueChange { batch, step } => journal::Line::Change(batch, step),
+            QueueJournal::QueueCommitted { batch, unchanged } => {
+                journal::Line::Committed(batch, unchanged)
             }
-        }
-        let mut index: std::collections::HashMap<u64, u64> = Default::default();
-        for (batch, step) in changes {
-            let i = index.entry(batch).or_default();
-            let this = *i;
-            *i += 1;
-            if committed.get(&batch).is_some_and(|u| !u.contains(&this)) {
-                out.push(step);
-            }
-        }
-    }
-    out
+            _ => journal::Line::Other,
+        })
+    })
 }
 
 impl journal::Undo for QueueStep {

@@ -606,50 +606,23 @@ async fn claim_rows(
 /// gets its old value back; rows changed since are left alone (see
 /// [`crate::undo_journal`], which also lists them). Returns the rows restored.
 pub fn undo(db_url: &str, journal_path: &Path) -> Result<u64> {
-    // The kind is checked before anything is undone.
-    if journal::parse_journal(journal_path)?.kind != journal::JournalKind::Relink {
-        return Err(Error::InvalidArgument(format!(
-            "{} is not a relink journal",
-            journal_path.display()
-        )));
-    }
-    Ok(journal::undo_journal(db_url, journal_path, &Default::default())?.restored)
+    journal::undo_of_kind(db_url, journal_path, journal::JournalKind::Relink, "relink")
 }
 
-/// The changes the given runs committed and changed: `change` lines of batches with a
-/// `committed` line in the same run, less the ones it lists as unchanged. Lines that are not
-/// relink lines are added to `damaged`.
+/// The changes the given runs committed and changed (see [`journal::committed_changes`]).
 pub(crate) fn committed_steps(
     runs: &[journal::RunLines],
     damaged: &mut Vec<(usize, String)>,
 ) -> Vec<RelinkStep> {
-    let mut out = Vec::new();
-    for run in runs {
-        let mut changes: Vec<(u64, RelinkStep)> = Vec::new();
-        let mut committed: std::collections::HashMap<u64, Vec<u64>> = Default::default();
-        for (n, v) in &run.lines {
-            match serde_json::from_value::<JournalEntry>(v.clone()) {
-                Ok(JournalEntry::Change { batch, step }) => changes.push((batch, step)),
-                Ok(JournalEntry::Committed { batch, unchanged }) => {
-                    committed.insert(batch, unchanged);
-                }
-                Ok(_) => {}
-                Err(e) => damaged.push((*n, format!("not a relink journal line ({e})"))),
+    journal::committed_changes(runs, damaged, "relink", |v| {
+        serde_json::from_value::<JournalEntry>(v.clone()).map(|e| match e {
+            JournalEntry::Change { batch, step } => journal::Line::Change(batch, step),
+            JournalEntry::Committed { batch, unchanged } => {
+                journal::Line::Committed(batch, unchanged)
             }
-        }
-        let mut index: std::collections::HashMap<u64, u64> = Default::default();
-        for (batch, step) in changes {
-            let i = index.entry(batch).or_default();
-            let this = *i;
-            *i += 1;
-            // A batch without `committed` never reached the database (rolled back, or
-            // stopped before its commit): restoring it could only clobber later edits.
-            if committed.get(&batch).is_some_and(|u| !u.contains(&this)) {
-                out.push(step);
-            }
-        }
-    }
-    out
+            _ => journal::Line::Other,
+        })
+    })
 }
 
 impl journal::Undo for RelinkStep {
