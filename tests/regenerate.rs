@@ -1222,7 +1222,7 @@ fn queue_generation(generation: Generation) {
     targets.extend(meta);
 
     // Planning (the dry run) reads only.
-    let plan = regen::plan_queue(&lib.truth.db_url, &targets).unwrap();
+    let plan = regen::plan_queue(&options(&lib.truth), &targets).unwrap();
     assert_eq!(
         pg_dump(&lib),
         whole_before,
@@ -1733,7 +1733,7 @@ fn a_journal_that_cannot_be_written_stops_before_any_database_change() {
     let mut findings: Vec<Finding> = Vec::new();
     scan(&options(&lib.truth), &mut findings).unwrap();
     let targets = regen::targets(&findings, Purpose::Derivatives);
-    let plan = regen::plan_queue(&lib.truth.db_url, &targets).unwrap();
+    let plan = regen::plan_queue(&options(&lib.truth), &targets).unwrap();
     assert!(!plan.steps.is_empty());
     let before = pg_dump(&lib);
     let mut world = World::default();
@@ -1827,7 +1827,7 @@ fn queue_mode_refuses_a_relink_journal_and_writes_its_own_header() {
     let mut findings: Vec<Finding> = Vec::new();
     scan(&options(&lib.truth), &mut findings).unwrap();
     let targets = regen::targets(&findings, Purpose::Derivatives);
-    let plan = regen::plan_queue(&lib.truth.db_url, &targets).unwrap();
+    let plan = regen::plan_queue(&options(&lib.truth), &targets).unwrap();
     assert!(!plan.steps.is_empty());
     let before = pg_dump(&lib);
     let rows_before = dump(&lib);

@@ -542,7 +542,7 @@ pub fn build_map_with_roots(
 /// An explicit media location that agrees with neither the one Immich saved
 /// (`system_metadata`) nor any stored path prefix is an error naming both: taking it would
 /// turn every healthy row into a `moved` one.
-fn check_media_location(opts: &ScanOptions, info: &SourceInfo) -> Result<()> {
+pub(crate) fn check_media_location(opts: &ScanOptions, info: &SourceInfo) -> Result<()> {
     let Some(given) = opts.media_location.as_deref() else {
         return Ok(());
     };

@@ -6,6 +6,7 @@ use crate::args::{scan_options, LibraryArgs};
 use crate::exit::{fail, Exit};
 use crate::hints::render;
 use crate::report::warn_unchecked;
+use crate::text::esc;
 use immich_integrity::api::{ApiKey, Client, Outcome, RetryPolicy};
 use immich_integrity::regenerate::{self as regen, BatchStatus, Keys, Purpose};
 use immich_integrity::Completion;
@@ -147,28 +148,41 @@ pub fn run(args: RegenArgs, purpose: Purpose) -> ExitCode {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
+    // Queue mode deletes rows: a report only selects them, and plan_queue checks each one
+    // itself, as deep as the report's fault needs (a `corrupt` line is decoded again).
+    let selected_only = args.via == Via::Queue && args.from.is_some();
     let checked = match &args.from {
+        Some(from) if selected_only => {
+            regen::selectors_from_report(from, purpose).map(|t| (t, None))
+        }
         None => {
             let mut findings: Vec<immich_integrity::Finding> = Vec::new();
             immich_integrity::scan(&opts, &mut findings)
-                .map(|s| (regen::targets(&findings, purpose), s))
+                .map(|s| (regen::targets(&findings, purpose), Some(s)))
         }
-        Some(from) => regen::targets_from_report(from, purpose, &opts),
+        Some(from) => regen::targets_from_report(from, purpose, &opts).map(|(t, s)| (t, Some(s))),
     };
     let targets = match checked {
-        Ok((t, s)) if s.completion == Completion::Complete => {
+        Ok((t, None)) => t,
+        Ok((t, Some(s))) if s.completion == Completion::Complete => {
             warn_unchecked(&s, "queued");
             t
         }
-        Ok((_, s)) if s.completion == Completion::Interrupted => {
+        Ok((_, Some(s))) if s.completion == Completion::Interrupted => {
             eprintln!("immich-integrity: interrupted during the scan; nothing sent");
             return ExitCode::from(Exit::Interrupted);
         }
         Ok(_) => return fail("the scan did not complete; nothing sent"),
         Err(e) => return fail(e),
     };
-    let (db_url, cancel) = (Some(opts.source.db_url.clone()), opts.cancel.clone());
-    finish(&rest, purpose, targets, db_url, client, keys, cancel)
+    if selected_only {
+        println!(
+            "the report names {} file(s); each is checked again now, and only a file found \
+             broken is cleared",
+            targets.len()
+        );
+    }
+    finish(&rest, purpose, targets, &opts, client, keys, selected_only)
 }
 
 /// The flags that matter after the findings are known.
@@ -185,25 +199,23 @@ fn finish(
     rest: &Rest,
     purpose: Purpose,
     targets: Vec<regen::Target>,
-    db_url: Option<String>,
+    opts: &immich_integrity::ScanOptions,
     client: Option<Client>,
     keys: Keys,
-    cancel: Arc<AtomicBool>,
+    selected_only: bool,
 ) -> ExitCode {
+    let cancel = opts.cancel.clone();
     let client = client.map(|c| c.with_cancel(cancel.clone()));
     let what = match purpose {
         Purpose::Derivatives => "derivative",
         Purpose::Metadata => "sidecar",
     };
-    println!("{} broken {what} file(s) to rebuild", targets.len());
+    if !selected_only {
+        println!("{} broken {what} file(s) to rebuild", targets.len());
+    }
     match rest.via {
         Via::Api => run_api(rest, targets, client, keys, cancel),
-        Via::Queue => {
-            let Some(url) = db_url else {
-                return fail("--via queue needs the database (--db-url, --env-file)");
-            };
-            run_queue(rest, targets, &url, client, keys, cancel)
-        }
+        Via::Queue => run_queue(rest, targets, opts, client, keys, cancel),
     }
 }
 
@@ -342,7 +354,7 @@ fn run_api(
 fn run_queue(
     rest: &Rest,
     targets: Vec<regen::Target>,
-    db_url: &str,
+    opts: &immich_integrity::ScanOptions,
     client: Option<Client>,
     keys: Keys,
     cancel: Arc<AtomicBool>,
@@ -350,29 +362,26 @@ fn run_queue(
     if rest.apply && keys.fallback.is_none() {
         return fail("--via queue --apply needs an admin key: --api-key (or IMMICH_API_KEY)");
     }
-    let plan = match regen::plan_queue(db_url, &targets) {
+    let db_url = opts.source.db_url.as_str();
+    let plan = match regen::plan_queue(opts, &targets) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
     let verb = if rest.apply { "" } else { "would " };
     for s in &plan.steps {
-        let what = match &s.change {
-            regen::QueueChange::DeleteAssetFile { file, row, .. } => format!(
-                "delete the {file} row ({})",
-                row.get("path").and_then(|p| p.as_str()).unwrap_or("?")
-            ),
-            regen::QueueChange::BlankColumn { file, old, .. } => {
-                format!("blank the {file} path ({old})")
-            }
-            regen::QueueChange::ClearThumbhash { .. } => "clear thumbhash".into(),
-            regen::QueueChange::ClearMetadataExtractedAt { .. } => {
-                "clear asset_job_status.metadataExtractedAt".into()
-            }
-        };
-        println!("{verb}{what} of asset {}", s.asset_id);
+        println!("{verb}{} of asset {}", step_text(s), esc(&s.asset_id));
     }
     for (t, why) in &plan.skipped {
-        println!("skipped {} of asset {}: {why}", t.file, t.asset_id);
+        println!(
+            "skipped {} of asset {}{}: {}",
+            t.file,
+            esc(&t.asset_id),
+            t.db_path
+                .as_deref()
+                .map(|p| format!(" ({})", esc(p)))
+                .unwrap_or_default(),
+            esc(why)
+        );
     }
     for effect in &plan.side_effects {
         println!("{}also: {effect}", if rest.apply { "" } else { "would " });
@@ -411,12 +420,39 @@ fn run_queue(
         Ok(r) => r,
         Err(e) => return fail(e),
     };
+    for (s, why) in &report.skipped {
+        println!(
+            "skipped: {} of asset {}: {}",
+            step_text(s),
+            esc(&s.asset_id),
+            esc(why)
+        );
+    }
+    if report.interrupted {
+        let rolled = report
+            .interrupted_batch
+            .map(|b| {
+                format!("batch {b} was rolled back whole: nothing was committed for that batch; ")
+            })
+            .unwrap_or_default();
+        eprintln!(
+            "immich-integrity: interrupted: {rolled}{} row(s) in {} committed batch(es) stay \
+             changed and no queue was started; undo with: immich-integrity undo {}",
+            report.applied,
+            report.batches,
+            esc(&rest.journal.display().to_string())
+        );
+        if let Err(e) = write_report(&rest.report, &report) {
+            return fail(e);
+        }
+        return ExitCode::from(Exit::Interrupted);
+    }
     println!(
         "changed {} row(s) in {} transaction(s) ({} had changed since planning); undo with: immich-integrity undo {}",
         report.applied,
         report.batches,
         report.unchanged,
-        rest.journal.display()
+        esc(&rest.journal.display().to_string())
     );
     for (q, outcome) in &report.queues {
         match outcome {
@@ -442,7 +478,7 @@ fn run_queue(
         println!(
             "the server refused a queue, so this run put its own changes back ({n} rows \
              restored from {}); nothing is left for you to undo",
-            rest.journal.display()
+            esc(&rest.journal.display().to_string())
         );
         return ExitCode::from(Exit::Faults);
     }
@@ -450,7 +486,7 @@ fn run_queue(
         println!(
             "the rows are changed but not every queue was started: start it in Immich \
              (Administration > Jobs, \"Missing\") or restore the rows with: immich-integrity undo {}",
-            rest.journal.display()
+            esc(&rest.journal.display().to_string())
         );
     }
     if report.interrupted {
@@ -461,4 +497,21 @@ fn run_queue(
     } else {
         Exit::Faults
     })
+}
+
+/// One planned change in words; stored paths escaped.
+fn step_text(s: &regen::QueueStep) -> String {
+    match &s.change {
+        regen::QueueChange::DeleteAssetFile { file, row, .. } => format!(
+            "delete the {file} row ({})",
+            esc(row.get("path").and_then(|p| p.as_str()).unwrap_or("?"))
+        ),
+        regen::QueueChange::BlankColumn { file, old, .. } => {
+            format!("blank the {file} path ({})", esc(old))
+        }
+        regen::QueueChange::ClearThumbhash { .. } => "clear thumbhash".into(),
+        regen::QueueChange::ClearMetadataExtractedAt { .. } => {
+            "clear asset_job_status.metadataExtractedAt".into()
+        }
+    }
 }

@@ -16,20 +16,24 @@
 //! Nothing is sent and nothing is written unless the caller asks ([`run_api`] / [`apply_queue`]);
 //! planning ([`plan_batches`], [`plan_queue`]) only reads.
 
+mod apply;
+mod plan;
 mod queue_changes;
+mod recheck;
 mod via_api;
 mod via_queue;
 
+pub use apply::apply_queue;
+pub use plan::plan_queue;
 pub(crate) use queue_changes::statements;
 pub use queue_changes::{QueueChange, QueueStep};
+pub use recheck::depth_of;
 pub use via_api::{
     load_state, plan_batches, run_api, ApiReport, ApiRun, Batch, BatchResult, BatchStatus, Keys,
     OwnerTally, StateLine,
 };
 pub(crate) use via_queue::committed_queue_steps;
-pub use via_queue::{
-    apply_queue, is_queue_journal, plan_queue, undo_queue, QueueJournal, QueuePlan, QueueReport,
-};
+pub use via_queue::{is_queue_journal, undo_queue, QueueJournal, QueuePlan, QueueReport};
 
 use crate::db::schema::{q, Schema};
 use crate::error::{Error, Result};
@@ -178,6 +182,47 @@ pub fn targets_from_report(
     let summary = crate::scan(opts, &mut findings)?;
     findings.retain(|f| sel.selects(f));
     Ok((targets(&findings, purpose), summary))
+}
+
+/// The rows a saved JSONL report (`scan --format jsonl`) names for this purpose, as targets
+/// that only *select*: [`plan_queue`] takes the asset id, the file kind and how deep the
+/// claimed fault needs a check to look ([`depth_of`]) from each, and checks the rows itself;
+/// nothing else of the report is used. A file with lines of which none is a finding or a
+/// summary is not a report, and an error.
+pub fn selectors_from_report(path: &Path, purpose: Purpose) -> Result<Vec<Target>> {
+    use std::io::BufRead;
+    let io = |e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let (mut out, mut lines, mut report_lines) = (Vec::new(), 0u64, 0u64);
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.map_err(io)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        lines += 1;
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if value.get("summary").is_some() {
+            report_lines += 1;
+            continue;
+        }
+        let Ok(f) = serde_json::from_value::<Finding>(value) else {
+            continue;
+        };
+        report_lines += 1;
+        out.extend(targets(std::slice::from_ref(&f), purpose));
+    }
+    if lines > 0 && report_lines == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not a `scan --format jsonl` report: none of its {lines} lines is a finding",
+            path.display()
+        )));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -105,8 +105,8 @@ pub(crate) fn statements(schema: &Schema) -> Vec<(String, String)> {
         match slot(schema, kind) {
             Some(Slot::AssetFile(table, _)) => {
                 out.push((
-                    format!("regenerate: read the {kind} row"),
-                    asset_file_row_sql(table),
+                    format!("regenerate: read the {kind} rows"),
+                    asset_file_rows_sql(table),
                 ));
                 let step = dummy(QueueChange::DeleteAssetFile {
                     file: kind,
@@ -166,10 +166,11 @@ pub(crate) fn statements(schema: &Schema) -> Vec<(String, String)> {
     out
 }
 
-pub(super) fn asset_file_row_sql(table: &str) -> String {
+/// Every row of one asset and type (an edited and an unedited rendition are two), whole.
+pub(super) fn asset_file_rows_sql(table: &str) -> String {
     format!(
         "SELECT id::text, to_jsonb(f) FROM {} f WHERE \"assetId\" = $1::uuid \
-         AND type::text = $2 AND path = $3",
+         AND type::text = $2 ORDER BY id",
         q(table)
     )
 }
