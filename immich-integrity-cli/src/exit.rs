@@ -25,11 +25,12 @@ impl From<Exit> for ExitCode {
     }
 }
 
-/// Prints `msg` as the tool's error; the run could not be done.
+/// Prints `msg` as the tool's error; the run could not be done. Control characters are
+/// escaped (`ls -b`): the message may quote a stored path or a file name.
 pub(crate) fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!(
         "immich-integrity: {}",
-        crate::hints::render(&msg.to_string())
+        crate::text::esc(&crate::hints::render(&msg.to_string()))
     );
     ExitCode::from(Exit::Failed)
 }

@@ -293,17 +293,21 @@ fn run_api(
                 r.owner_id, r.job
             ),
             BatchStatus::Failed { reason, .. } => {
-                let reason = render(reason);
-                println!("failed: owner {} {} ids={ids}: {reason}", r.owner_id, r.job);
+                let reason = esc(&render(reason)).into_owned();
+                println!(
+                    "failed: owner {} {} ids={ids}: {reason}",
+                    esc(&r.owner_id),
+                    r.job
+                );
                 if ids <= 5 {
                     println!("  assets: {}", r.asset_ids.join(", "));
                 }
             }
             BatchStatus::Skipped { reason } => println!(
                 "not sent: owner {} {} ids={ids}: {}",
-                r.owner_id,
+                esc(&r.owner_id),
                 r.job,
-                render(reason)
+                esc(&render(reason))
             ),
         }
     };
@@ -461,11 +465,11 @@ fn run_queue(
             }
             Outcome::Rejected {
                 status, message, ..
-            } => println!("queue {q} not started: {status}: {}", render(message)),
+            } => println!("queue {q} not started: {status}: {}", esc(&render(message))),
             Outcome::GaveUp { reason, attempts } => {
                 println!(
                     "queue {q} not started after {attempts} attempts: {}",
-                    render(reason)
+                    esc(&render(reason))
                 )
             }
             Outcome::Interrupted { .. } => println!("queue {q} not started: interrupted"),

@@ -4,6 +4,7 @@ use crate::args::{scan_options, LibraryArgs};
 use crate::exit::{fail, Exit};
 use crate::hints::render;
 use crate::report::warn_unchecked;
+use crate::text::esc;
 use immich_integrity::Completion;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,8 +76,9 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
     // The same repair doctor gives for a folder restored one level too deep.
     for (folder, repair) in relink::nested_folders(&roots) {
         println!(
-            "folder {folder} was restored one level too deep: {}",
-            render(&repair)
+            "folder {} was restored one level too deep: {}",
+            esc(&folder.to_string()),
+            esc(&render(&repair))
         );
     }
     let print_rows = |rows: &[relink::RelinkStep]| {
@@ -85,9 +87,9 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
                 "{} {} {}: {} -> {}",
                 if args.apply { "relink" } else { "would relink" },
                 s.file,
-                crate::text::esc(&s.id),
-                crate::text::esc(&s.old),
-                crate::text::esc(&s.new)
+                esc(&s.id),
+                esc(&s.old),
+                esc(&s.new)
             );
         }
     };
@@ -103,15 +105,16 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
                     rewritten += n;
                     println!(
                         "prefix rewrite {} -> {}, {n} rows",
-                        c.old_prefix, c.new_prefix
+                        esc(&c.old_prefix),
+                        esc(&c.new_prefix)
                     )
                 }
                 Err(why) => {
                     println!(
                         "prefix {} -> {} cannot be one rewrite ({}); its {} rows one by one:",
-                        c.old_prefix,
-                        c.new_prefix,
-                        render(why),
+                        esc(&c.old_prefix),
+                        esc(&c.new_prefix),
+                        esc(&render(why)),
                         p.steps.len()
                     );
                     print_rows(&p.steps);
@@ -136,13 +139,24 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
     ) {
         Ok(report) => {
             for (p, q, n) in &report.prefix_rewrites {
-                println!("prefix rewrite {p} -> {q}, {n} rows");
+                println!("prefix rewrite {} -> {}, {n} rows", esc(p), esc(q));
             }
             for (p, q, why) in &report.prefix_fallbacks {
-                println!("prefix {p} -> {q} was relinked row by row: {}", render(why));
+                println!(
+                    "prefix {} -> {} was relinked row by row: {}",
+                    esc(p),
+                    esc(q),
+                    esc(&render(why))
+                );
             }
             for (s, why) in &report.skipped {
-                println!("skipped {} {}: {}", s.file, s.id, render(why));
+                println!(
+                    "skipped {} {} ({}): {}",
+                    s.file,
+                    esc(&s.id),
+                    esc(&s.old),
+                    esc(&render(why))
+                );
             }
             if report.interrupted {
                 let rolled = report
@@ -154,7 +168,7 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
                      relinked (the journal says so); undo with: immich-integrity undo {} --run {}",
                     report.applied.len(),
                     report.batches,
-                    args.journal.display(),
+                    esc(&args.journal.display().to_string()),
                     report.run
                 );
                 return ExitCode::from(Exit::Interrupted);
@@ -165,7 +179,7 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
                 report.applied.len(),
                 report.batches,
                 report.skipped.len(),
-                args.journal.display(),
+                esc(&args.journal.display().to_string()),
                 report.run
             );
             ExitCode::from(if report.skipped.is_empty() {

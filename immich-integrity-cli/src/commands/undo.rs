@@ -2,6 +2,7 @@
 
 use crate::args::{db_url_of, load_install};
 use crate::exit::{fail, Exit};
+use crate::text::esc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,6 +39,7 @@ pub(crate) fn run(args: UndoArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let kind = report.kind.map(|k| k.to_string()).unwrap_or_default();
+    let journal = esc(&args.journal.display().to_string()).into_owned();
     println!(
         "{} {} rows from {}, {} already restored, {} left alone (changed since the run){}",
         if report.dry_run {
@@ -46,7 +48,7 @@ pub(crate) fn run(args: UndoArgs) -> ExitCode {
             "restored"
         },
         report.restored,
-        args.journal.display(),
+        journal,
         report.already,
         report.skipped.len(),
         if report.damaged.is_empty() {
@@ -56,13 +58,13 @@ pub(crate) fn run(args: UndoArgs) -> ExitCode {
         }
     );
     for (id, at) in &report.runs {
-        println!("{kind} run {id} of {at}");
+        println!("{kind} run {} of {}", esc(id), esc(at));
     }
     for (line, why) in &report.damaged {
-        println!("line {line} of {}: {why}", args.journal.display());
+        println!("line {line} of {journal}: {}", esc(why));
     }
     for s in &report.skipped {
-        println!("left alone: {s}");
+        println!("left alone: {}", esc(s));
     }
     ExitCode::from(if report.complete() {
         Exit::Clean

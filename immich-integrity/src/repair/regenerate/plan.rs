@@ -9,7 +9,7 @@ use super::queue_changes::{
 use super::recheck::{depth_of, AssetNow, Recheck};
 use super::via_queue::side_effects;
 use super::{JobName, QueueChange, QueuePlan, QueueStep, Target};
-use crate::db::conn::{connect, read_info};
+use crate::db::conn::{connect, is_connection_lost, read_info, server_message};
 use crate::db::runtime::runtime;
 use crate::db::schema::{q, Schema};
 use crate::error::{Error, Result};
@@ -164,7 +164,23 @@ async fn plan_on(
             skip_all(&mut plan, "no such asset now (deleted since the scan?)");
             continue;
         };
-        let rows = rows_now(conn, schema, &asset_id, kind, slot).await?;
+        let rows = match rows_now(conn, schema, &asset_id, kind, slot).await {
+            Ok(rows) => rows,
+            // One row that does not read (a path that is not UTF-8 in a SQL_ASCII database)
+            // is that row's problem, not the run's.
+            Err(Error::Query { source, .. }) if !is_connection_lost(&source) => {
+                skip_all(
+                    &mut plan,
+                    &format!(
+                        "cannot read its {kind} rows ({}); a path that is not UTF-8 must be \
+                         corrected by hand",
+                        server_message(&source)
+                    ),
+                );
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if rows.is_empty() {
             skip_all(&mut plan, &format!("the asset holds no {kind} path now"));
             continue;
