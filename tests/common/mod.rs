@@ -175,8 +175,19 @@ pub fn assert_same(found: &BTreeSet<Key>, truth: &BTreeSet<Key>) {
     );
 }
 
-/// `target/<profile>/immich-integrity`, built by `cargo build --workspace --bins` (scripts/test.sh).
+/// `target/<profile>/immich-integrity`, built by `cargo build --workspace --bins` (scripts/test.sh),
+/// or the binary `IMMICH_INTEGRITY_BIN` names (to run the CLI tests against another build,
+/// e.g. an older release, and see which of them it fails).
 pub fn binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("IMMICH_INTEGRITY_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "IMMICH_INTEGRITY_BIN={} is not a file",
+            bin.display()
+        );
+        return bin;
+    }
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let bin = dir.join("immich-integrity");
