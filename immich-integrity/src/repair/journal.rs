@@ -15,7 +15,8 @@
 //! - relink ([`crate::relink::JournalEntry`]): `change` (a row about to change, with its old
 //!   and new value), `prefix`, `committed`, `rolled_back`, `interrupted`;
 //! - queue-mode regenerate ([`crate::regenerate::QueueJournal`]): `queue_change`,
-//!   `queue_committed`, `queue_started`.
+//!   `queue_committed`, `queue_rolled_back` (a batch a signal stopped; it has no commit
+//!   mark), `queue_started`.
 //!
 //! The api-mode state file ([`crate::regenerate::StateLine`]) is appended the same way. A line
 //! that does not parse (a torn last line after a crash mid-write, or another repair's line) is

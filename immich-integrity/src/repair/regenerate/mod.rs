@@ -12,6 +12,10 @@
 //!   batch clear `thumbhash` and delete the broken derivative's `asset_file` row (or blank the
 //!   path column on schemas before `asset_files`), then `PUT /api/jobs/{queue}` with
 //!   `{"command":"start","force":false}` with one admin key. [`undo_queue`] restores the rows.
+//!   A target only selects (asset, file kind): [`plan_queue`] reads the rows and checks each
+//!   file itself, as deep as the claimed fault needs ([`depth_of`]), and [`apply_queue`]
+//!   checks it once more right before its row changes. SIGINT/SIGTERM cancels even a
+//!   statement blocked on a row lock and rolls its batch back.
 //!
 //! Nothing is sent and nothing is written unless the caller asks ([`run_api`] / [`apply_queue`]);
 //! planning ([`plan_batches`], [`plan_queue`]) only reads.
