@@ -74,12 +74,12 @@ fn run(args: &[String], env: &[(&str, &str)]) -> (Option<i32>, String) {
     )
 }
 
-/// Renames the file behind `db_path` to `EVIL` (same folder, same extension) and points the
-/// row at it; returns the new stored path.
-fn give_evil_name(lib: &Lib, table_sql: &str, id: &str, db_path: &str) -> String {
+/// Renames the file behind `db_path` to `EVIL` + `suffix` (same folder, same extension) and
+/// points the row at it; returns the new stored path.
+fn give_evil_name(lib: &Lib, table_sql: &str, id: &str, db_path: &str, suffix: &str) -> String {
     let (dir, file) = db_path.rsplit_once('/').unwrap();
     let ext = file.rsplit_once('.').map(|(_, e)| e).unwrap_or("jpg");
-    let new = format!("{dir}/{EVIL}.{ext}");
+    let new = format!("{dir}/{EVIL}{suffix}.{ext}");
     let (from, to) = (
         lib.truth.map_path(db_path).unwrap(),
         lib.truth.map_path(&new).unwrap(),
@@ -92,18 +92,22 @@ fn give_evil_name(lib: &Lib, table_sql: &str, id: &str, db_path: &str) -> String
 #[test]
 fn relink_undo_and_errors_escape_stored_paths() {
     let lib = library();
-    let orig = rows(
+    let mut originals = rows(
         &lib.truth.db_url,
         "SELECT id::text, \"originalPath\" FROM asset WHERE \"deletedAt\" IS NULL \
-         AND type::text = 'IMAGE' AND \"originalPath\" LIKE '/data/upload/%' ORDER BY 1 LIMIT 1",
-    )
-    .remove(0);
-    let evil = give_evil_name(
-        &lib,
-        "UPDATE asset SET \"originalPath\" = $1 WHERE id = $2::uuid",
-        &orig.0,
-        &orig.1,
+         AND type::text = 'IMAGE' AND \"originalPath\" LIKE '/data/upload/%' ORDER BY 1 LIMIT 2",
     );
+    let set_path = "UPDATE asset SET \"originalPath\" = $1 WHERE id = $2::uuid";
+    let (orig, other) = (originals.remove(0), originals.remove(0));
+    let evil = give_evil_name(&lib, set_path, &orig.0, &orig.1, "");
+    // The other one keeps its size but not its content: planned by size, then skipped at
+    // apply time when its SHA-1 disagrees with the checksum.
+    let other_evil = give_evil_name(&lib, set_path, &other.0, &other.1, "2");
+    let host = lib.truth.map_path(&other_evil).unwrap();
+    let mut bytes = std::fs::read(&host).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&host, bytes).unwrap();
     // Restored one level too deep: every original is `moved`, the evil one too.
     nest_top_folder(&lib.truth.media_root, "upload");
     let mut base = library_flags(&lib);
@@ -133,7 +137,15 @@ fn relink_undo_and_errors_escape_stored_paths() {
     let journal = lib.dir.join("relink.journal");
     let j = journal.to_string_lossy().into_owned();
     let (code, text) = run(&relink(&["--apply", "--journal", &j]), &[]);
-    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "skipped original {} ({}): ",
+            other.0,
+            other_evil.replace(EVIL, SHOWN)
+        )),
+        "{text}"
+    );
     sql(
         &lib.truth.db_url,
         "UPDATE asset SET \"originalPath\" = $1 WHERE id = $2::uuid",
@@ -190,8 +202,8 @@ fn regenerate_queue_lines_escape_stored_paths() {
     );
     let set_path = "UPDATE asset_file SET path = $1 WHERE id = $2::uuid";
     // One preview renamed (healthy), one renamed and then lost.
-    let healthy = give_evil_name(&lib, set_path, &previews[0].0, &previews[0].1);
-    let lost = give_evil_name(&lib, set_path, &previews[1].0, &previews[1].1);
+    let healthy = give_evil_name(&lib, set_path, &previews[0].0, &previews[0].1, "");
+    let lost = give_evil_name(&lib, set_path, &previews[1].0, &previews[1].1, "");
     std::fs::remove_file(lib.truth.map_path(&lost).unwrap()).unwrap();
     let mut args = vec!["regenerate".to_string(), "--via".into(), "queue".into()];
     args.extend(library_flags(&lib));
