@@ -224,11 +224,17 @@ pub(super) fn log_checks(
             continue;
         };
         found = true;
-        let when = |l: &LogLine| l.time.clone().unwrap_or_else(|| "(no time)".into());
+        let when = |l: &LogLine| {
+            l.time
+                .clone()
+                .or_else(|| nest_time(&l.text))
+                .unwrap_or_else(|| "(no time)".into())
+        };
         let example: String = first.text.trim().chars().take(240).collect();
         let mut message = format!(
-            "{} lines from {} to {}: {}; e.g. \"{example}\"",
+            "{} {} from {} to {}: {}; e.g. \"{example}\"",
             hits.len(),
+            if hits.len() == 1 { "line" } else { "lines" },
             when(first),
             when(last),
             cause.what
@@ -265,6 +271,14 @@ pub(super) fn log_checks(
             format!("{from}: none of the known causes (ENOENT, EACCES, database or Redis refused, missing relation, failed thumbnail)"),
         ));
     }
+}
+
+/// The time NestJS's logger writes: `[Nest] 7  - 11/26/2026, 9:00:01 AM     ERROR [...]`.
+fn nest_time(text: &str) -> Option<String> {
+    let rest = &text[text.find("[Nest]")?..];
+    let rest = &rest[rest.find(" - ")? + 3..];
+    let t = rest.split("  ").next()?.trim();
+    (t.contains(',') && t.contains(':')).then(|| t.to_string())
 }
 
 fn first_cause(text: &str) -> Option<&'static Cause> {
