@@ -15,6 +15,9 @@ pub const DOCTOR_HELP: &str = "Examples:
   # Explicit, for a server running as uid 1000 (the password from PGPASSWORD or ~/.pgpass):
   immich-integrity doctor --db-url postgres://postgres@localhost:5432/immich \\
       --media-root /srv/immich/library --as-user 1000:1000
+  # Also through the reverse proxy, and a saved server log instead of the containers':
+  immich-integrity doctor --env-file /opt/immich/.env --public-url https://photos.example.org \\
+      --log-file server.log
 
 Exit codes: 0 every check OK or WARN, 1 some check FAILed, 2 the database could not be reached,
 logged into or recognised as Immich's (the file checks still ran and are shown), or a bad flag.";
@@ -58,6 +61,17 @@ pub struct DoctorArgs {
     /// An active background job running longer than this many minutes is stuck.
     #[arg(long, default_value_t = 60, value_name = "MINUTES")]
     stuck_after_minutes: u64,
+    /// The URL users open (through the reverse proxy): compared with the server itself
+    /// (reachability, TLS certificate, upload size limit, timeouts, WebSocket).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// The server's own address the proxy forwards to (default: the server container's
+    /// address, else http://localhost:2283).
+    #[arg(long, value_name = "URL")]
+    server_url: Option<String>,
+    /// Extra CA certificates (PEM) to trust for --public-url.
+    #[arg(long, value_name = "FILE")]
+    proxy_ca: Option<PathBuf>,
 }
 
 pub fn run(mut args: DoctorArgs) -> ExitCode {
@@ -113,6 +127,9 @@ pub fn run(mut args: DoctorArgs) -> ExitCode {
     opts.log_file = args.log_file;
     opts.log_lines = args.log_lines.max(1);
     opts.stuck_after = Duration::from_secs(args.stuck_after_minutes.saturating_mul(60));
+    opts.public_url = args.public_url;
+    opts.server_url = args.server_url;
+    opts.proxy_ca = args.proxy_ca;
     let mut report = doctor::run(&opts);
     for c in &mut report.checks {
         c.message = hints::render(&c.message);

@@ -42,6 +42,7 @@ mod folders;
 mod logs;
 mod media;
 mod migrations;
+mod proxy;
 mod queues;
 mod resp;
 mod system;
@@ -223,6 +224,15 @@ pub struct DoctorOptions {
     pub source_timeout: Duration,
     /// The memory figures (`/proc/meminfo` unless a test substitutes a file).
     pub meminfo: PathBuf,
+    /// The public URL through the reverse proxy; the proxy lines run only when given.
+    pub public_url: Option<String>,
+    /// The server's own address the proxy forwards to; default: the server container's address
+    /// on its network, else `http://localhost:2283`.
+    pub server_url: Option<String>,
+    /// Extra CA certificates (PEM) trusted for the public URL, beside the public roots.
+    pub proxy_ca: Option<PathBuf>,
+    /// Time limit of each request of the proxy check (the upload included).
+    pub proxy_timeout: Duration,
 }
 
 impl DoctorOptions {
@@ -248,6 +258,10 @@ impl DoctorOptions {
             stuck_after: Duration::from_secs(3600),
             source_timeout: Duration::from_secs(3),
             meminfo: PathBuf::from("/proc/meminfo"),
+            public_url: None,
+            server_url: None,
+            proxy_ca: None,
+            proxy_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -341,6 +355,10 @@ fn guide_checks(
     containers::container_checks(&compose, facts.smart_search, checks);
     logs::log_checks(opts, &compose, media_host, checks);
     queues::queue_checks(opts, compose.client.as_ref(), checks);
+    let server = compose
+        .service("immich-server")
+        .and_then(|c| c.address().map(|(_, ip)| format!("http://{ip}:2283")));
+    proxy::proxy_checks(opts, server, checks);
     checks.push(system::memory_check(opts, &compose));
     checks.push(system::versions_check(opts, &compose, &facts));
 }
