@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use immich_fixtures::Generation;
-use immich_integrity::doctor::{self, Check, DoctorOptions, Report};
+use immich_integrity::doctor::{self, Check, DoctorOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -162,25 +162,26 @@ http {{
         .unwrap_or_else(|e| {
             panic!("nginx is needed by this test (scripts/setup.sh installs it): {e}")
         });
+    let mut nginx = Nginx {
+        child,
+        port,
+        _dir: dir,
+    };
     for _ in 0..100 {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Nginx {
-                child,
-                port,
-                _dir: dir,
-            };
+            return nginx;
+        }
+        if let Ok(Some(status)) = nginx.child.try_wait() {
+            panic!(
+                "nginx exited ({status}): {}",
+                std::fs::read_to_string(nginx._dir.path().join("error.log")).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!(
-        "nginx did not listen: {}",
-        std::fs::read_to_string(p.join("error.log")).unwrap_or_default()
-    );
-}
-
-fn get<'a>(r: &'a Report, name: &str) -> &'a Check {
-    r.get(name)
-        .unwrap_or_else(|| panic!("no check {name:?} in {:#?}", r.checks))
+    let log = std::fs::read_to_string(nginx._dir.path().join("error.log")).unwrap_or_default();
+    drop(nginx);
+    panic!("nginx did not listen: {log}");
 }
 
 fn line(c: &Check) -> String {
