@@ -132,9 +132,17 @@ fn each_cause_of_the_guide_is_one_line_with_our_finding_for_its_paths() {
             format!("FAIL logs redis connection refused: 1 line from 2026-11-26T09:06:00.000000000Z to 2026-11-26T09:06:00.000000000Z: the server could not reach Redis (jobs do not run); e.g. \"{}\" -- fix: start Redis (docker compose up -d redis) and check REDIS_HOSTNAME in the .env", example(7)),
             format!("FAIL logs relation does not exist: 1 line from 2026-11-26T09:04:00.000000000Z to 2026-11-26T09:04:00.000000000Z: a table the server needs is missing: a migration failed or the database is from another version; e.g. \"{}\" -- fix: see the `migrations` and `versions` lines; restore the database backup made before the upgrade or run the release the database belongs to", example(5)),
             format!("FAIL logs EACCES: 1 line from 2026-11-26T09:02:00.000000000Z to 2026-11-26T09:02:00.000000000Z: the server may not read or write a file; e.g. \"{}\"; 1 path: not readable by uid 1000 (the folder checks say what to change) -- fix: give the server's user access (see the `folder` lines for the owner and mode it needs)", example(3)),
-            format!("FAIL logs ENOENT: 3 lines from 2026-11-26T09:00:01.000000000Z to 2026-11-26T09:07:00.000000000Z: the server looked for a file that is not there; e.g. \"{}\"; 1 path: missing on disk (scan reports it as missing); 1 path: nested folder upload/upload (the same fault as scan's `moved` files; relink repairs it) -- fix: run `immich-integrity scan`: it names every missing file and the repair (relink for moved or nested files, restore from backup otherwise)", example(1)),
+            format!("FAIL logs ENOENT: 3 lines from 2026-11-26T09:00:01.000000000Z to 2026-11-26T09:07:00.000000000Z: the server looked for a file that is not there; e.g. \"{}\"; 1 path: missing on disk (scan reports it as missing); 1 path: nested folder upload/upload, the fault of the `folder upload` line (relink repairs it) -- fix: run `immich-integrity scan`: it names every missing file and the repair (relink for moved or nested files, restore from backup otherwise)", example(1)),
             format!("FAIL logs failed to generate thumbnail: 1 line from 2026-11-26T09:05:00.000000000Z to 2026-11-26T09:05:00.000000000Z: thumbnail or preview generation failed; e.g. \"{}\" -- fix: fix the cause named in the example (a missing or unreadable original, a decoder error), then run the thumbnail job for missing assets (Administration > Jobs) or `immich-integrity regenerate`", example(6)),
         ]
+    );
+    // The nested folder is said once, by its folder line; the log line points there.
+    assert!(
+        get(&r, "folder upload")
+            .message
+            .contains("restored one level too deep"),
+        "{:?}",
+        get(&r, "folder upload")
     );
     let asked = docker.requests.lock().unwrap().clone();
     let id = asked

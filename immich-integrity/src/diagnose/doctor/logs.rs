@@ -123,6 +123,7 @@ fn path_finding(
     media_host: Option<&Path>,
     cause: &str,
     path: &str,
+    failed: &[String],
 ) -> String {
     let Some(host) = host_path(opts, media_host, path) else {
         return "outside the media root and the mapped folders".into();
@@ -149,10 +150,14 @@ fn path_finding(
         if let Some(top) = rel.components().next() {
             let nested = root.join(top).join(rel);
             if nested.exists() {
-                return format!(
-                    "nested folder {0}/{0} (the same fault as scan's `moved` files; relink repairs it)",
-                    top.as_os_str().to_string_lossy()
-                );
+                let top = top.as_os_str().to_string_lossy();
+                // Said once: the folder line above already names this fault and its repair.
+                let folder = format!("folder {top}");
+                return if failed.iter().any(|f| *f == folder) {
+                    format!("nested folder {top}/{top}, the fault of the `{folder}` line (relink repairs it)")
+                } else {
+                    format!("nested folder {top}/{top} (the same fault as scan's `moved` files; relink repairs it)")
+                };
             }
         }
     }
@@ -214,6 +219,12 @@ pub(super) fn log_checks(
             return;
         }
     };
+    // The checks that already failed (a nested folder is said there first).
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .map(|c| c.name.clone())
+        .collect();
     let mut found = false;
     for cause in CAUSES {
         let hits: Vec<&LogLine> = lines
@@ -245,7 +256,7 @@ pub(super) fn log_checks(
             paths.dedup();
             let mut by_finding: Vec<(String, usize)> = Vec::new();
             for p in paths.iter().take(200) {
-                let f = path_finding(opts, media_host, cause.name, p);
+                let f = path_finding(opts, media_host, cause.name, p, &failed);
                 match by_finding.iter_mut().find(|(k, _)| *k == f) {
                     Some((_, n)) => *n += 1,
                     None => by_finding.push((f, 1)),
