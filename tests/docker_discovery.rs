@@ -174,3 +174,73 @@ fn every_command_explains_an_unreachable_database() {
         "{err}"
     );
 }
+
+#[test]
+fn doctor_says_how_it_reached_the_database_or_why_it_could_not() {
+    let lib = generate(Generation::V2_6, 4, false);
+    let addr = forward("127.0.0.3:0", pg_addr(&lib));
+    let i = install(&lib, addr.port());
+    let p = i.port;
+    let db_name = lib.truth.db_url.rsplit('/').next().unwrap().to_string();
+    let db = container(
+        "immich",
+        "database",
+        "immich_postgres",
+        "127.0.0.3",
+        "postgres:14",
+    );
+    let docker = FakeDocker::start(vec![Fake {
+        inspect: db.clone(),
+        logs: vec![],
+    }]);
+    let args = vec![
+        "doctor".to_string(),
+        "--env-file".into(),
+        i.env.display().to_string(),
+    ];
+    let out = run(&docker.host(), &args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.contains(&format!(
+            "OK   database: PostgreSQL answers at 127.0.0.3:{p}; database: localhost:{p} does not answer (port {p} not published); using the `database` container immich_postgres at 127.0.0.3:{p} on network immich_default, found through the Docker API ({})",
+            docker.socket.display()
+        ).as_str()),
+        "{text}"
+    );
+    assert!(
+        lines.contains(
+            &format!("OK   credentials: logged in as postgres://postgres@127.0.0.3:{p}/{db_name}")
+                .as_str()
+        ),
+        "{text}"
+    );
+
+    // The container stopped: the database line carries the diagnosis, the other checks run.
+    let mut stopped = db;
+    stopped["State"]["Status"] = "exited".into();
+    stopped["State"]["ExitCode"] = 1.into();
+    stopped["State"]["Health"] = serde_json::Value::Null;
+    let docker = FakeDocker::start(vec![Fake {
+        inspect: stopped,
+        logs: vec![],
+    }]);
+    let out = run(&docker.host(), &args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    let db_line = text
+        .lines()
+        .find(|l| l.starts_with("FAIL database: "))
+        .expect(&text);
+    assert!(
+        db_line.contains(&format!(
+            "; nothing answers at localhost:{p} (Connection refused (os error 111)); immich_postgres is exited (exit code 1), port {p} not published: read its log (docker compose logs database) and start it (docker compose up -d database) -- fix: "
+        )),
+        "{db_line}"
+    );
+    assert!(
+        text.contains("FAIL container database: immich_postgres is exited (exit code 1), image postgres:14 (version 14): not running"),
+        "{text}"
+    );
+}

@@ -224,8 +224,16 @@ pub(super) fn queue_checks(
             opts.source_timeout,
         )?;
         let now_ms = chrono::Utc::now().timestamp_millis();
+        // Each command has its own timeout; the whole check has one too (a huge Redis).
+        let deadline = std::time::Instant::now() + opts.source_timeout * 4;
         let mut out = Vec::new();
         for name in queue_names(&mut r, &opts.queue_prefix)? {
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "reading the queues took longer than {} s; stopped at {name}",
+                    (opts.source_timeout * 4).as_secs()
+                ));
+            }
             let q = read_queue(
                 &mut r,
                 &format!("{}:{name}", opts.queue_prefix),
