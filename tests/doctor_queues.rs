@@ -5,6 +5,7 @@
 //! a job), each test under its own key prefix.
 
 mod common;
+mod fake_docker;
 
 use common::*;
 use immich_fixtures::Generation;
@@ -291,4 +292,38 @@ fn empty_queues_are_ok_and_no_redis_is_a_warning() {
         "{c:?}"
     );
     assert!(!format!("{:?}", rep.checks).contains("s3cret"));
+}
+
+#[test]
+fn an_unpublished_redis_is_reached_through_its_container() {
+    let lib = generate(Generation::V2_6, 2, false);
+    let prefix = format!("itest_{}_routed", lib.db_name);
+    Redis::connect().clear(&prefix);
+    // The `redis` container's address on the compose network: 127.0.0.4:P, forwarding to the
+    // real Redis; nothing listens at localhost:P.
+    let addr = fake_docker::forward("127.0.0.4:0", "127.0.0.1:6379".parse().unwrap());
+    let redis = fake_docker::container(
+        "immich",
+        "redis",
+        "immich_redis",
+        "127.0.0.4",
+        "valkey/valkey:8",
+    );
+    let docker = fake_docker::FakeDocker::start(vec![fake_docker::Fake {
+        inspect: redis,
+        logs: vec![],
+    }]);
+    let mut o = options(&lib, &prefix);
+    o.docker_socket = Some(docker.socket.clone());
+    o.compose.project = Some("immich".into());
+    o.compose.redis_port = addr.port();
+    let rep = doctor::run(&o);
+    let p = addr.port();
+    assert_eq!(
+        line(get(&rep, "queues")),
+        format!(
+            "OK queues: Redis at 127.0.0.4:{p} db 0 (localhost:{p} does not answer (port {p} not published); using the `redis` container immich_redis at 127.0.0.4:{p} on network immich_default, found through the Docker API ({})): 18 queues under `{prefix}`, 0 holding jobs",
+            docker.socket.display()
+        )
+    );
 }
