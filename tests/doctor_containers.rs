@@ -273,3 +273,30 @@ fn without_docker_each_check_says_it_could_not_check() {
     );
     assert!(r.checks.iter().all(|c| !c.name.starts_with("container ")));
 }
+
+#[test]
+fn little_memory_or_heavy_swap_is_a_warning_and_no_figures_cannot_be_checked() {
+    let lib = generate(Generation::V2_6, 2, false);
+    let mut s = setup(&lib, healthy_project());
+    let low = s._tmp.path().join("low");
+    std::fs::write(
+        &low,
+        "MemTotal:        8000000 kB\nMemAvailable:     300000 kB\nSwapTotal:       2097152 kB\nSwapFree:         524288 kB\n",
+    )
+    .unwrap();
+    s.opts.meminfo = low;
+    let r = doctor::run(&s.opts);
+    assert_eq!(
+        line(get(&r, "memory")),
+        "WARN memory: RAM 7.6 GiB, 0.3 GiB available (4%); swap 2.0 GiB, 1.5 GiB used: little memory left, thumbnails, transcoding and machine learning may be killed -- fix: add RAM or swap, or lower the job concurrency in Administration > Jobs"
+    );
+    s.opts.meminfo = s._tmp.path().join("absent");
+    let r = doctor::run(&s.opts);
+    assert_eq!(
+        line(get(&r, "memory")),
+        format!(
+            "WARN memory: could not check: {}: No such file or directory (os error 2) -- fix: run doctor on the host that runs Immich",
+            s._tmp.path().join("absent").display()
+        )
+    );
+}
