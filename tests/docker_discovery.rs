@@ -244,3 +244,33 @@ fn doctor_says_how_it_reached_the_database_or_why_it_could_not() {
         "{text}"
     );
 }
+
+#[test]
+fn an_older_env_naming_the_container_is_found_by_its_name() {
+    let lib = generate(Generation::V2_6, 4, false);
+    let addr = forward("127.0.0.3:0", pg_addr(&lib));
+    let i = install(&lib, addr.port());
+    let env = std::fs::read_to_string(&i.env).unwrap();
+    std::fs::write(&i.env, format!("{env}DB_HOSTNAME=immich_postgres\n")).unwrap();
+    let db = container(
+        "immich",
+        "database",
+        "immich_postgres",
+        "127.0.0.3",
+        "postgres:14",
+    );
+    let docker = FakeDocker::start(vec![Fake {
+        inspect: db,
+        logs: vec![],
+    }]);
+    let out = run(&docker.host(), &scan_args(&lib, &i));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let p = i.port;
+    assert!(
+        err.contains(&format!(
+            "database: immich_postgres:{p} does not answer (port {p} not published); using the `immich_postgres` container immich_postgres at 127.0.0.3:{p} on network immich_default"
+        )),
+        "{err}"
+    );
+}

@@ -43,7 +43,7 @@ pub fn probe(host: &str, port: u16, timeout: Duration) -> Result<(), String> {
     Err(last)
 }
 
-/// The one container of `service` in `project` (any project when `None`, or when none of
+/// The one container of `service` (a compose service, else a container name) in `project` (any project when `None`, or when none of
 /// `project`'s exists but exactly one other project has the service). More than one candidate
 /// is an error naming them; none is `Ok(None)`.
 pub fn find_service(
@@ -51,7 +51,15 @@ pub fn find_service(
     project: Option<&str>,
     service: &str,
 ) -> Result<Option<ContainerInspect>, DockerError> {
-    let all = client.containers(&[(SERVICE_LABEL, service)])?;
+    let mut all = client.containers(&[(SERVICE_LABEL, service)])?;
+    if all.is_empty() {
+        // Older compose files name the host by `container_name` (`immich_postgres`).
+        all = client
+            .containers(&[])?
+            .into_iter()
+            .filter(|c| c.names.iter().any(|n| n.trim_start_matches('/') == service))
+            .collect();
+    }
     let mine: Vec<_> = match project {
         Some(p) if all.iter().any(|c| c.project() == Some(p)) => {
             all.iter().filter(|c| c.project() == Some(p)).collect()

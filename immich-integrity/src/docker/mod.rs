@@ -341,11 +341,14 @@ impl Client {
         serde_json::from_slice(&r.body).map_err(|e| DockerError::Protocol(format!("{path}: {e}")))
     }
 
-    /// Containers (running or not) carrying every `key=value` label given.
+    /// Containers (running or not) carrying every `key=value` label given (all without).
     pub fn containers(
         &self,
         labels: &[(&str, &str)],
     ) -> Result<Vec<ContainerSummary>, DockerError> {
+        if labels.is_empty() {
+            return self.get_json("/containers/json?all=1");
+        }
         let filters = serde_json::json!({
             "label": labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>()
         });
