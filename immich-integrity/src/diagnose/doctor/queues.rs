@@ -1,7 +1,7 @@
 //! Step 6 of the guide: failed or stuck background jobs. Immich's jobs are BullMQ queues in
 //! Redis under the prefix `immich_bull` (`bull.config.prefix` in Immich's config repository,
-//! one BullMQ `Worker` per `QueueName`). BullMQ's key layout, as its Lua scripts use it
-//! (`getTargetQueueList`, `isQueuePaused`; BullMQ 4.x and 5.x): per queue, under
+//! one BullMQ `Worker` per `QueueName`; Immich v2.2.2 depends on bullmq ^5.51). BullMQ's key
+//! layout, as its Lua scripts use it (`getTargetQueueList`, `isQueuePaused`): per queue, under
 //! `PREFIX:QUEUE:`, `wait`, `paused`, `active` (lists), `prioritized`, `delayed`, `failed`, `completed`
 //! (sorted sets), `meta` (hash; the field `paused` exists while the queue is paused), and one
 //! hash per job `PREFIX:QUEUE:ID` with `name`, `data`, `timestamp`, `processedOn`,
