@@ -153,7 +153,7 @@ fn path_finding(
                 let top = top.as_os_str().to_string_lossy();
                 // Said once: the folder line above already names this fault and its repair.
                 let folder = format!("folder {top}");
-                return if failed.iter().any(|f| *f == folder) {
+                return if failed.contains(&folder) {
                     format!("nested folder {top}/{top}, the fault of the `{folder}` line (relink repairs it)")
                 } else {
                     format!("nested folder {top}/{top} (the same fault as scan's `moved` files; relink repairs it)")
