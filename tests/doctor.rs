@@ -163,12 +163,24 @@ fn status(r: &Report, name: &str) -> Status {
         .status
 }
 
+/// The checks of Docker, the server's log, Redis and the host's memory, which these tests do
+/// not arrange (tests/doctor_containers.rs, doctor_logs.rs, doctor_queues.rs do).
+fn outside_sources(name: &str) -> bool {
+    ["container", "logs", "queue", "memory", "versions"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
 /// Every check but `except` is OK.
 fn only_problem(r: &Report, except: &[&str]) {
     let others: Vec<_> = r
         .checks
         .iter()
-        .filter(|c| !except.contains(&c.name.as_str()) && c.status != Status::Ok)
+        .filter(|c| {
+            !except.contains(&c.name.as_str())
+                && !outside_sources(&c.name)
+                && c.status != Status::Ok
+        })
         .collect();
     assert!(others.is_empty(), "unexpected problems: {others:#?}");
 }
@@ -626,7 +638,10 @@ fn cli_json_report_of_a_healthy_install_exits_0() {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["database_checked"], true);
     let checks = v["checks"].as_array().unwrap();
-    let bad: Vec<_> = checks.iter().filter(|c| c["status"] != "ok").collect();
+    let bad: Vec<_> = checks
+        .iter()
+        .filter(|c| c["status"] != "ok" && !outside_sources(c["name"].as_str().unwrap()))
+        .collect();
     assert!(bad.is_empty(), "{bad:#?}");
     let ml = checks
         .iter()
@@ -703,5 +718,10 @@ fn reads_everything_from_immichs_env_file_and_never_prints_the_password() {
         )),
         "{text}"
     );
-    assert!(text.ends_with(" 0 WARN, 0 FAIL\n"), "{text}");
+    let problems: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("WARN") || l.starts_with("FAIL"))
+        .filter(|l| !outside_sources(l[5..].split(':').next().unwrap_or("")))
+        .collect();
+    assert!(problems.is_empty(), "{text}");
 }

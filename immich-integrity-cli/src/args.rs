@@ -136,6 +136,36 @@ pub(crate) fn db_url_of(
         .ok_or_else(|| "no database: pass --db-url, --env-file or set DATABASE_URL".to_string())
 }
 
+/// The database URL an install's `.env` gives, routed: when its host does not answer and names
+/// a compose service, the service's container found through the Docker API (said on stderr);
+/// when nothing answers, `Err` with the diagnosis (address tried, port published or not, the
+/// container's state). A URL from a flag is used as given. The second value is the note.
+pub(crate) fn routed_db_url(
+    url: String,
+    from_flag: bool,
+    env_file: Option<&std::path::Path>,
+) -> Result<(String, Option<String>), String> {
+    use immich_integrity::docker::{compose::ComposeEnv, default_socket, discovery, Client};
+    let Some(env) = env_file.filter(|_| !from_flag) else {
+        return Ok((url, None));
+    };
+    let compose =
+        ComposeEnv::load(env).map_err(|e| format!("cannot read {}: {e}", env.display()))?;
+    let client = default_socket().map(|s| Client::new(s, std::time::Duration::from_secs(3)));
+    let (url, note) = discovery::database_url(
+        &url,
+        compose.db_service.as_deref(),
+        compose.project.as_deref(),
+        client.as_ref(),
+        std::time::Duration::from_secs(2),
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(n) = &note {
+        eprintln!("immich-integrity: {n}");
+    }
+    Ok((url, note))
+}
+
 /// The folders media is read from, as the flags and the install's files name them: the media
 /// root and the host side of every map.
 pub(crate) fn library_roots(args: &LibraryArgs) -> Result<Vec<PathBuf>, String> {
@@ -169,7 +199,10 @@ pub(crate) fn refuse_writes(
 /// Scan options from flags, then the install's files: explicit flags win.
 pub(crate) fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
     let install = load_install(args.env_file.as_deref())?;
-    let mut opts = ScanOptions::new(db_url_of(args.db_url, &install)?);
+    let from_flag = args.db_url.is_some();
+    let url = db_url_of(args.db_url, &install)?;
+    let url = routed_db_url(url, from_flag, args.env_file.as_deref())?.0;
+    let mut opts = ScanOptions::new(url);
     let env = || {
         args.env_file
             .as_ref()

@@ -56,6 +56,7 @@ mod scan;
 
 #[doc(hidden)]
 pub mod benchkit;
+pub mod docker;
 pub mod error;
 pub mod model;
 

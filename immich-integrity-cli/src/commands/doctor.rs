@@ -3,7 +3,9 @@
 use crate::args::{scan_options, LibraryArgs};
 use crate::exit::{fail, Exit};
 use crate::hints;
+use immich_integrity::docker::{compose::ComposeEnv, default_socket, discovery, Client};
 use immich_integrity::doctor::{self, DoctorOptions, Report, Status};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -13,6 +15,9 @@ pub const DOCTOR_HELP: &str = "Examples:
   # Explicit, for a server running as uid 1000 (the password from PGPASSWORD or ~/.pgpass):
   immich-integrity doctor --db-url postgres://postgres@localhost:5432/immich \\
       --media-root /srv/immich/library --as-user 1000:1000
+  # Also through the reverse proxy, and a saved server log instead of the containers':
+  immich-integrity doctor --env-file /opt/immich/.env --public-url https://photos.example.org \\
+      --log-file server.log
 
 Exit codes: 0 every check OK or WARN, 1 some check FAILed, 2 the database could not be reached,
 logged into or recognised as Immich's (the file checks still ran and are shown), or a bad flag.";
@@ -43,13 +48,67 @@ pub struct DoctorArgs {
     /// WARN when the newest file in backups/ is older than this many days.
     #[arg(long, default_value_t = 7)]
     max_backup_age_days: u64,
+    /// The Docker (or podman) socket to read containers and logs from (default: DOCKER_HOST,
+    /// /var/run/docker.sock, podman's socket).
+    #[arg(long, value_name = "PATH")]
+    docker_socket: Option<PathBuf>,
+    /// Classify this server log file instead of the containers' logs.
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+    /// How many of the newest log lines to read per container (or from --log-file).
+    #[arg(long, default_value_t = 3000, value_name = "N")]
+    log_lines: usize,
+    /// An active background job running longer than this many minutes is stuck.
+    #[arg(long, default_value_t = 60, value_name = "MINUTES")]
+    stuck_after_minutes: u64,
+    /// The URL users open (through the reverse proxy): compared with the server itself
+    /// (reachability, TLS certificate, upload size limit, timeouts, WebSocket).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// The server's own address the proxy forwards to (default: the server container's
+    /// address, else http://localhost:2283).
+    #[arg(long, value_name = "URL")]
+    server_url: Option<String>,
+    /// Extra CA certificates (PEM) to trust for --public-url.
+    #[arg(long, value_name = "FILE")]
+    proxy_ca: Option<PathBuf>,
 }
 
-pub fn run(args: DoctorArgs) -> ExitCode {
-    let db_data_dir = match crate::args::load_install(args.library.env_file.as_deref()) {
-        Ok(i) => i.db_data_location,
+pub fn run(mut args: DoctorArgs) -> ExitCode {
+    let install = match crate::args::load_install(args.library.env_file.as_deref()) {
+        Ok(i) => i,
         Err(e) => return fail(e),
     };
+    let db_data_dir = install.db_data_location.clone();
+    let compose = match &args.library.env_file {
+        Some(p) => match ComposeEnv::load(p) {
+            Ok(c) => c,
+            Err(e) => return fail(format!("cannot read {}: {e}", p.display())),
+        },
+        None => ComposeEnv::defaults(),
+    };
+    // The .env's database, routed through Docker when its port is not published; when nothing
+    // answers, the diagnosis goes into the `database` line and the other checks still run.
+    let mut db_route = None;
+    if let (None, Some(url)) = (&args.library.db_url, &install.db_url) {
+        let socket = match &args.docker_socket {
+            Some(s) => Ok(s.clone()),
+            None => default_socket(),
+        };
+        let client = socket.map(|s| Client::new(s, Duration::from_secs(3)));
+        let (url, why) = match discovery::database_url(
+            url,
+            compose.db_service.as_deref(),
+            compose.project.as_deref(),
+            client.as_ref(),
+            Duration::from_secs(2),
+        ) {
+            Ok((u, note)) => (u, note),
+            Err(e) => (url.clone(), Some(e.why)),
+        };
+        args.library.db_url = Some(url);
+        db_route = why;
+    }
     let scan = match scan_options(args.library) {
         Ok(o) => o,
         Err(e) => return fail(e),
@@ -62,6 +121,15 @@ pub fn run(args: DoctorArgs) -> ExitCode {
     opts.as_user = scan.as_user;
     opts.min_free_percent = args.min_free_percent;
     opts.max_backup_age = Duration::from_secs(args.max_backup_age_days.saturating_mul(86400));
+    opts.compose = compose;
+    opts.docker_socket = args.docker_socket;
+    opts.db_route = db_route;
+    opts.log_file = args.log_file;
+    opts.log_lines = args.log_lines.max(1);
+    opts.stuck_after = Duration::from_secs(args.stuck_after_minutes.saturating_mul(60));
+    opts.public_url = args.public_url;
+    opts.server_url = args.server_url;
+    opts.proxy_ca = args.proxy_ca;
     let mut report = doctor::run(&opts);
     for c in &mut report.checks {
         c.message = hints::render(&c.message);

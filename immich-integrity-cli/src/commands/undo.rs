@@ -25,7 +25,11 @@ pub(crate) struct UndoArgs {
 }
 
 pub(crate) fn run(args: UndoArgs) -> ExitCode {
-    let url = match load_install(args.env_file.as_deref()).and_then(|i| db_url_of(args.db_url, &i))
+    let from_flag = args.db_url.is_some();
+    let url = match load_install(args.env_file.as_deref())
+        .and_then(|i| db_url_of(args.db_url, &i))
+        .and_then(|u| crate::args::routed_db_url(u, from_flag, args.env_file.as_deref()))
+        .map(|(u, _)| u)
     {
         Ok(u) => u,
         Err(e) => return fail(e),

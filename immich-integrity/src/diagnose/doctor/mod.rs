@@ -21,14 +21,31 @@
 //! - `backups`: the newest file in `backups/` and its age;
 //! - `thumbnails`: visible, non-trashed assets the database has no thumbnail or preview for.
 //!
+//! The rest of the guide (through the Docker Engine API, Redis and `/proc`; each degrades to
+//! WARN "could not check: ..." when its source is absent, never to a false OK):
+//! - `container <service>`: each container of the compose project (state, health, restarts,
+//!   exit code, `OOMKilled`, image and version), a required service without one;
+//! - `logs <cause>`: the server's log lines sorted into the guide's causes;
+//! - `queues`, `queue <name>`: Immich's BullMQ queues (counts, failure reasons, stuck jobs,
+//!   paused queues);
+//! - `proxy`: the public URL through the reverse proxy against the server itself;
+//! - `memory`, `versions`: RAM, swap and kills for memory; the server's release against the
+//!   database's.
+//!
 //! Free space is read through [`DoctorOptions::statvfs`], a plain function pointer, so a test
 //! can simulate a nearly full disk without filling one.
 
+mod containers;
 mod database;
 mod disk;
 mod folders;
+mod logs;
 mod media;
 mod migrations;
+mod proxy;
+mod queues;
+mod resp;
+mod system;
 
 use database::*;
 use disk::*;
@@ -188,6 +205,34 @@ pub struct DoctorOptions {
     pub max_backup_age: Duration,
     /// How free space is measured: [`real_statvfs`] unless a test substitutes its own.
     pub statvfs: StatvfsFn,
+    /// The install's compose facts (project, service names, Redis, `IMMICH_VERSION`); default:
+    /// the values of Immich's compose file, project unknown.
+    pub compose: crate::docker::compose::ComposeEnv,
+    /// The Docker (or podman) socket; `None`: [`crate::docker::default_socket`].
+    pub docker_socket: Option<PathBuf>,
+    /// How the database was reached (found through Docker) or why not: shown in `database`.
+    pub db_route: Option<String>,
+    /// A server log file to classify instead of the containers' logs.
+    pub log_file: Option<PathBuf>,
+    /// How many of the newest log lines are read per container (or from the file).
+    pub log_lines: usize,
+    /// BullMQ's key prefix (Immich's: `immich_bull`).
+    pub queue_prefix: String,
+    /// An active job processed for longer than this is stuck.
+    pub stuck_after: Duration,
+    /// Time limit of each call to Docker, Redis or a web server.
+    pub source_timeout: Duration,
+    /// The memory figures (`/proc/meminfo` unless a test substitutes a file).
+    pub meminfo: PathBuf,
+    /// The public URL through the reverse proxy; the proxy lines run only when given.
+    pub public_url: Option<String>,
+    /// The server's own address the proxy forwards to; default: the server container's address
+    /// on its network, else `http://localhost:2283`.
+    pub server_url: Option<String>,
+    /// Extra CA certificates (PEM) trusted for the public URL, beside the public roots.
+    pub proxy_ca: Option<PathBuf>,
+    /// Time limit of each request of the proxy check (the upload included).
+    pub proxy_timeout: Duration,
 }
 
 impl DoctorOptions {
@@ -204,6 +249,19 @@ impl DoctorOptions {
             min_free_percent: 10.0,
             max_backup_age: Duration::from_secs(7 * 24 * 3600),
             statvfs: real_statvfs,
+            compose: crate::docker::compose::ComposeEnv::defaults(),
+            docker_socket: None,
+            db_route: None,
+            log_file: None,
+            log_lines: 3000,
+            queue_prefix: "immich_bull".into(),
+            stuck_after: Duration::from_secs(3600),
+            source_timeout: Duration::from_secs(3),
+            meminfo: PathBuf::from("/proc/meminfo"),
+            public_url: None,
+            server_url: None,
+            proxy_ca: None,
+            proxy_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -269,10 +327,40 @@ pub fn run(opts: &DoctorOptions) -> Report {
     if let Some(db) = db {
         checks.push(db.thumbnails);
     }
+    if let Some(route) = &opts.db_route {
+        if let Some(c) = checks.iter_mut().find(|c| c.name == "database") {
+            c.message.push_str(&format!("; {route}"));
+        }
+    }
+    guide_checks(opts, database_checked, media_host.as_deref(), &mut checks);
     Report {
         checks,
         database_checked,
     }
+}
+
+/// Containers, logs, queues, memory and versions: one Docker listing shared by all.
+fn guide_checks(
+    opts: &DoctorOptions,
+    db_ok: bool,
+    media_host: Option<&Path>,
+    checks: &mut Vec<Check>,
+) {
+    let compose = containers::gather(opts);
+    let facts = if db_ok {
+        system::read_facts(opts)
+    } else {
+        system::Facts::default()
+    };
+    containers::container_checks(&compose, facts.smart_search, checks);
+    logs::log_checks(opts, &compose, media_host, checks);
+    queues::queue_checks(opts, compose.client.as_ref(), checks);
+    let server = compose
+        .service("immich-server")
+        .and_then(|c| c.address().map(|(_, ip)| format!("http://{ip}:2283")));
+    proxy::proxy_checks(opts, server, checks);
+    checks.push(system::memory_check(opts, &compose));
+    checks.push(system::versions_check(opts, &compose, &facts));
 }
 
 /// The media root, found by its markers; `Err` (given, candidates) when more than one tree is
