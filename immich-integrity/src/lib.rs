@@ -52,6 +52,7 @@ mod db;
 mod diagnose;
 mod fs;
 mod repair;
+pub mod restore;
 mod scan;
 
 #[doc(hidden)]

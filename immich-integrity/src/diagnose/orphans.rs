@@ -169,12 +169,20 @@ fn is_temporary(name: &[u8]) -> bool {
     name.ends_with(b".tmp")
 }
 
-/// Streams every row (including trashed) through `f`.
-fn for_each_row(opts: &ScanOptions, mut f: impl FnMut(&AssetRow)) -> Result<()> {
+/// Opens the rows of the whole database, trashed ones too.
+fn open_all(opts: &ScanOptions) -> Result<Source> {
     let mut source_opts: SourceOptions = opts.source.clone();
     source_opts.include_trashed = true;
     source_opts.shard = None;
-    let mut source = Source::open(source_opts)?;
+    Source::open(source_opts)
+}
+
+/// Streams every row (including trashed) of a source `open` gives through `f`.
+fn for_each_row(
+    open: &mut dyn FnMut() -> Result<Source>,
+    mut f: impl FnMut(&AssetRow),
+) -> Result<()> {
+    let mut source = open()?;
     for batch in source.by_ref() {
         for row in &batch? {
             f(row);
@@ -386,6 +394,15 @@ fn match_orphan(
 
 /// Lists untracked files below the media root of `opts` (see the module notes).
 pub fn find_orphans(opts: &ScanOptions) -> Result<OrphanReport> {
+    find_orphans_in(opts, &mut || open_all(opts))
+}
+
+/// [`find_orphans`] over the rows `open` streams (every row, trashed ones too), opened once
+/// per pass: the live database's, or a dump's.
+pub(crate) fn find_orphans_in(
+    opts: &ScanOptions,
+    open: &mut dyn FnMut() -> Result<Source>,
+) -> Result<OrphanReport> {
     let started = Instant::now();
     // A file is untracked only if *no* row references it: a filter or a shard would shrink the
     // referenced set and list referenced files as untracked, so they are refused.
@@ -400,10 +417,7 @@ pub fn find_orphans(opts: &ScanOptions) -> Result<OrphanReport> {
     crate::scan::check_jobs(opts.jobs)?;
     // Pass 1: the referenced set. The map needs the schema facts, so it is built from the
     // source's info before the first row is placed.
-    let mut source_opts: SourceOptions = opts.source.clone();
-    source_opts.include_trashed = true;
-    source_opts.shard = None;
-    let mut source = Source::open(source_opts)?;
+    let mut source = open()?;
     let info = source.info.clone();
     let map = build_map(opts, &info)?;
     let media = map
@@ -465,7 +479,7 @@ pub fn find_orphans(opts: &ScanOptions) -> Result<OrphanReport> {
         let ix = Index::new(&orphans);
         let mut claimed = vec![false; orphans.len()];
         let mut found: Vec<(usize, MovedCandidate)> = Vec::new();
-        for_each_row(opts, |row| {
+        for_each_row(open, |row| {
             for f in &row.files {
                 let Some((rel, entry)) = placer.place(&f.db_path) else {
                     continue;
