@@ -172,14 +172,15 @@ impl DumpReader {
         }
         if self.buf.last() != Some(&b'\n') {
             // A last line without its newline: the file was cut (pg_dump ends every line).
+            // The piece is dropped: a cut COPY line would be a row with a cut path.
             self.cut = Some(format!(
                 "{} ends in the middle of line {}",
                 self.path.display(),
                 self.lines + 1
             ));
-        } else {
-            self.buf.pop();
+            return None;
         }
+        self.buf.pop();
         self.lines += 1;
         self.observe();
         Some(Line {

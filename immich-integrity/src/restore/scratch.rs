@@ -280,6 +280,10 @@ impl Scratch {
                 skipped.push((head(&stmt), crate::db::conn::server_message(&e)));
             }
         }
+        // A dump cut inside a COPY: the rows read so far still go in.
+        if let Some(stmt) = pending_copy.filter(|_| !chunk.is_empty()) {
+            send_copy(c, &stmt, &chunk, &mut skipped).await;
+        }
         self.skipped = skipped;
         Ok(())
     }

@@ -113,6 +113,9 @@ pub(crate) fn read(path: &Path, temp: Option<&Path>, cancel: &AtomicBool) -> Res
             }
             let Some(b) = &block else { continue };
             let f = copy::fields(l);
+            if r.lines % 65536 == 0 && cancel.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
+            }
             if f.len() != b.col.len() {
                 bad_rows += 1;
                 continue;
