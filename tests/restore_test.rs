@@ -108,7 +108,7 @@ fn assert_pair_reported(r: &RestoreReport, lib: &Lib, pair: &BackupPair, backend
     assert!(!s.is_clean() && !s.is_partial());
 }
 
-fn pair_reported_exactly(generation: Generation) {
+fn pair_reported_exactly(generation: Generation) -> RestoreReport {
     let lib = generate(generation, 40, false);
     let pair = pair(&lib);
     let before = dump(&lib);
@@ -123,11 +123,92 @@ fn pair_reported_exactly(generation: Generation) {
     let r = run(&opts).expect("postgres restore test");
     assert_pair_reported(&r, &lib, &pair, "postgres");
     assert_eq!(dump(&lib), before, "the live database changed");
+    r
+}
+
+/// The dump with what a real Immich dump also holds: the `vector` extension (not installed
+/// on the test server), a table that needs it, its COPY data (one line of which is SQL that
+/// would drop the asset table if it were ever run) and an index on it, in the Immich section.
+fn with_vector_tables(pair: &BackupPair, asset_id: &str) -> std::path::PathBuf {
+    use std::io::{Read, Write};
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(&pair.dump).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let extra = format!(
+        "CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public;\n\
+         CREATE TABLE public.smart_search (\n    \"assetId\" uuid NOT NULL,\n    \
+         embedding public.vector(3) NOT NULL\n);\n\
+         COPY public.smart_search (\"assetId\", embedding) FROM stdin;\n\
+         {asset_id}\t[0.1,0.2,0.3]\n\
+         DROP TABLE public.asset CASCADE;\n\
+         \\.\n\
+         CREATE INDEX clip_index ON public.smart_search USING hnsw (embedding vector_cosine_ops);\n"
+    );
+    let at = text
+        .find("--\n-- PostgreSQL database dump complete")
+        .unwrap();
+    text.insert_str(at, &extra);
+    // Same name (so the same time and versions), outside the media backup.
+    let dir = pair
+        .truncated_dump
+        .parent()
+        .unwrap()
+        .with_file_name("vector");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(pair.dump.file_name().unwrap());
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&out).unwrap(),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(text.as_bytes()).unwrap();
+    gz.finish().unwrap();
+    out
 }
 
 #[test]
 fn pair_reported_exactly_v2_6() {
     pair_reported_exactly(Generation::V2_6);
+}
+
+/// Without Immich's vector extensions the scratch database skips what needs them (and never
+/// runs a data line as SQL); the stream backend ignores those tables. Both still report the
+/// planted differences exactly.
+#[test]
+fn vector_tables_are_skipped_without_the_extension() {
+    let lib = generate(Generation::V3_2, 40, false);
+    let pair = pair(&lib);
+    let dump_file = with_vector_tables(&pair, &pair.truth.missing_originals[0]);
+    for backend in [Backend::Postgres(admin_url()), Backend::Stream] {
+        let mut opts = restore_options(&lib, &pair, Some(&dump_file));
+        opts.backend = backend.clone();
+        let r = run(&opts).expect("restore test");
+        let name = if backend == Backend::Stream {
+            "stream"
+        } else {
+            "postgres"
+        };
+        if name == "postgres" {
+            let skipped: Vec<&str> = r
+                .summary
+                .skipped_statements
+                .iter()
+                .map(|s| s.0.as_str())
+                .collect();
+            for s in [
+                "CREATE TABLE public.smart_search",
+                "COPY public.smart_search",
+                "CREATE INDEX clip_index",
+            ] {
+                assert!(
+                    skipped.iter().any(|x| x.starts_with(s)),
+                    "{s} not in {skipped:?}"
+                );
+            }
+            assert!(r.summary.left_out_statements > 0);
+        }
+        assert_pair_reported(&r, &lib, &pair, name);
+    }
 }
 
 #[test]

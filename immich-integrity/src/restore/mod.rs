@@ -143,9 +143,14 @@ pub struct RestoreSummary {
     /// Why no untracked files could be listed (a truncated dump, a part not read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub untracked_not_listed: Option<String>,
-    /// Postgres backend: statements of the dump left out or refused (first words, why).
+    /// Postgres backend: statements of the dump the scratch database refused (their first
+    /// words, the server's reason), e.g. Immich's vector extensions and what needs them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped_statements: Vec<(String, String)>,
+    /// Postgres backend: statements left out on purpose (ownership, grants, roles, anything
+    /// aimed at another database).
+    #[serde(default)]
+    pub left_out_statements: u64,
     /// Wall time in milliseconds.
     pub elapsed_ms: u64,
 }
@@ -266,7 +271,7 @@ pub fn run(opts: &RestoreOptions) -> Result<RestoreReport> {
                 orphans,
                 facts,
                 created,
-                Vec::new(),
+                (Vec::new(), 0u64),
             )
         }
         Backend::Postgres(admin) => {
@@ -303,7 +308,7 @@ pub fn run(opts: &RestoreOptions) -> Result<RestoreReport> {
                 immich_version: release,
                 dumped_from_postgres: s.dumped_from.clone(),
             };
-            let skipped = std::mem::take(&mut s.skipped);
+            let skipped = (std::mem::take(&mut s.skipped), s.left_out);
             s.drop_database()?;
             let (mut summary, orphans, created) = result?;
             if let Ending::Truncated(why) = &s.ending {
@@ -361,7 +366,7 @@ fn assemble(
     orphans: Option<Result<crate::orphans::OrphanReport>>,
     dump: DumpFacts,
     created: HashMap<String, String>,
-    skipped: Vec<(String, String)>,
+    (skipped, left_out): (Vec<(String, String)>, u64),
     started: Instant,
 ) -> RestoreReport {
     let mut findings = Vec::with_capacity(found.len());
@@ -449,6 +454,7 @@ fn assemble(
         checksum_mismatches: sums,
         other,
         skipped_statements: skipped,
+        left_out_statements: left_out,
         elapsed_ms: started.elapsed().as_millis() as u64,
     };
     RestoreReport {

@@ -29,8 +29,10 @@ pub(crate) struct Scratch {
     pub(crate) ending: Ending,
     /// `-- Dumped from database version`.
     pub(crate) dumped_from: Option<String>,
-    /// Statements left out or refused: (its first words, why).
+    /// Statements the server refused: (their first words, why).
     pub(crate) skipped: Vec<(String, String)>,
+    /// Statements left out on purpose (ownership, grants, other databases, roles).
+    pub(crate) left_out: u64,
     dropped: bool,
 }
 
@@ -209,6 +211,7 @@ impl Scratch {
             ending: Ending::Complete,
             dumped_from: None,
             skipped: Vec::new(),
+            left_out: 0,
             dropped: false,
         };
         let url = s.url.clone();
@@ -267,7 +270,8 @@ impl Scratch {
                 continue;
             }
             if let Some(why) = refused(&stmt) {
-                skipped.push((head(&stmt), why.to_string()));
+                tracing::debug!(statement = %head(&stmt), why, "left out");
+                self.left_out += 1;
                 continue;
             }
             if let Err(e) = sqlx::raw_sql(&stmt).execute(&mut *c).await {
