@@ -23,9 +23,9 @@ pub mod dumpfile;
 mod scratch;
 mod spill;
 mod stream;
+mod untracked;
 
 use crate::db::source::Source;
-use crate::diagnose::orphans::find_orphans_in;
 use crate::error::{Error, Result};
 use crate::model::{Fault, FileKind, Finding, Repair};
 use crate::scan::{scan, scan_source, ScanOptions, Summary};
@@ -249,7 +249,11 @@ pub fn run(opts: &RestoreOptions) -> Result<RestoreReport> {
             let summary = scan_source(&scan_opts, src()?, &mut found, Instant::now())?;
             let orphans = if rows.unchecked.is_empty() {
                 let mut all = || rows.source(&[], true, scan_opts.source.batch_size);
-                Some(find_orphans_in(&scan_opts, &mut all))
+                Some(untracked::untracked(
+                    &scan_opts,
+                    &mut all,
+                    opts.temp_dir.as_deref(),
+                ))
             } else {
                 None
             };
@@ -289,7 +293,7 @@ pub fn run(opts: &RestoreOptions) -> Result<RestoreReport> {
                         o.shard = None;
                         Source::open(o)
                     };
-                    find_orphans_in(&scan_opts, &mut open)
+                    untracked::untracked(&scan_opts, &mut open, opts.temp_dir.as_deref())
                 });
                 let ids = missing_ids(&found);
                 let created = scratch_created(&s.url, &summary.schema, &ids)?;
@@ -363,7 +367,7 @@ fn assemble(
     backend: &str,
     scan: Summary,
     found: Vec<Finding>,
-    orphans: Option<Result<crate::orphans::OrphanReport>>,
+    orphans: Option<Result<Vec<crate::model::Orphan>>>,
     dump: DumpFacts,
     created: HashMap<String, String>,
     (skipped, left_out): (Vec<(String, String)>, u64),
@@ -410,8 +414,7 @@ fn assemble(
     }
     let (untracked, not_listed) = match orphans {
         Some(Ok(r)) => (
-            r.orphans
-                .into_iter()
+            r.into_iter()
                 .map(|o| {
                     let modified = std::fs::symlink_metadata(&o.path)
                         .and_then(|m| m.modified())
