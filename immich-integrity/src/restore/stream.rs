@@ -393,7 +393,7 @@ fn group(k: &[u8]) -> &[u8] {
 
 /// Builds one row out of the records of one group (all share the key without the tag).
 fn build(
-    records: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    records: &[(Vec<u8>, Vec<u8>)],
     kinds: &[FileKind],
     include_trashed: bool,
 ) -> Option<AssetRow> {
@@ -515,7 +515,7 @@ impl DumpRows {
                         _ => false,
                     };
                     if !same && !records.is_empty() {
-                        if let Some(row) = build(&mut records, &kinds, include_trashed) {
+                        if let Some(row) = build(&records, &kinds, include_trashed) {
                             page.push(row);
                         }
                         records.clear();
