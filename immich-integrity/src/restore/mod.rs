@@ -288,9 +288,9 @@ pub fn run(opts: &RestoreOptions) -> Result<RestoreReport> {
             let result = result.and_then(|summary| {
                 let orphans = (!truncated).then(|| {
                     let mut open = || {
-                        let mut o = scan_opts.source.clone();
+                        // Every row: a filter would list its rows' files as untracked.
+                        let mut o = crate::SourceOptions::new(scan_opts.source.db_url.clone());
                         o.include_trashed = true;
-                        o.shard = None;
                         Source::open(o)
                     };
                     untracked::untracked(&scan_opts, &mut open, opts.temp_dir.as_deref())
