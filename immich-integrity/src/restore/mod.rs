@@ -279,7 +279,7 @@ pub fn run(opts: &RestoreOptions) -> Result<RestoreReport> {
             )
         }
         Backend::Postgres(admin) => {
-            let mut s = scratch::Scratch::load(&dump, admin)?;
+            let mut s = scratch::Scratch::load(&dump, admin, &opts.scan.cancel)?;
             scan_opts.source.db_url = s.url.clone();
             scan_opts.source.count_total = false;
             let mut found: Vec<Finding> = Vec::new();

@@ -15,6 +15,7 @@ use crate::db::runtime::runtime;
 use crate::error::{Error, Result};
 use sqlx::PgConnection;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A loaded scratch database; dropped with [`Scratch::drop_database`] (also on drop).
 pub(crate) struct Scratch {
@@ -188,7 +189,7 @@ fn head(stmt: &str) -> String {
 
 impl Scratch {
     /// Creates the scratch database on the server of `admin_url` and loads the dump into it.
-    pub(crate) fn load(path: &Path, admin_url: &str) -> Result<Scratch> {
+    pub(crate) fn load(path: &Path, admin_url: &str, cancel: &AtomicBool) -> Result<Scratch> {
         let (section, database) = immich_section(path)?;
         let name = format!(
             "immich_integrity_restore_{}",
@@ -218,7 +219,7 @@ impl Scratch {
         let mut r = DumpReader::open(path)?;
         let loaded = rt.block_on(async {
             let mut c = connect(&url).await?;
-            s.fill(&mut r, section, &mut c).await
+            s.fill(&mut r, section, &mut c, cancel).await
         });
         s.ending = r.ending();
         s.dumped_from = r.server_version.clone();
@@ -231,6 +232,7 @@ impl Scratch {
         r: &mut DumpReader,
         section: usize,
         c: &mut PgConnection,
+        cancel: &AtomicBool,
     ) -> Result<()> {
         let mut split = Splitter::default();
         // A COPY's data is sent in pieces of about 1 MiB, each its own COPY of the same table.
@@ -240,6 +242,10 @@ impl Scratch {
         while let Some(line) = r.next_line() {
             if line.section != section {
                 continue;
+            }
+            if chunk.is_empty() && cancel.load(Ordering::Relaxed) {
+                self.skipped = skipped;
+                return Err(Error::Interrupted);
             }
             if let Some(stmt) = &pending_copy {
                 if line.bytes == b"\\." {
