@@ -442,8 +442,15 @@ fn no_backup_or_an_old_one_warns() {
     let r = doctor::run(&options(&lib));
     assert_eq!(status(&r, "backups"), Status::Ok);
     only_problem(&r, &[]);
-
+    // It says how old the dump is, which Immich made it, and how to test it.
     let newest = backups.join("immich-db-backup-20260101T000000-v2.6.0-pg16.sql.gz");
+    let m = &r.get("backups").unwrap().message;
+    assert!(m.contains("0.0 days old (made by Immich v2.6.0)"), "{m}");
+    assert!(
+        m.contains(&format!("restore-test --dump {}", newest.display())),
+        "{m}"
+    );
+
     let f = std::fs::File::options().write(true).open(&newest).unwrap();
     f.set_modified(SystemTime::now() - Duration::from_secs(10 * 86400))
         .unwrap();

@@ -89,7 +89,7 @@ fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         })
 }
 
-fn parse_jobs(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_jobs(s: &str) -> Result<usize, String> {
     let n: usize = s
         .trim()
         .parse()
@@ -103,7 +103,7 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
     Ok(n)
 }
 
-fn parse_identity(s: &str) -> Result<Identity, String> {
+pub(crate) fn parse_identity(s: &str) -> Result<Identity, String> {
     Identity::parse(s).map_err(|e| crate::hints::render(&e))
 }
 
@@ -111,7 +111,7 @@ fn parse_shard(s: &str) -> Result<immich_integrity::Shard, String> {
     s.parse().map_err(|e: String| crate::hints::render(&e))
 }
 
-fn parse_map(s: &str) -> Result<(String, PathBuf), String> {
+pub(crate) fn parse_map(s: &str) -> Result<(String, PathBuf), String> {
     match s.split_once('=') {
         Some((c, h)) if !c.is_empty() && !h.is_empty() => Ok((c.to_string(), PathBuf::from(h))),
         _ => Err(format!("--map wants CONTAINER=HOST, got {s:?}")),

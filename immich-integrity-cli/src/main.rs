@@ -32,7 +32,7 @@ mod style;
 mod text;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use commands::{doctor, explain, extras, orphans, regenerate, relink, scan, undo};
+use commands::{doctor, explain, extras, orphans, regenerate, relink, restore_test, scan, undo};
 use exit::{fail, Exit};
 use std::process::ExitCode;
 use style::ColorChoice;
@@ -85,6 +85,10 @@ enum Command {
     /// mismatch): why it was filed and what to do. Read-only.
     #[command(after_help = explain::EXPLAIN_HELP)]
     ExplainReport(explain::ExplainArgs),
+    /// Restore test without restoring: check a database dump against a media backup, as a
+    /// scan would after restoring both (the live database is never touched).
+    #[command(after_help = restore_test::RESTORE_HELP)]
+    RestoreTest(restore_test::RestoreArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(hide = true)]
     Completions {
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(args),
         Command::Orphans(args) => orphans::run_orphans(args),
         Command::ExplainReport(args) => explain::run_explain(args),
+        Command::RestoreTest(args) => restore_test::run_restore_test(args),
         Command::Completions { shell } => {
             extras::completions(shell, Cli::command(), &mut std::io::stdout());
             ExitCode::from(Exit::Clean)

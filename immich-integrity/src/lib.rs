@@ -37,6 +37,8 @@
 //!   before it writes, and undoable;
 //! - the diagnostics: [`doctor`], [`orphans`], [`explain`] (Immich v3's `integrity_report`)
 //!   and [`envfile`] (an install's `.env`).
+//! - the restore test: [`restore`] checks a database dump against a media backup without
+//!   restoring either.
 //!
 //! ```no_run
 //! use immich_integrity::{scan, Finding, ScanOptions};
@@ -52,6 +54,7 @@ mod db;
 mod diagnose;
 mod fs;
 mod repair;
+pub mod restore;
 mod scan;
 
 #[doc(hidden)]

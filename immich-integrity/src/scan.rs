@@ -251,8 +251,19 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
         total_rows = ?source.info.total_rows,
         "database snapshot open"
     );
-    let total_rows = source.info.total_rows;
     check_media_location(opts, &source.info)?;
+    scan_source(opts, source, observer, started)
+}
+
+/// [`scan`] of the rows of an open `source` (the live database's, or a dump's).
+pub(crate) fn scan_source(
+    opts: &ScanOptions,
+    source: Source,
+    observer: &mut dyn Observer,
+    started: Instant,
+) -> Result<Summary> {
+    check_jobs(opts.jobs)?;
+    let total_rows = source.info.total_rows;
     let (map, roots_used) = build_map_with_roots(opts, &source.info)?;
     let roots = Roots::open(&map).map_err(|(path, reason)| Error::MediaRoot { path, reason })?;
     let identity = opts.as_user.clone().unwrap_or_else(Identity::current);

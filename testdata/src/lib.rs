@@ -6,6 +6,7 @@
 //! given base directory, so parallel tests never share anything. Call [`Fixture::drop_db`] (or
 //! [`Fixture::destroy`]) at the end.
 
+pub mod backup;
 pub mod bitrot;
 pub mod content;
 mod db;

@@ -38,6 +38,10 @@ struct Cli {
     /// Base directory; the fixture goes into OUT/imf_<hex>/.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also write a real `pg_dumpall` dump of the fixture's database (and no other), gzipped,
+    /// to this file (benches/restore.sh).
+    #[arg(long)]
+    dump_to: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -97,6 +101,15 @@ async fn run(cli: Cli) -> Result<()> {
                 f.truth.asset_rows,
                 t.elapsed().as_secs_f64()
             );
+            if let Some(to) = &cli.dump_to {
+                let t = std::time::Instant::now();
+                immich_fixtures::backup::pg_dumpall_one(&f, to)?;
+                eprintln!(
+                    "dumped to {} in {:.1} s",
+                    to.display(),
+                    t.elapsed().as_secs_f64()
+                );
+            }
             println!("{}", serde_json::to_string_pretty(&describe(&f))?);
             Ok(())
         }

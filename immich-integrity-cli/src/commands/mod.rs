@@ -7,5 +7,6 @@ pub(crate) mod extras;
 pub(crate) mod orphans;
 pub(crate) mod regenerate;
 pub(crate) mod relink;
+pub(crate) mod restore_test;
 pub(crate) mod scan;
 pub(crate) mod undo;

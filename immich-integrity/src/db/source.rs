@@ -113,6 +113,26 @@ impl Source {
     }
 }
 
+impl Source {
+    /// A source fed by another producer (a database dump read without PostgreSQL): `rx`
+    /// yields pages in the same order [`Source::open`]'s would (assets by id, then persons,
+    /// then users), `unchecked` names the parts the producer could not read.
+    pub(crate) fn from_feed(
+        info: SourceInfo,
+        rx: Receiver<Result<Vec<AssetRow>>>,
+        worker: JoinHandle<()>,
+        unchecked: Vec<UncheckedPart>,
+    ) -> Source {
+        Source {
+            info,
+            resumes: Arc::new(Resumes::default()),
+            unchecked: Arc::new(Mutex::new(unchecked)),
+            rx,
+            worker: Some(worker),
+        }
+    }
+}
+
 /// What [`Source::next_within`] saw.
 #[derive(Debug)]
 pub enum Next {

@@ -76,7 +76,7 @@ pub struct OrphanReport {
 }
 
 /// 128 bits of blake3 over the bytes of a media-relative path.
-fn key(rel: &Path) -> u128 {
+pub(crate) fn key(rel: &Path) -> u128 {
     let h = blake3::hash(rel.as_os_str().as_bytes());
     u128::from_le_bytes(h.as_bytes()[..16].try_into().expect("16 bytes"))
 }
@@ -112,7 +112,7 @@ impl RefSet {
 }
 
 /// How stored paths land below the media root.
-struct Placer {
+pub(crate) struct Placer {
     map: PathMap,
     /// The canonical media root.
     root: PathBuf,
@@ -121,7 +121,7 @@ struct Placer {
 }
 
 impl Placer {
-    fn new(map: PathMap, canon_root: &Path) -> Placer {
+    pub(crate) fn new(map: PathMap, canon_root: &Path) -> Placer {
         let prefix = map
             .entries()
             .iter()
@@ -141,7 +141,7 @@ impl Placer {
     }
 
     /// The path below the media root that `db_path` names, and the map entry used.
-    fn place(&self, db_path: &str) -> Option<(PathBuf, usize)> {
+    pub(crate) fn place(&self, db_path: &str) -> Option<(PathBuf, usize)> {
         let (entry, rel) = match self.map.map(db_path) {
             Mapped::Host { entry, rel } | Mapped::StalePrefix { entry, rel, .. } => (entry, rel),
             _ => return None,
@@ -185,7 +185,7 @@ fn for_each_row(opts: &ScanOptions, mut f: impl FnMut(&AssetRow)) -> Result<()> 
 
 /// A referenced set with a part missing would list that part's files as untracked, and an
 /// admin who deletes them loses them: refuse instead.
-fn refuse_partial(source: &Source) -> Result<()> {
+pub(crate) fn refuse_partial(source: &Source) -> Result<()> {
     let unchecked = source.unchecked();
     if unchecked.is_empty() {
         return Ok(());
@@ -203,7 +203,7 @@ fn refuse_partial(source: &Source) -> Result<()> {
 
 /// One unit of the parallel walk: a folder walked recursively, or one loose file. A unit that
 /// is itself a symlink is not followed (only the top folders may be links to other disks).
-struct Unit {
+pub(crate) struct Unit {
     /// Host path to walk.
     path: PathBuf,
     /// Its path relative to the canonical media root.
@@ -211,7 +211,7 @@ struct Unit {
 }
 
 #[derive(Default)]
-struct WalkOut {
+pub(crate) struct WalkOut {
     orphans: Vec<Orphan>,
     walked: u64,
     markers: u64,
@@ -221,6 +221,33 @@ struct WalkOut {
 
 fn walk_unit(unit: &Unit, refs: &RefSet) -> WalkOut {
     let mut out = WalkOut::default();
+    let kept = walk_files(unit, &mut out, |path, rel, size| {
+        match refs.index(key(&rel)) {
+            Some(i) => {
+                refs.mark(i);
+                None
+            }
+            None => Some(Orphan {
+                path: path.to_path_buf(),
+                rel: rel.to_string_lossy().into_owned(),
+                size,
+                moved_candidate: None,
+            }),
+        }
+    });
+    out.orphans = kept;
+    out
+}
+
+/// Walks one unit: every regular file that is not a marker or a temporary file goes to `f`
+/// (host path, path relative to the media root, size), which may return an orphan to keep;
+/// the skipped ones are counted in `out`.
+pub(crate) fn walk_files(
+    unit: &Unit,
+    out: &mut WalkOut,
+    mut f: impl FnMut(&Path, PathBuf, u64) -> Option<Orphan>,
+) -> Vec<Orphan> {
+    let mut kept = Vec::new();
     for entry in walkdir::WalkDir::new(&unit.path)
         .follow_links(false)
         .follow_root_links(false)
@@ -253,21 +280,14 @@ fn walk_unit(unit: &Unit, refs: &RefSet) -> WalkOut {
             continue;
         }
         out.walked += 1;
-        match refs.index(key(&rel)) {
-            Some(i) => refs.mark(i),
-            None => out.orphans.push(Orphan {
-                path: entry.path().to_path_buf(),
-                rel: rel.to_string_lossy().into_owned(),
-                size: entry.metadata().map(|m| m.len()).unwrap_or(0),
-                moved_candidate: None,
-            }),
-        }
+        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        kept.extend(f(entry.path(), rel, size));
     }
-    out
+    kept
 }
 
 /// The folders to walk: each top folder's children, so owners are walked in parallel.
-fn units(canon_root: &Path) -> Vec<Unit> {
+pub(crate) fn units(canon_root: &Path) -> Vec<Unit> {
     let mut v = Vec::new();
     for top in WALKED_FOLDERS {
         let dir = canon_root.join(top);

@@ -119,7 +119,19 @@ pub(super) fn backup_check(opts: &DoctorOptions, host: &Path) -> Check {
     };
     let age = SystemTime::now().duration_since(when).unwrap_or_default();
     let days = age.as_secs_f64() / 86400.0;
-    let message = format!("newest {} is {days:.1} days old", dir.join(&file).display());
+    let path = dir.join(&file);
+    let made_by = crate::restore::dumpfile::parse_name(&file.to_string_lossy())
+        .server_version
+        .map(|v| format!(" (made by Immich v{v})"))
+        .unwrap_or_default();
+    // A backup nobody restored is a hope: the restore test checks it against the media
+    // backup without standing up a second Immich.
+    let message = format!(
+        "newest {} is {days:.1} days old{made_by}; check that it and your media backup \
+         restore together: immich-integrity restore-test --dump {} --media MEDIA_BACKUP",
+        path.display(),
+        path.display()
+    );
     if age > opts.max_backup_age {
         Check::warn(
             NAME,
