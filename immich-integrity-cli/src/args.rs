@@ -234,6 +234,113 @@ pub(crate) fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
     Ok(opts)
 }
 
+/// The options of this run as the next steps repeat them: connection and roots (never a
+/// password: a URL's password is dropped, as the run read it from PGPASSWORD, ~/.pgpass or the
+/// .env, where the next command finds it too), and the selection. Paths are made absolute.
+pub(crate) fn replay(args: &LibraryArgs) -> (Vec<String>, Vec<String>) {
+    let abs = |p: &std::path::Path| crate::state::absolute(p).to_string_lossy().into_owned();
+    let mut lib = Vec::new();
+    if let Some(e) = &args.env_file {
+        lib.extend(["--env-file".to_string(), abs(e)]);
+    }
+    let from_env = std::env::var("DATABASE_URL").ok();
+    if let Some(url) = args
+        .db_url
+        .as_ref()
+        .filter(|u| from_env.as_ref() != Some(*u))
+    {
+        if let Some(u) = without_password(url) {
+            lib.extend(["--db-url".to_string(), u]);
+        }
+    }
+    if let Some(r) = &args.media_root {
+        lib.extend(["--media-root".to_string(), abs(r)]);
+    }
+    if let Some(l) = &args.media_location {
+        lib.extend(["--media-location".to_string(), l.clone()]);
+    }
+    for (c, h) in &args.maps {
+        lib.extend(["--map".to_string(), format!("{c}={}", abs(h))]);
+    }
+    if let Some(u) = &args.as_user {
+        lib.extend(["--as-user".to_string(), as_user_flag(u)]);
+    }
+    let mut sel = Vec::new();
+    if !args.owners.is_empty() {
+        sel.extend(["--owner".to_string(), args.owners.join(",")]);
+    }
+    if let Some(l) = &args.library {
+        sel.extend(["--library".to_string(), l.clone()]);
+    }
+    if !args.kinds.is_empty() {
+        let k: Vec<&str> = args.kinds.iter().map(|k| k.as_str()).collect();
+        sel.extend(["--kind".to_string(), k.join(",")]);
+    }
+    if let Some(n) = args.limit {
+        sel.extend(["--limit".to_string(), n.to_string()]);
+    }
+    if let Some(t) = args.since {
+        sel.extend(["--since".to_string(), t.to_rfc3339()]);
+    }
+    if let Some(s) = &args.shard {
+        sel.extend(["--shard".to_string(), format!("{}/{}", s.index, s.count)]);
+    }
+    if args.include_trashed {
+        sel.push("--include-trashed".to_string());
+    }
+    (lib, sel)
+}
+
+/// Only the options that reach the database (`--env-file`, `--db-url`) of [`replay`]'s first
+/// list, for commands that read no media (`undo`).
+pub(crate) fn connection_only(library_args: &[String]) -> Vec<String> {
+    library_args
+        .chunks(2)
+        .filter(|c| matches!(c[0].as_str(), "--env-file" | "--db-url"))
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+/// This program's absolute path, as printed commands name it.
+pub(crate) fn program() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "immich-integrity".into())
+}
+
+/// `UID:GID[,GID...]`, as `--as-user` reads it.
+fn as_user_flag(u: &Identity) -> String {
+    let g: Vec<String> = u.gids.iter().map(|g| g.to_string()).collect();
+    format!("{}:{}", u.uid, g.join(","))
+}
+
+/// The URL without its password; `None` when it cannot be shown without one.
+fn without_password(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if rest.to_ascii_lowercase().contains("password=") {
+        return None;
+    }
+    match rest.rsplit_once('@') {
+        None => Some(url.to_string()),
+        Some((auth, tail)) => {
+            let user = auth.split_once(':').map_or(auth, |(u, _)| u);
+            (!user.contains(['/', '?', '#', '&', '='])).then(|| format!("{scheme}://{user}@{tail}"))
+        }
+    }
+}
+
+/// The host folders a run reads media from, made absolute (for the `chown` next steps).
+pub(crate) fn replay_roots(args: &LibraryArgs) -> Vec<PathBuf> {
+    library_roots(args)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| crate::state::absolute(p))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_since;
@@ -251,5 +358,20 @@ mod tests {
             .unwrap_err()
             .contains("--since wants a date"));
         assert!(t("2026-02-30").is_err());
+    }
+
+    #[test]
+    fn replayed_urls_never_hold_a_password() {
+        use super::without_password as w;
+        assert_eq!(
+            w("postgres://immich:s3cr@t/x@db:5432/immich").as_deref(),
+            Some("postgres://immich@db:5432/immich")
+        );
+        assert_eq!(
+            w("postgres://postgres@127.0.0.1/immich").as_deref(),
+            Some("postgres://postgres@127.0.0.1/immich")
+        );
+        assert_eq!(w("postgres://h/immich?password=x"), None);
+        assert_eq!(w("host=h password=x"), None);
     }
 }

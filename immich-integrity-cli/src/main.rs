@@ -24,10 +24,13 @@ mod args;
 mod commands;
 mod exit;
 mod hints;
+mod metrics;
 mod out;
 mod progress;
 mod report;
 mod signals;
+mod state;
+mod steps;
 mod style;
 mod text;
 

@@ -67,11 +67,13 @@ pub struct RegenArgs {
     #[arg(long, default_value_t = 500)]
     batch: usize,
     /// State file of accepted batches (JSON Lines, fsync'd): a rerun skips what it lists.
-    #[arg(long, default_value = "immich-integrity-regenerate.state")]
-    state: PathBuf,
-    /// Undo journal of --via queue (JSON Lines, fsync'd before each transaction).
-    #[arg(long, default_value = "immich-integrity-regenerate.journal")]
-    journal: PathBuf,
+    /// Default: regenerate.state (refresh-metadata.state) in the state folder.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Undo journal of --via queue (JSON Lines, fsync'd before each transaction). Default:
+    /// regenerate.journal (refresh-metadata.journal) in the state folder.
+    #[arg(long)]
+    journal: Option<PathBuf>,
     /// Also write the final report as JSON here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -90,11 +92,23 @@ pub fn run(args: RegenArgs, purpose: Purpose) -> ExitCode {
     if args.batch == 0 {
         return fail("--batch must be at least 1");
     }
+    let name = match purpose {
+        Purpose::Derivatives => "regenerate",
+        Purpose::Metadata => "refresh-metadata",
+    };
+    let in_state = |flag: &Option<PathBuf>, ext: &str| match flag {
+        Some(p) => crate::state::absolute(p),
+        None => crate::state::dir().join(format!("{name}.{ext}")),
+    };
+    let (state, journal) = (
+        in_state(&args.state, "state"),
+        in_state(&args.journal, "journal"),
+    );
     if let Err(e) = crate::args::refuse_writes(
         &args.library,
         &[
-            ("--state", Some(&args.state)),
-            ("--journal", Some(&args.journal)),
+            ("--state", Some(&state)),
+            ("--journal", Some(&journal)),
             ("--report", args.report.as_deref()),
         ],
     ) {
@@ -138,10 +152,16 @@ pub fn run(args: RegenArgs, purpose: Purpose) -> ExitCode {
         via: args.via,
         apply: args.apply,
         batch: args.batch,
-        state: args.state,
-        journal: args.journal,
+        state,
+        journal,
         report: args.report,
+        connection: crate::args::connection_only(&crate::args::replay(&args.library).0),
     };
+    if args.apply && (args.state.is_none() || args.journal.is_none()) {
+        if let Err(e) = crate::state::ensure(&crate::state::dir()) {
+            return fail(e);
+        }
+    }
     // Findings: from a scan now, or the rows a saved report names, checked again now.
     let opts = match scan_options(args.library) {
         Ok(o) => o,
@@ -179,6 +199,21 @@ struct Rest {
     state: PathBuf,
     journal: PathBuf,
     report: Option<PathBuf>,
+    /// How this run reached the database, for the undo hint.
+    connection: Vec<String>,
+}
+
+impl Rest {
+    /// The undo command for this run's journal, runnable as printed.
+    fn undo_hint(&self) -> String {
+        let mut argv = vec![
+            crate::args::program(),
+            "undo".to_string(),
+            self.journal.to_string_lossy().into_owned(),
+        ];
+        argv.extend(self.connection.iter().cloned());
+        immich_integrity::next_steps::shell_line(&argv)
+    }
 }
 
 fn finish(
@@ -412,11 +447,11 @@ fn run_queue(
         Err(e) => return fail(e),
     };
     println!(
-        "changed {} row(s) in {} transaction(s) ({} had changed since planning); undo with: immich-integrity undo {}",
+        "changed {} row(s) in {} transaction(s) ({} had changed since planning); undo with: {}",
         report.applied,
         report.batches,
         report.unchanged,
-        rest.journal.display()
+        rest.undo_hint()
     );
     for (q, outcome) in &report.queues {
         match outcome {
@@ -449,8 +484,8 @@ fn run_queue(
     if !report.all_started() {
         println!(
             "the rows are changed but not every queue was started: start it in Immich \
-             (Administration > Jobs, \"Missing\") or restore the rows with: immich-integrity undo {}",
-            rest.journal.display()
+             (Administration > Jobs, \"Missing\") or restore the rows with: {}",
+            rest.undo_hint()
         );
     }
     if report.interrupted {

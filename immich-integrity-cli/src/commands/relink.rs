@@ -19,9 +19,11 @@ pub(crate) struct RelinkArgs {
     /// Change the database. Without it, only print the plan.
     #[arg(long)]
     apply: bool,
-    /// Undo journal (JSON Lines, fsync'd before each batch).
-    #[arg(long, default_value = "immich-integrity-relink.journal")]
-    journal: PathBuf,
+    /// Undo journal (JSON Lines, fsync'd before each batch). Default: relink.journal in the
+    /// state folder ($IMMICH_INTEGRITY_STATE_DIR, $XDG_STATE_HOME/immich-integrity or
+    /// ~/.local/state/immich-integrity).
+    #[arg(long)]
+    journal: Option<PathBuf>,
     /// Rows per transaction.
     #[arg(long, default_value_t = 500)]
     batch: usize,
@@ -33,11 +35,27 @@ pub(crate) struct RelinkArgs {
 
 pub(crate) fn run(args: RelinkArgs) -> ExitCode {
     use immich_integrity::relink;
+    let journal = match args.journal.as_deref() {
+        Some(p) => crate::state::absolute(p),
+        None => crate::state::dir().join("relink.journal"),
+    };
     // Even a dry run refuses: the same command line with --apply must not write on media.
-    if let Err(e) = crate::args::refuse_writes(&args.library, &[("--journal", Some(&args.journal))])
-    {
+    if let Err(e) = crate::args::refuse_writes(&args.library, &[("--journal", Some(&journal))]) {
         return fail(e);
     }
+    // The undo hint repeats how this run reached the database (never a password).
+    let (connection, _) = crate::args::replay(&args.library);
+    let undo_hint = |run: &str| {
+        let mut argv = vec![
+            crate::args::program(),
+            "undo".to_string(),
+            journal.to_string_lossy().into_owned(),
+            "--run".into(),
+            run.to_string(),
+        ];
+        argv.extend(crate::args::connection_only(&connection));
+        immich_integrity::next_steps::shell_line(&argv)
+    };
     let opts = match scan_options(args.library) {
         Ok(o) => o,
         Err(e) => return fail(e),
@@ -127,10 +145,16 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
         );
         return ExitCode::from(Exit::Clean);
     }
+    if args.journal.is_none() {
+        if let Err(e) = crate::state::ensure(&crate::state::dir()) {
+            return fail(e);
+        }
+        println!("journal: {}", journal.display());
+    }
     match relink::apply_plan(
         &opts.source.db_url,
         &plan,
-        &args.journal,
+        &journal,
         args.batch,
         &opts.cancel,
     ) {
@@ -151,22 +175,19 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
                     .unwrap_or_default();
                 eprintln!(
                     "immich-integrity: interrupted: {rolled}{} rows in {} committed batches stay \
-                     relinked (the journal says so); undo with: immich-integrity undo {} --run {}",
+                     relinked (the journal says so); undo with: {}",
                     report.applied.len(),
                     report.batches,
-                    args.journal.display(),
-                    report.run
+                    undo_hint(&report.run)
                 );
                 return ExitCode::from(Exit::Interrupted);
             }
             println!(
-                "relinked {} rows in {} batches, skipped {}; undo with: immich-integrity undo {} \
-                 --run {}",
+                "relinked {} rows in {} batches, skipped {}; undo with: {}",
                 report.applied.len(),
                 report.batches,
                 report.skipped.len(),
-                args.journal.display(),
-                report.run
+                undo_hint(&report.run)
             );
             ExitCode::from(if report.skipped.is_empty() {
                 Exit::Clean
