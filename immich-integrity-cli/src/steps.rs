@@ -102,6 +102,10 @@ impl RestoreList {
     /// Adds a path (created on the first one: no list when nothing needs a backup).
     pub(crate) fn add(&mut self, path: &str) -> io::Result<()> {
         if self.w.is_none() {
+            // Beside a report its folder exists; the state folder may not yet.
+            if let Some(dir) = self.dest.parent() {
+                crate::state::ensure(dir).map_err(io::Error::other)?;
+            }
             let f = File::create(&self.tmp)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.tmp.display())))?;
             self.w = Some(BufWriter::new(f));
