@@ -157,7 +157,8 @@ pub fn run(args: RegenArgs, purpose: Purpose) -> ExitCode {
         report: args.report,
         connection: crate::args::connection_only(&crate::args::replay(&args.library).0),
     };
-    if args.apply && (args.state.is_none() || args.journal.is_none()) {
+    let in_state_dir = |p: &PathBuf| p.parent() == Some(crate::state::dir().as_path());
+    if args.apply && (in_state_dir(&rest.state) || in_state_dir(&rest.journal)) {
         if let Err(e) = crate::state::ensure(&crate::state::dir()) {
             return fail(e);
         }

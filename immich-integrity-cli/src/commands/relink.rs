@@ -145,10 +145,13 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
         );
         return ExitCode::from(Exit::Clean);
     }
-    if args.journal.is_none() {
+    // The state folder (default, or named by a printed next step) may not exist yet.
+    if journal.parent() == Some(crate::state::dir().as_path()) {
         if let Err(e) = crate::state::ensure(&crate::state::dir()) {
             return fail(e);
         }
+    }
+    if args.journal.is_none() {
         println!("journal: {}", journal.display());
     }
     match relink::apply_plan(
