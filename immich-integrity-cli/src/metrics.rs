@@ -97,7 +97,7 @@ pub(crate) fn render(
         per_fault,
     );
     metric(
-        "immich_integrity_findings_total",
+        "immich_integrity_faulty_files",
         "All faulty files the last scan found.",
         "gauge",
         vec![(String::new(), s.findings.to_string())],
