@@ -5,59 +5,66 @@ use crate::signals::install_signal_handlers;
 use immich_integrity::{FileKind, Identity, ScanOptions};
 use std::path::PathBuf;
 
+/// Help headings, one set for every command.
+pub(crate) const CONN: &str = "Connection";
+pub(crate) const SEL: &str = "Selection";
+pub(crate) const CHECK: &str = "Checks";
+pub(crate) const OUT: &str = "Output";
+pub(crate) const SAFETY: &str = "Safety";
+
 /// Where the library is and whose access matters (shared by every command that reads it).
 #[derive(clap::Args)]
 pub(crate) struct LibraryArgs {
     /// PostgreSQL URL of Immich's database, without the password (command lines are visible
     /// to other users): it is read from PGPASSWORD, ~/.pgpass (or PGPASSFILE), or the .env's
     /// DB_PASSWORD with --env-file.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, help_heading = CONN)]
     pub(crate) db_url: Option<String>,
     /// Immich's docker `.env` (beside docker-compose.yml): database, UPLOAD_LOCATION and the
     /// server's bind mounts are read from it and the compose file. Explicit flags win.
-    #[arg(long)]
+    #[arg(long, help_heading = CONN)]
     pub(crate) env_file: Option<PathBuf>,
     /// Host folder holding Immich's upload/, thumbs/, encoded-video/ ... folders (UPLOAD_LOCATION).
-    #[arg(long)]
+    #[arg(long, help_heading = CONN)]
     media_root: Option<PathBuf>,
     /// Immich's media location inside the container (default: read from the database).
-    #[arg(long)]
+    #[arg(long, help_heading = CONN)]
     media_location: Option<String>,
     /// CONTAINER=HOST path mapping (repeatable), e.g. /mnt/photos=/tank/photos.
-    #[arg(long = "map", value_parser = parse_map)]
+    #[arg(long = "map", value_parser = parse_map, help_heading = CONN)]
     maps: Vec<(String, PathBuf)>,
     /// Evaluate read access for the uid[:gid] the Immich server runs as.
-    #[arg(long, value_parser = parse_identity)]
+    #[arg(long, value_parser = parse_identity, help_heading = CONN)]
     as_user: Option<Identity>,
     /// Worker threads (0 = one per core), at most 256.
-    #[arg(long, default_value_t = 0, value_parser = parse_jobs)]
+    #[arg(short = 'j', long, default_value_t = 0, value_parser = parse_jobs, help_heading = CHECK)]
     jobs: usize,
     /// Check only shard K of N (0-based): N processes with K = 0..N cover every asset once.
-    #[arg(long, value_parser = parse_shard)]
+    #[arg(long, value_parser = parse_shard, help_heading = SEL)]
     shard: Option<immich_integrity::Shard>,
     /// Also check assets in the trash.
-    #[arg(long)]
+    #[arg(long, help_heading = SEL)]
     include_trashed: bool,
     /// Reconnect attempts after a lost database connection (reset, terminated, server
     /// restarting) before giving up; the scan resumes after the last row read. 0 = never.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, help_heading = CONN)]
     retries: u32,
     /// Only assets (and persons, profile image) of these users: ids or e-mail addresses,
     /// repeatable or comma-separated.
-    #[arg(long = "owner", value_name = "ID|EMAIL", value_delimiter = ',')]
+    #[arg(long = "owner", value_name = "ID|EMAIL", value_delimiter = ',', help_heading = SEL)]
     owners: Vec<String>,
     /// Only assets of this external library (id); persons and profile images are skipped.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", help_heading = SEL)]
     library: Option<String>,
     /// Only these file kinds, comma-separated: original, sidecar, preview, thumbnail,
     /// fullsize, encoded_video, person_thumbnail, profile_image.
-    #[arg(long = "kind", value_name = "KIND", value_delimiter = ',')]
+    #[arg(long = "kind", value_name = "KIND", value_delimiter = ',', help_heading = SEL)]
     kinds: Vec<FileKind>,
     /// At most N assets (the first in id order); persons and users are not limited.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help_heading = SEL)]
     limit: Option<u64>,
     /// Only rows created or updated after this date (YYYY-MM-DD, UTC) or RFC 3339 instant.
-    #[arg(long, value_name = "DATE", value_parser = parse_since)]
+    #[arg(long, value_name = "DATE", value_parser = parse_since, help_heading = SEL)]
     since: Option<chrono::DateTime<chrono::Utc>>,
     /// Rows fetched per database round trip.
     #[arg(long, default_value_t = 2000, hide = true)]

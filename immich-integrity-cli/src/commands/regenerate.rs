@@ -37,54 +37,55 @@ pub struct RegenArgs {
     library: LibraryArgs,
     /// Rebuild only the rows a saved `scan --format jsonl` report names: they are checked
     /// again now, and only files this check finds broken are rebuilt.
-    #[arg(long)]
+    #[arg(long, help_heading = crate::args::SEL)]
     from: Option<PathBuf>,
     /// Send the requests (and, with --via queue, change the database). Without it, only print
     /// the batches and requests.
-    #[arg(long)]
+    #[arg(long, help_heading = crate::args::SAFETY)]
     apply: bool,
     /// How to have Immich rebuild the files.
-    #[arg(long, value_enum, default_value_t = Via::Api)]
+    #[arg(long, value_enum, default_value_t = Via::Api, help_heading = crate::args::SAFETY)]
     via: Via,
     /// Immich's URL, e.g. http://localhost:2283.
-    #[arg(long, env = "IMMICH_SERVER")]
+    #[arg(long, env = "IMMICH_SERVER", help_heading = crate::args::CONN)]
     server: Option<String>,
     /// API key used for owners without their own key; with --via queue, the admin key.
     #[arg(
         long,
         env = "IMMICH_API_KEY",
         hide_env_values = true,
-        value_name = "KEY"
+        value_name = "KEY",
+        help_heading = crate::args::CONN,
     )]
     api_key: Option<String>,
     /// A key for one owner's assets (repeatable).
-    #[arg(long = "api-key-for", value_name = "OWNER_ID=KEY")]
+    #[arg(long = "api-key-for", value_name = "OWNER_ID=KEY", help_heading = crate::args::CONN)]
     api_key_for: Vec<String>,
     /// File of `OWNER_ID=KEY` lines (# comments allowed).
-    #[arg(long)]
+    #[arg(long, help_heading = crate::args::CONN)]
     api_keys_file: Option<PathBuf>,
     /// Asset ids per request (--via api) or rows per transaction (--via queue).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, help_heading = crate::args::SAFETY)]
     batch: usize,
     /// State file of accepted batches (JSON Lines, fsync'd): a rerun skips what it lists.
     /// Default: regenerate.state (refresh-metadata.state) in the state folder.
-    #[arg(long)]
+    #[arg(long, help_heading = crate::args::SAFETY)]
     state: Option<PathBuf>,
     /// Undo journal of --via queue (JSON Lines, fsync'd before each transaction). Default:
     /// regenerate.journal (refresh-metadata.journal) in the state folder.
-    #[arg(long)]
+    #[arg(long, help_heading = crate::args::SAFETY)]
     journal: Option<PathBuf>,
     /// Also write the final report as JSON here.
-    #[arg(long)]
+    #[arg(long, help_heading = crate::args::OUT)]
     report: Option<PathBuf>,
     /// Attempts per request (429, 5xx, timeouts and connection errors are retried).
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 6, help_heading = crate::args::CONN)]
     attempts: u32,
     /// First retry delay in milliseconds (doubles after each failure, at most 60 s).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, help_heading = crate::args::CONN)]
     retry_delay_ms: u64,
     /// Seconds before one request times out.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, help_heading = crate::args::CONN)]
     timeout: u64,
 }
 

@@ -14,22 +14,22 @@ pub(crate) struct RelinkArgs {
     library: LibraryArgs,
     /// Relink only the rows a saved `scan --format jsonl` (or `orphans --format jsonl`) report
     /// names: they are checked again now, and the new check decides every path.
-    #[arg(long)]
+    #[arg(long, help_heading = crate::args::SEL)]
     from: Option<PathBuf>,
     /// Change the database. Without it, only print the plan.
-    #[arg(long)]
+    #[arg(long, help_heading = crate::args::SAFETY)]
     apply: bool,
     /// Undo journal (JSON Lines, fsync'd before each batch). Default: relink.journal in the
     /// state folder ($IMMICH_INTEGRITY_STATE_DIR, $XDG_STATE_HOME/immich-integrity or
     /// ~/.local/state/immich-integrity).
-    #[arg(long)]
+    #[arg(long, help_heading = crate::args::SAFETY)]
     journal: Option<PathBuf>,
     /// Rows per transaction.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, help_heading = crate::args::SAFETY)]
     batch: usize,
     /// Plan a top folder whose moved rows all moved the same way (e.g. `upload/` ->
     /// `upload/upload/`) as one prefix rewrite once it has at least this many rows (0 = never).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, help_heading = crate::args::SAFETY)]
     prefix_min: usize,
 }
 

@@ -44,26 +44,26 @@ pub(crate) struct ScanArgs {
     /// How deep to check: exists (one stat per file), quick (also read head and tail),
     /// full (also decode images and the first video frames), hash (also SHA-1 each original
     /// against Immich's checksum).
-    #[arg(long, default_value = "exists")]
+    #[arg(long, default_value = "exists", help_heading = crate::args::CHECK)]
     level: Level,
     /// Report format (default: from --output's extension, .jsonl, .json or .csv; else table).
-    #[arg(short = 'f', long, value_enum)]
+    #[arg(short = 'f', long, value_enum, help_heading = crate::args::OUT)]
     format: Option<Format>,
     /// Write the report here (atomically) instead of standard output.
-    #[arg(short = 'o', long)]
+    #[arg(short = 'o', long, help_heading = crate::args::OUT)]
     output: Option<PathBuf>,
     /// Keep a blake3 manifest in FILE (created if absent): at quick/hash, files unchanged
     /// (size, mtime, inode) since they were last found healthy are not read again.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = crate::args::CHECK)]
     manifest: Option<PathBuf>,
     /// With --manifest: read every file anyway and report `bitrot` where the content changed
     /// while size and mtime did not (a periodic scrub).
-    #[arg(long, requires = "manifest")]
+    #[arg(long, requires = "manifest", help_heading = crate::args::CHECK)]
     verify_manifest: bool,
     /// Also write Prometheus metrics here (text format, for node_exporter's textfile
     /// collector: name it *.prom in its folder): findings per fault and file kind, files
     /// checked, duration, last successful run. Written even when the scan cannot run.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = crate::args::OUT)]
     metrics: Option<PathBuf>,
 }
 
