@@ -53,8 +53,9 @@ pub(crate) struct LibraryArgs {
     /// repeatable or comma-separated.
     #[arg(long = "owner", value_name = "ID|EMAIL", value_delimiter = ',', help_heading = SEL)]
     owners: Vec<String>,
-    /// Only assets of this external library (id); persons and profile images are skipped.
-    #[arg(long, value_name = "ID", help_heading = SEL)]
+    /// Only assets of this external library (id or name); persons and profile images are
+    /// skipped.
+    #[arg(long, value_name = "ID|NAME", help_heading = SEL)]
     library: Option<String>,
     /// Only these file kinds, comma-separated: original, sidecar, preview, thumbnail,
     /// fullsize, encoded_video, person_thumbnail, profile_image.

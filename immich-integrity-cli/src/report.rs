@@ -394,6 +394,71 @@ fn severity(fault: Fault, repair: Repair) -> u8 {
     }
 }
 
+/// The table shows paths below the media root (host) or the media location (container)
+/// relative to it; json, jsonl and csv keep them whole.
+struct Shortener {
+    /// `(prefix with its trailing '/', what it is)`, longest first.
+    prefixes: Vec<String>,
+    root: Option<String>,
+    location: Option<String>,
+}
+
+impl Shortener {
+    fn new(s: &Summary) -> Shortener {
+        let root = s
+            .roots
+            .iter()
+            .find(|r| r.role == "media root")
+            .map(|r| r.value.trim_end_matches('/').to_string())
+            .filter(|r| !r.is_empty());
+        let location = s
+            .media_location
+            .as_deref()
+            .map(|l| l.trim_end_matches('/').to_string())
+            .filter(|l| !l.is_empty());
+        let mut prefixes: Vec<String> = [&root, &location]
+            .into_iter()
+            .flatten()
+            .map(|p| format!("{p}/"))
+            .collect();
+        prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        Shortener {
+            prefixes,
+            root,
+            location,
+        }
+    }
+
+    fn note(&self) -> Option<String> {
+        match (&self.root, &self.location) {
+            (Some(r), Some(l)) => Some(format!(
+                "paths below the media root {r} (Immich's {l}) are shown relative to it"
+            )),
+            (Some(r), None) => Some(format!("paths below the media root {r} are relative to it")),
+            (None, Some(l)) => Some(format!("paths below Immich's {l} are relative to it")),
+            (None, None) => None,
+        }
+    }
+
+    fn path(&self, p: &str) -> String {
+        self.prefixes
+            .iter()
+            .find_map(|pre| p.strip_prefix(pre.as_str()))
+            .filter(|rest| !rest.is_empty())
+            .unwrap_or(p)
+            .to_string()
+    }
+
+    /// Every absolute path in a sentence, shortened (a path starts after a space).
+    fn text(&self, t: &str) -> String {
+        let mut out = t.to_string();
+        for pre in &self.prefixes {
+            out = out.replace(&format!(" {pre}"), " ");
+        }
+        out
+    }
+}
+
 /// One group of the table: how many findings, their repair, the first rows shown.
 struct Group {
     count: usize,
@@ -453,17 +518,27 @@ fn write_table(
                 g.repair.as_str()
             )?;
         }
+        let short = Shortener::new(s);
+        if let Some(note) = short.note() {
+            writeln!(out, "\n{note}")?;
+        }
         for ((_, fault, kind), g) in groups {
             let heading = format!("{fault} {kind} ({}):", g.count);
             writeln!(out, "\n{}", paint.bold(&heading))?;
             for f in &g.first {
                 let id = esc(f.asset_id.as_deref().unwrap_or("-"));
-                let path = esc(f.db_path.as_deref().unwrap_or("-"));
+                let path = short.path(f.db_path.as_deref().unwrap_or("-"));
+                let path = esc(&path);
                 writeln!(out, "  {id}  {path}")?;
                 if let Some(at) = &f.found_at {
-                    writeln!(out, "      found at {}", esc(at))?;
+                    writeln!(out, "      found at {}", esc(&short.path(at)))?;
                 }
-                writeln!(out, "      {} -> {}", esc(&f.detail), f.repair.as_str())?;
+                writeln!(
+                    out,
+                    "      {} -> {}",
+                    esc(&short.text(&f.detail)),
+                    f.repair.as_str()
+                )?;
             }
             if g.count > TABLE_ROWS_PER_GROUP {
                 writeln!(out, "  ... {} more", g.count - TABLE_ROWS_PER_GROUP)?;

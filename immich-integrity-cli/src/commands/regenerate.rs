@@ -24,7 +24,7 @@ pub enum Via {
 }
 
 pub const REGEN_HELP: &str = "Keys: Immich lets only an asset's owner queue its jobs, so --via api \
-needs a key per owner (--api-key-for OWNER_ID=KEY or --api-keys-file); --api-key is used for owners \
+needs a key per owner (--api-key-for OWNER=KEY, OWNER an id or e-mail address, or --api-keys-file); --api-key is used for owners \
 without their own key. Prefer --api-keys-file or IMMICH_API_KEY over flags: command lines are visible \
 to other local users. Keys are never printed.
 
@@ -58,10 +58,10 @@ pub struct RegenArgs {
         help_heading = crate::args::CONN,
     )]
     api_key: Option<String>,
-    /// A key for one owner's assets (repeatable).
-    #[arg(long = "api-key-for", value_name = "OWNER_ID=KEY", help_heading = crate::args::CONN)]
+    /// A key for one owner's assets, the owner by id or e-mail address (repeatable).
+    #[arg(long = "api-key-for", value_name = "OWNER=KEY", help_heading = crate::args::CONN)]
     api_key_for: Vec<String>,
-    /// File of `OWNER_ID=KEY` lines (# comments allowed).
+    /// File of `OWNER=KEY` lines, OWNER an id or e-mail address (# comments allowed).
     #[arg(long, help_heading = crate::args::CONN)]
     api_keys_file: Option<PathBuf>,
     /// Asset ids per request (--via api) or rows per transaction (--via queue).
@@ -147,6 +147,12 @@ pub fn run(args: RegenArgs, purpose: Purpose) -> ExitCode {
         None if args.apply => return fail("--apply needs --server URL (or IMMICH_SERVER)"),
         None => None,
     };
+    // A server that is down is said at once, with its address, not after every retry.
+    if let (Some(c), true) = (&client, args.apply) {
+        if let Err(e) = c.reachable(Duration::from_secs(args.timeout.clamp(1, 5))) {
+            return fail(render(&e));
+        }
+    }
 
     // Findings: from a saved report, or a scan now.
     let rest = Rest {
@@ -169,6 +175,9 @@ pub fn run(args: RegenArgs, purpose: Purpose) -> ExitCode {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
+    if let Err(e) = keys.resolve_emails(&opts.source.db_url) {
+        return fail(format!("--api-key-for: {e}"));
+    }
     let checked = match &args.from {
         None => {
             let mut findings: Vec<immich_integrity::Finding> = Vec::new();

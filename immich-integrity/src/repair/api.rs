@@ -274,6 +274,27 @@ impl Client {
         !self.cancelled()
     }
 
+    /// One quick `GET /api/server/ping` (no key, no retry, at most `within` to connect): any
+    /// HTTP answer means the server is there. The error names the URL, so a server that is
+    /// down is said at once instead of after every retry of the first request.
+    pub fn reachable(&self, within: Duration) -> std::result::Result<(), String> {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(within)
+            .timeout_read(within)
+            .redirects(0)
+            .build();
+        let url = self.url("/api/server/ping");
+        match agent.get(&url).call() {
+            Ok(_) | Err(ureq::Error::Status(..)) => Ok(()),
+            Err(ureq::Error::Transport(t)) => Err(format!(
+                "cannot reach Immich at {}: {} (is the server running, and is {} its address?)",
+                self.base,
+                transport_reason(&t),
+                crate::error::Hint::Server
+            )),
+        }
+    }
+
     /// `POST /api/assets/jobs` with `{"assetIds": ids, "name": job}`.
     pub fn asset_jobs(&self, key: &ApiKey, job: &str, ids: &[String]) -> Outcome {
         let body = asset_jobs_body(job, ids);
