@@ -132,7 +132,11 @@ pub(crate) fn load_install(
     match env_file {
         Some(p) => immich_integrity::envfile::load(p)
             .map_err(|e| format!("cannot read {}: {e}", p.display())),
-        None => Ok(Default::default()),
+        // Run with Immich's server environment (docker-compose.integrity.yml): no flag needed.
+        None => Ok(
+            immich_integrity::envfile::from_environment(&|k| std::env::var(k).ok())
+                .unwrap_or_default(),
+        ),
     }
 }
 
@@ -182,7 +186,7 @@ pub(crate) fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
         args.env_file
             .as_ref()
             .map(|p| format!(".env {}", p.display()))
-            .unwrap_or_else(|| ".env".into())
+            .unwrap_or_else(|| "the environment (Immich's server container)".into())
     };
     let compose = || {
         args.env_file
@@ -192,7 +196,11 @@ pub(crate) fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
     };
     opts.origins.media_root = match (&args.media_root, &install.media_root) {
         (Some(_), _) => Some("flag --media-root".into()),
-        (None, Some(_)) => Some(format!("UPLOAD_LOCATION in {}", env())),
+        (None, Some(_)) if args.env_file.is_some() => Some(format!("UPLOAD_LOCATION in {}", env())),
+        (None, Some(_)) => Some(
+            "the container's media location (IMMICH_MEDIA_LOCATION, /data or /usr/src/app/upload)"
+                .into(),
+        ),
         (None, None) => None,
     };
     opts.origins.media_location = match (&args.media_location, &install.media_location) {
