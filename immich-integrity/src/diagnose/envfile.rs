@@ -320,4 +320,34 @@ mod tests {
         assert_eq!(v["DB_URL"], "postgres://a@b/c");
         assert_eq!(v["X"], "1");
     }
+
+    #[test]
+    fn immich_server_environment_names_the_database_service_and_the_media_location() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(from_environment(&env(&[("HOME", "/root")])), None);
+        let c = from_environment(&env(&[
+            ("DB_PASSWORD", "p@ss:w/rd"),
+            ("IMMICH_MEDIA_LOCATION", "/srv/media"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.db_url.as_deref(),
+            Some("postgres://postgres:p%40ss%3Aw%2Frd@database:5432/immich")
+        );
+        assert_eq!(c.media_root.as_deref(), Some(Path::new("/srv/media")));
+        assert_eq!(c.media_location.as_deref(), Some("/srv/media"));
+        let c = from_environment(&env(&[
+            ("DB_URL", "postgres://u@h/d"),
+            ("DB_HOSTNAME", "x"),
+        ]))
+        .unwrap();
+        assert_eq!(c.db_url.as_deref(), Some("postgres://u@h/d"));
+    }
 }
