@@ -68,6 +68,9 @@ if ! "$ENGINE" image inspect "$BASE" >/dev/null 2>&1; then
     echo "+ debootstrap --variant=minbase $DEBIAN $rootfs" >&2
     debootstrap --variant=minbase "$DEBIAN" "$rootfs" http://deb.debian.org/debian >&2
   fi
+  # A mirror or proxy that serves a snapshot of the archive may hand out Release files past
+  # their Valid-Until date; this local base image accepts them (it is never pushed anywhere).
+  echo 'Acquire::Check-Valid-Until "false";' >"$rootfs/etc/apt/apt.conf.d/99local-snapshot"
   echo "+ tar -C $rootfs -c . | $ENGINE import - $BASE" >&2
   tar -C "$rootfs" -c . | "$ENGINE" import - "$BASE" >&2
 fi
