@@ -233,8 +233,12 @@ impl ReportSink {
         let restore = match self.restore.take().map(RestoreList::finish).transpose() {
             Ok(r) => r.flatten(),
             Err(e) => {
-                self.abandon();
-                return Err(e);
+                eprintln!(
+                    "immich-integrity: cannot write the restore list ({}); the findings with \
+                     repair restore_from_backup name the files",
+                    immich_integrity::error::io_detail(&e)
+                );
+                None
             }
         };
         // Only a finished scan says what to do: steps from part of the library would miss
@@ -319,8 +323,16 @@ impl Observer for ReportSink {
         let f = &crate::hints::finding(f);
         if let Some(path) = self.tally.add(f) {
             if let Some(r) = &mut self.restore {
+                // The list helps; the report is what matters: a list that cannot be written
+                // is said once, and the report goes on without it.
                 if let Err(e) = r.add(&path) {
-                    self.error.get_or_insert(e);
+                    eprintln!(
+                        "immich-integrity: cannot write the restore list ({}); the findings \
+                         with repair restore_from_backup name the files",
+                        immich_integrity::error::io_detail(&e)
+                    );
+                    r.abandon();
+                    self.restore = None;
                 }
             }
         }
