@@ -15,7 +15,14 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p immich-integrity-cli \
+# With a vendor/ folder (`cargo vendor`, as scripts/container.sh makes), the build reads the
+# crates from it and needs no network.
+RUN if [ -d vendor ]; then \
+      mkdir -p .cargo \
+      && printf '[source.crates-io]\nreplace-with = "vendored"\n[source.vendored]\ndirectory = "vendor"\n' \
+         > .cargo/config.toml; \
+    fi \
+ && cargo build --release --locked -p immich-integrity-cli \
  && install -m 0755 target/release/immich-integrity /usr/local/bin/immich-integrity
 
 FROM debian:${DEBIAN}-slim

@@ -37,6 +37,7 @@ started_engine=""
 fixture_db=""
 fixture_dir=""
 cleanup() {
+  if [ -n "${vendored:-}" ]; then rm -rf vendor; fi
   if [ -n "$fixture_db" ]; then
     "$target_dir/debug/immich-fixture" drop "$fixture_db" --dir "$fixture_dir" >/dev/null 2>&1 || true
   fi
@@ -75,9 +76,16 @@ if ! "$ENGINE" image inspect "$BASE" >/dev/null 2>&1; then
   tar -C "$rootfs" -c . | "$ENGINE" import - "$BASE" >&2
 fi
 
-# 3. The image.
+# 3. The image. The crates are vendored by the host's cargo first (the build container then
+#    needs neither crates.io nor the host's TLS trust store); vendor/ is removed afterwards.
+if [ ! -d vendor ]; then
+  echo "+ cargo vendor --locked vendor" >&2
+  cargo vendor --locked vendor >/dev/null
+  vendored=1
+fi
 echo "+ $ENGINE build --network host --build-arg DEBIAN=$DEBIAN -t $IMAGE ." >&2
 "$ENGINE" build --network host --build-arg DEBIAN="$DEBIAN" -t "$IMAGE" . >&2
+if [ -n "${vendored:-}" ]; then rm -rf vendor; vendored=""; fi
 
 # 4. A generated library, and a zero-flag run of the image against it.
 bash scripts/setup.sh
