@@ -470,7 +470,7 @@ mod tests {
         std::fs::set_permissions(&bucket, std::fs::Permissions::from_mode(0o700)).unwrap();
         let who = Identity::parse("65534:65534").unwrap();
         let denied: BTreeSet<PathBuf> = [ok.clone(), closed.clone()].into();
-        let got = permission_targets(&denied, &[root.clone()], Some(&who));
+        let got = permission_targets(&denied, std::slice::from_ref(&root), Some(&who));
         assert_eq!(got, vec![bucket, closed]);
     }
 }
