@@ -2,14 +2,14 @@
 # (docker-compose.integrity.yml). Both stages start from Debian; scripts/container.sh makes the
 # base image from Debian's packages (debootstrap) where no registry can be pulled.
 #   docker build -t immich-integrity .
-# The build needs a Rust newer than Debian stable's (the lock file's crates want 1.89), so the
-# default is Debian testing; pass --build-arg DEBIAN=... for another suite.
-ARG DEBIAN=testing
+# Debian 13 (trixie): FFmpeg 7.1, which the ffmpeg-next 7 bindings support, and a recent Rust
+# as rustc-web/cargo-web (its plain rustc 1.85 is older than the lock file's crates want).
+ARG DEBIAN=trixie
 
 FROM debian:${DEBIAN}-slim AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ca-certificates cargo rustc pkg-config clang libclang-dev \
+      ca-certificates cargo-web rustc-web pkg-config clang libclang-dev \
       libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev \
       libavdevice-dev \
  && rm -rf /var/lib/apt/lists/*

@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ENGINE=${ENGINE:-docker}
-DEBIAN=${DEBIAN:-testing}
+DEBIAN=${DEBIAN:-trixie}
 BASE="debian:${DEBIAN}-slim"
 IMAGE=${IMAGE:-immich-integrity:latest}
 WORK=${WORK:-/var/tmp/immich-integrity-container}

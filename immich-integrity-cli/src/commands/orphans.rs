@@ -32,11 +32,12 @@ fn render(report: &OrphanReport, format: OrphanFormat) -> serde_json::Result<Vec
     let mut out = Vec::new();
     match format {
         OrphanFormat::Jsonl => {
+            // Each object names its type, as a scan report's do.
             for o in &report.orphans {
-                serde_json::to_writer(&mut out, o)?;
+                serde_json::to_writer(&mut out, &Typed::new("orphan", o))?;
                 out.push(b'\n');
             }
-            serde_json::to_writer(&mut out, &report.summary)?;
+            serde_json::to_writer(&mut out, &Typed::new("summary", &report.summary))?;
             out.push(b'\n');
         }
         OrphanFormat::Json => {
@@ -85,6 +86,21 @@ fn render(report: &OrphanReport, format: OrphanFormat) -> serde_json::Result<Vec
         }
     }
     Ok(out)
+}
+
+/// `{"type": ..., ...the value's fields}`.
+#[derive(serde::Serialize)]
+struct Typed<'a, T: serde::Serialize> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    value: &'a T,
+}
+
+impl<'a, T: serde::Serialize> Typed<'a, T> {
+    fn new(kind: &'static str, value: &'a T) -> Self {
+        Typed { kind, value }
+    }
 }
 
 fn table_line(o: &Orphan) -> String {

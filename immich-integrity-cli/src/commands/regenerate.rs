@@ -147,12 +147,6 @@ pub fn run(args: RegenArgs, purpose: Purpose) -> ExitCode {
         None if args.apply => return fail("--apply needs --server URL (or IMMICH_SERVER)"),
         None => None,
     };
-    // A server that is down is said at once, with its address, not after every retry.
-    if let (Some(c), true) = (&client, args.apply) {
-        if let Err(e) = c.reachable(Duration::from_secs(args.timeout.clamp(1, 5))) {
-            return fail(render(&e));
-        }
-    }
 
     // Findings: from a saved report, or a scan now.
     let rest = Rest {
@@ -168,6 +162,15 @@ pub fn run(args: RegenArgs, purpose: Purpose) -> ExitCode {
     if args.apply && (in_state_dir(&rest.state) || in_state_dir(&rest.journal)) {
         if let Err(e) = crate::state::ensure(&crate::state::dir()) {
             return fail(e);
+        }
+    }
+    if args.apply {
+        // Where this run keeps what it did, when no flag named the file.
+        if args.state.is_none() && args.via == Via::Api {
+            println!("state: {}", rest.state.display());
+        }
+        if args.journal.is_none() && args.via == Via::Queue {
+            println!("journal: {}", rest.journal.display());
         }
     }
     // Findings: from a scan now, or the rows a saved report names, checked again now.
@@ -242,7 +245,8 @@ fn finish(
         Purpose::Metadata => "sidecar",
     };
     println!("{} broken {what} file(s) to rebuild", targets.len());
-    match rest.via {
+    let contact = client.as_ref().map(|c| (c.contact(), c.base().to_string()));
+    let code = match rest.via {
         Via::Api => run_api(rest, targets, client, keys, cancel),
         Via::Queue => {
             let Some(url) = db_url else {
@@ -250,6 +254,15 @@ fn finish(
             };
             run_queue(rest, targets, &url, client, keys, cancel)
         }
+    };
+    // A server that never answered is a run that could not happen (exit 2), said with its
+    // address; nothing was retried against it.
+    match contact {
+        Some((c, base)) if c.never_reached() => fail(format!(
+            "cannot reach Immich at {base}: nothing was queued (is the server running, and is \
+             --server its address?)"
+        )),
+        _ => code,
     }
 }
 
