@@ -250,7 +250,9 @@ pub fn plan(t: &Tally, cx: &Context) -> Vec<NextStep> {
                 rustix::process::getegid().as_raw(),
             ),
         };
-        let fix = permission_targets(&t.denied, &cx.roots, cx.identity.as_ref());
+        // Without --as-user the scan judged access as itself: so do the steps.
+        let me = cx.identity.clone().unwrap_or_else(Identity::current);
+        let fix = permission_targets(&t.denied, &cx.roots, Some(&me));
         for chunk in fix.chunks(PATHS_PER_COMMAND) {
             let paths = chunk.iter().map(|p| p.to_string_lossy().into_owned());
             let mut chown = vec!["chown".to_string(), format!("{uid}:{gid}"), "--".into()];
