@@ -217,7 +217,16 @@ fn long_paths_newlines_sockets_and_devices_get_clear_findings() {
         String::from_utf8(out.stdout).unwrap()
     };
     let jsonl = run("jsonl");
-    assert_eq!(jsonl.lines().count(), 7, "6 findings and the summary");
+    let findings = jsonl
+        .lines()
+        .filter(|l| l.starts_with(r#"{"type":"finding""#))
+        .count();
+    assert_eq!(findings, 6, "{jsonl}");
+    assert!(jsonl
+        .lines()
+        .last()
+        .unwrap()
+        .starts_with(r#"{"type":"summary""#));
     for l in jsonl.lines() {
         serde_json::from_str::<serde_json::Value>(l).unwrap();
     }

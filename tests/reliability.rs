@@ -28,7 +28,10 @@ fn scan_args(lib: &Lib, db_url: &str) -> Vec<String> {
 }
 
 fn jsonl(text: &str) -> (Vec<Finding>, serde_json::Value) {
-    let mut lines: Vec<&str> = text.lines().collect();
+    let mut lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with(r#"{"type":"next_step""#))
+        .collect();
     let summary = serde_json::from_str(lines.pop().expect("a summary line")).unwrap();
     let findings = lines
         .iter()

@@ -5,59 +5,67 @@ use crate::signals::install_signal_handlers;
 use immich_integrity::{FileKind, Identity, ScanOptions};
 use std::path::PathBuf;
 
+/// Help headings, one set for every command.
+pub(crate) const CONN: &str = "Connection";
+pub(crate) const SEL: &str = "Selection";
+pub(crate) const CHECK: &str = "Checks";
+pub(crate) const OUT: &str = "Output";
+pub(crate) const SAFETY: &str = "Safety";
+
 /// Where the library is and whose access matters (shared by every command that reads it).
 #[derive(clap::Args)]
 pub(crate) struct LibraryArgs {
     /// PostgreSQL URL of Immich's database, without the password (command lines are visible
     /// to other users): it is read from PGPASSWORD, ~/.pgpass (or PGPASSFILE), or the .env's
     /// DB_PASSWORD with --env-file.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, help_heading = CONN)]
     pub(crate) db_url: Option<String>,
     /// Immich's docker `.env` (beside docker-compose.yml): database, UPLOAD_LOCATION and the
     /// server's bind mounts are read from it and the compose file. Explicit flags win.
-    #[arg(long)]
+    #[arg(long, help_heading = CONN)]
     pub(crate) env_file: Option<PathBuf>,
     /// Host folder holding Immich's upload/, thumbs/, encoded-video/ ... folders (UPLOAD_LOCATION).
-    #[arg(long)]
+    #[arg(long, help_heading = CONN)]
     media_root: Option<PathBuf>,
     /// Immich's media location inside the container (default: read from the database).
-    #[arg(long)]
+    #[arg(long, help_heading = CONN)]
     media_location: Option<String>,
     /// CONTAINER=HOST path mapping (repeatable), e.g. /mnt/photos=/tank/photos.
-    #[arg(long = "map", value_parser = parse_map)]
+    #[arg(long = "map", value_parser = parse_map, help_heading = CONN)]
     maps: Vec<(String, PathBuf)>,
     /// Evaluate read access for the uid[:gid] the Immich server runs as.
-    #[arg(long, value_parser = parse_identity)]
+    #[arg(long, value_parser = parse_identity, help_heading = CONN)]
     as_user: Option<Identity>,
     /// Worker threads (0 = one per core), at most 256.
-    #[arg(long, default_value_t = 0, value_parser = parse_jobs)]
+    #[arg(short = 'j', long, default_value_t = 0, value_parser = parse_jobs, help_heading = CHECK)]
     jobs: usize,
     /// Check only shard K of N (0-based): N processes with K = 0..N cover every asset once.
-    #[arg(long, value_parser = parse_shard)]
+    #[arg(long, value_parser = parse_shard, help_heading = SEL)]
     shard: Option<immich_integrity::Shard>,
     /// Also check assets in the trash.
-    #[arg(long)]
+    #[arg(long, help_heading = SEL)]
     include_trashed: bool,
     /// Reconnect attempts after a lost database connection (reset, terminated, server
     /// restarting) before giving up; the scan resumes after the last row read. 0 = never.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, help_heading = CONN)]
     retries: u32,
     /// Only assets (and persons, profile image) of these users: ids or e-mail addresses,
     /// repeatable or comma-separated.
-    #[arg(long = "owner", value_name = "ID|EMAIL", value_delimiter = ',')]
+    #[arg(long = "owner", value_name = "ID|EMAIL", value_delimiter = ',', help_heading = SEL)]
     owners: Vec<String>,
-    /// Only assets of this external library (id); persons and profile images are skipped.
-    #[arg(long, value_name = "ID")]
+    /// Only assets of this external library (id or name); persons and profile images are
+    /// skipped.
+    #[arg(long, value_name = "ID|NAME", help_heading = SEL)]
     library: Option<String>,
     /// Only these file kinds, comma-separated: original, sidecar, preview, thumbnail,
     /// fullsize, encoded_video, person_thumbnail, profile_image.
-    #[arg(long = "kind", value_name = "KIND", value_delimiter = ',')]
+    #[arg(long = "kind", value_name = "KIND", value_delimiter = ',', help_heading = SEL)]
     kinds: Vec<FileKind>,
     /// At most N assets (the first in id order); persons and users are not limited.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help_heading = SEL)]
     limit: Option<u64>,
     /// Only rows created or updated after this date (YYYY-MM-DD, UTC) or RFC 3339 instant.
-    #[arg(long, value_name = "DATE", value_parser = parse_since)]
+    #[arg(long, value_name = "DATE", value_parser = parse_since, help_heading = SEL)]
     since: Option<chrono::DateTime<chrono::Utc>>,
     /// Rows fetched per database round trip.
     #[arg(long, default_value_t = 2000, hide = true)]
@@ -124,7 +132,11 @@ pub(crate) fn load_install(
     match env_file {
         Some(p) => immich_integrity::envfile::load(p)
             .map_err(|e| format!("cannot read {}: {e}", p.display())),
-        None => Ok(Default::default()),
+        // Run with Immich's server environment (docker-compose.integrity.yml): no flag needed.
+        None => Ok(
+            immich_integrity::envfile::from_environment(&|k| std::env::var(k).ok())
+                .unwrap_or_default(),
+        ),
     }
 }
 
@@ -207,7 +219,7 @@ pub(crate) fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
         args.env_file
             .as_ref()
             .map(|p| format!(".env {}", p.display()))
-            .unwrap_or_else(|| ".env".into())
+            .unwrap_or_else(|| "the environment (Immich's server container)".into())
     };
     let compose = || {
         args.env_file
@@ -217,7 +229,11 @@ pub(crate) fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
     };
     opts.origins.media_root = match (&args.media_root, &install.media_root) {
         (Some(_), _) => Some("flag --media-root".into()),
-        (None, Some(_)) => Some(format!("UPLOAD_LOCATION in {}", env())),
+        (None, Some(_)) if args.env_file.is_some() => Some(format!("UPLOAD_LOCATION in {}", env())),
+        (None, Some(_)) => Some(
+            "the container's media location (IMMICH_MEDIA_LOCATION, /data or /usr/src/app/upload)"
+                .into(),
+        ),
         (None, None) => None,
     };
     opts.origins.media_location = match (&args.media_location, &install.media_location) {
@@ -267,6 +283,113 @@ pub(crate) fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
     Ok(opts)
 }
 
+/// The options of this run as the next steps repeat them: connection and roots (never a
+/// password: a URL's password is dropped, as the run read it from PGPASSWORD, ~/.pgpass or the
+/// .env, where the next command finds it too), and the selection. Paths are made absolute.
+pub(crate) fn replay(args: &LibraryArgs) -> (Vec<String>, Vec<String>) {
+    let abs = |p: &std::path::Path| crate::state::absolute(p).to_string_lossy().into_owned();
+    let mut lib = Vec::new();
+    if let Some(e) = &args.env_file {
+        lib.extend(["--env-file".to_string(), abs(e)]);
+    }
+    let from_env = std::env::var("DATABASE_URL").ok();
+    if let Some(url) = args
+        .db_url
+        .as_ref()
+        .filter(|u| from_env.as_ref() != Some(*u))
+    {
+        if let Some(u) = without_password(url) {
+            lib.extend(["--db-url".to_string(), u]);
+        }
+    }
+    if let Some(r) = &args.media_root {
+        lib.extend(["--media-root".to_string(), abs(r)]);
+    }
+    if let Some(l) = &args.media_location {
+        lib.extend(["--media-location".to_string(), l.clone()]);
+    }
+    for (c, h) in &args.maps {
+        lib.extend(["--map".to_string(), format!("{c}={}", abs(h))]);
+    }
+    if let Some(u) = &args.as_user {
+        lib.extend(["--as-user".to_string(), as_user_flag(u)]);
+    }
+    let mut sel = Vec::new();
+    if !args.owners.is_empty() {
+        sel.extend(["--owner".to_string(), args.owners.join(",")]);
+    }
+    if let Some(l) = &args.library {
+        sel.extend(["--library".to_string(), l.clone()]);
+    }
+    if !args.kinds.is_empty() {
+        let k: Vec<&str> = args.kinds.iter().map(|k| k.as_str()).collect();
+        sel.extend(["--kind".to_string(), k.join(",")]);
+    }
+    if let Some(n) = args.limit {
+        sel.extend(["--limit".to_string(), n.to_string()]);
+    }
+    if let Some(t) = args.since {
+        sel.extend(["--since".to_string(), t.to_rfc3339()]);
+    }
+    if let Some(s) = &args.shard {
+        sel.extend(["--shard".to_string(), format!("{}/{}", s.index, s.count)]);
+    }
+    if args.include_trashed {
+        sel.push("--include-trashed".to_string());
+    }
+    (lib, sel)
+}
+
+/// Only the options that reach the database (`--env-file`, `--db-url`) of [`replay`]'s first
+/// list, for commands that read no media (`undo`).
+pub(crate) fn connection_only(library_args: &[String]) -> Vec<String> {
+    library_args
+        .chunks(2)
+        .filter(|c| matches!(c[0].as_str(), "--env-file" | "--db-url"))
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+/// This program's absolute path, as printed commands name it.
+pub(crate) fn program() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "immich-integrity".into())
+}
+
+/// `UID:GID[,GID...]`, as `--as-user` reads it.
+fn as_user_flag(u: &Identity) -> String {
+    let g: Vec<String> = u.gids.iter().map(|g| g.to_string()).collect();
+    format!("{}:{}", u.uid, g.join(","))
+}
+
+/// The URL without its password; `None` when it cannot be shown without one.
+fn without_password(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if rest.to_ascii_lowercase().contains("password=") {
+        return None;
+    }
+    match rest.rsplit_once('@') {
+        None => Some(url.to_string()),
+        Some((auth, tail)) => {
+            let user = auth.split_once(':').map_or(auth, |(u, _)| u);
+            (!user.contains(['/', '?', '#', '&', '='])).then(|| format!("{scheme}://{user}@{tail}"))
+        }
+    }
+}
+
+/// The host folders a run reads media from, made absolute (for the `chown` next steps).
+pub(crate) fn replay_roots(args: &LibraryArgs) -> Vec<PathBuf> {
+    library_roots(args)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| crate::state::absolute(p))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_since;
@@ -284,5 +407,20 @@ mod tests {
             .unwrap_err()
             .contains("--since wants a date"));
         assert!(t("2026-02-30").is_err());
+    }
+
+    #[test]
+    fn replayed_urls_never_hold_a_password() {
+        use super::without_password as w;
+        assert_eq!(
+            w("postgres://immich:s3cr@t/x@db:5432/immich").as_deref(),
+            Some("postgres://immich@db:5432/immich")
+        );
+        assert_eq!(
+            w("postgres://postgres@127.0.0.1/immich").as_deref(),
+            Some("postgres://postgres@127.0.0.1/immich")
+        );
+        assert_eq!(w("postgres://h/immich?password=x"), None);
+        assert_eq!(w("host=h password=x"), None);
     }
 }

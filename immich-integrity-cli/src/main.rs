@@ -24,10 +24,13 @@ mod args;
 mod commands;
 mod exit;
 mod hints;
+mod metrics;
 mod out;
 mod progress;
 mod report;
 mod signals;
+mod state;
+mod steps;
 mod style;
 mod text;
 
@@ -49,13 +52,13 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Colour the table report: auto (on a terminal unless NO_COLOR is set), always, never.
-    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true, help_heading = args::OUT)]
     color: ColorChoice,
     /// More log detail on stderr (-v info, -vv debug); RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = args::OUT)]
     verbose: u8,
     /// Only errors on stderr, and no progress bar.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = args::OUT)]
     quiet: bool,
 }
 

@@ -1,8 +1,10 @@
 //! Report writers: table (for people), json, jsonl. Files are written atomically.
 
 use crate::progress::Meter;
+use crate::steps::{FindingLine, RestoreList, StepLine, SummaryLine};
 use crate::style::Paint;
-use immich_integrity::{Finding, Observer, Progress, Repair, Summary};
+use immich_integrity::next_steps::{self, NextStep, Tally};
+use immich_integrity::{Fault, Finding, Observer, Progress, Repair, Summary};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -15,6 +17,21 @@ pub enum Format {
     Jsonl,
     /// One row per finding, for spreadsheets; the summary goes to stderr.
     Csv,
+}
+
+impl Format {
+    /// The format `--output`'s extension names (`.jsonl`, `.json`, `.csv`), else the table.
+    pub fn for_output(output: Option<&Path>) -> Format {
+        let ext = output
+            .and_then(|p| p.extension())
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("jsonl") | Some("ndjson") => Format::Jsonl,
+            Some("json") => Format::Json,
+            Some("csv") => Format::Csv,
+            _ => Format::Table,
+        }
+    }
 }
 
 const CSV_HEADER: &str =
@@ -74,8 +91,14 @@ pub struct ReportSink {
     /// `json`: the findings so far, one JSON line each, in an anonymous temp file (memory
     /// does not grow with the number of findings).
     spill: Option<BufWriter<File>>,
-    /// `table`: per (fault, kind), the count and the first rows shown.
-    groups: BTreeMap<(String, String), Group>,
+    /// `table`: per (severity, fault, kind), the count and the first rows shown.
+    groups: BTreeMap<GroupKey, Group>,
+    /// Counts per repair and what the next steps need.
+    tally: Tally,
+    /// How the next steps are spelled; `None`: the report ends without them.
+    steps: Option<next_steps::Context>,
+    /// The list of files only a backup has.
+    restore: Option<RestoreList>,
     meter: Option<Meter>,
     paint: Paint,
     error: Option<io::Error>,
@@ -111,6 +134,9 @@ impl ReportSink {
             out,
             spill: None,
             groups: BTreeMap::new(),
+            tally: Tally::default(),
+            steps: None,
+            restore: None,
             meter: None,
             paint: Paint(false),
             error: None,
@@ -127,6 +153,19 @@ impl ReportSink {
             sink.spill = Some(BufWriter::new(f));
         }
         Ok(sink)
+    }
+
+    /// Ends the report with the next steps spelled with `cx`, and writes the files only a backup
+    /// has to `restore_list`.
+    pub fn set_next_steps(&mut self, mut cx: next_steps::Context, restore_list: PathBuf) {
+        cx.restore_list = Some(restore_list.clone());
+        self.steps = Some(cx);
+        self.restore = Some(RestoreList::new(restore_list));
+    }
+
+    /// What the findings so far add up to.
+    pub fn tally(&self) -> &Tally {
+        &self.tally
     }
 
     /// Shows progress on stderr (the caller decides whether a person is watching).
@@ -191,22 +230,58 @@ impl ReportSink {
             self.abandon();
             return Err(e);
         }
+        let restore = match self.restore.take().map(RestoreList::finish).transpose() {
+            Ok(r) => r.flatten(),
+            Err(e) => {
+                eprintln!(
+                    "immich-integrity: cannot write the restore list ({}); the findings with \
+                     repair restore_from_backup name the files",
+                    immich_integrity::error::io_detail(&e)
+                );
+                None
+            }
+        };
+        // Only a finished scan says what to do: steps from part of the library would miss
+        // the rest.
+        let steps: Vec<NextStep> = match &self.steps {
+            Some(cx) if summary.completion == immich_integrity::Completion::Complete => {
+                let mut cx = cx.clone();
+                cx.restore_list = restore.clone();
+                // The roots the scan really used (a marker search may have gone deeper).
+                cx.roots.extend(
+                    summary
+                        .roots
+                        .iter()
+                        .filter(|r| r.role != "media location")
+                        .map(|r| PathBuf::from(&r.value)),
+                );
+                next_steps::plan(&self.tally, &cx)
+            }
+            _ => Vec::new(),
+        };
+        let tally = std::mem::take(&mut self.tally);
+        let line = SummaryLine::new(summary, &tally, restore.as_deref());
         let r = match self.format {
             Format::Jsonl => {
-                self.write_line(summary);
+                for s in &steps {
+                    self.write_line(&StepLine::new(s));
+                }
+                self.write_line(&line);
                 self.error.take().map_or(Ok(()), Err)
             }
             Format::Json => match self.spill.take() {
-                Some(spill) => write_json(&mut self.out, spill, summary),
+                Some(spill) => write_json(&mut self.out, spill, &steps, &line),
                 None => Ok(()),
             },
-            Format::Table => write_table(&mut self.out, &self.groups, summary, self.paint),
+            Format::Table => write_table(&mut self.out, &self.groups, summary, &steps, self.paint),
             Format::Csv => {
                 // The header is written up front; the summary is for people, on stderr.
                 eprintln!(
                     "immich-integrity: schema {}, {} rows, {} files checked, {} faults",
                     summary.schema, summary.rows, summary.files_checked, summary.findings
                 );
+                let mut err = io::stderr();
+                let _ = crate::steps::write_table(&mut err, &steps);
                 self.error.take().map_or(Ok(()), Err)
             }
         };
@@ -234,6 +309,9 @@ impl ReportSink {
         if let Some(m) = self.meter.take() {
             m.finish();
         }
+        if let Some(r) = &mut self.restore {
+            r.abandon();
+        }
         if let Target::File { tmp, .. } = &self.out {
             let _ = std::fs::remove_file(tmp);
         }
@@ -243,15 +321,30 @@ impl ReportSink {
 impl Observer for ReportSink {
     fn finding(&mut self, f: &Finding) {
         let f = &crate::hints::finding(f);
+        if let Some(path) = self.tally.add(f) {
+            if let Some(r) = &mut self.restore {
+                // The list helps; the report is what matters: a list that cannot be written
+                // is said once, and the report goes on without it.
+                if let Err(e) = r.add(&path) {
+                    eprintln!(
+                        "immich-integrity: cannot write the restore list ({}); the findings \
+                         with repair restore_from_backup name the files",
+                        immich_integrity::error::io_detail(&e)
+                    );
+                    r.abandon();
+                    self.restore = None;
+                }
+            }
+        }
         match self.format {
-            Format::Jsonl => self.write_line(f),
+            Format::Jsonl => self.write_line(&FindingLine::new(f)),
             Format::Csv => self.write_raw(&csv_row(f)),
             Format::Json => {
                 if self.error.is_some() {
                     return;
                 }
                 if let Some(w) = &mut self.spill {
-                    let r = serde_json::to_writer(&mut *w, f)
+                    let r = serde_json::to_writer(&mut *w, &FindingLine::new(f))
                         .map_err(io::Error::from)
                         .and_then(|_| w.write_all(b"\n"));
                     if let Err(e) = r {
@@ -263,7 +356,11 @@ impl Observer for ReportSink {
                 let kind = f.file.map(|k| k.as_str()).unwrap_or("mount");
                 let g = self
                     .groups
-                    .entry((f.fault.as_str().to_string(), kind.to_string()))
+                    .entry((
+                        severity(f.fault, f.repair),
+                        f.fault.as_str().to_string(),
+                        kind.to_string(),
+                    ))
                     .or_insert_with(|| Group {
                         count: 0,
                         repair: f.repair,
@@ -293,6 +390,87 @@ fn paint_fault(paint: Paint, fault: &str, repair: Repair, width: usize) -> Strin
     }
 }
 
+/// A table group: severity rank (0 first), fault, file kind.
+type GroupKey = (u8, String, String);
+
+/// How urgent a fault is, for the table's order: whole missing mounts first, then what only a
+/// backup can bring back, what needs a person, then access, relinks, and what Immich rebuilds.
+fn severity(fault: Fault, repair: Repair) -> u8 {
+    match (fault, repair) {
+        (Fault::MountMissing, _) => 0,
+        (_, Repair::RestoreFromBackup) => 1,
+        (_, Repair::None) | (_, Repair::Mount) => 2,
+        (_, Repair::FixPermissions) => 3,
+        (_, Repair::Relink) => 4,
+        _ => 5,
+    }
+}
+
+/// The table shows paths below the media root (host) or the media location (container)
+/// relative to it; json, jsonl and csv keep them whole.
+struct Shortener {
+    /// `(prefix with its trailing '/', what it is)`, longest first.
+    prefixes: Vec<String>,
+    root: Option<String>,
+    location: Option<String>,
+}
+
+impl Shortener {
+    fn new(s: &Summary) -> Shortener {
+        let root = s
+            .roots
+            .iter()
+            .find(|r| r.role == "media root")
+            .map(|r| r.value.trim_end_matches('/').to_string())
+            .filter(|r| !r.is_empty());
+        let location = s
+            .media_location
+            .as_deref()
+            .map(|l| l.trim_end_matches('/').to_string())
+            .filter(|l| !l.is_empty());
+        let mut prefixes: Vec<String> = [&root, &location]
+            .into_iter()
+            .flatten()
+            .map(|p| format!("{p}/"))
+            .collect();
+        prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        Shortener {
+            prefixes,
+            root,
+            location,
+        }
+    }
+
+    fn note(&self) -> Option<String> {
+        match (&self.root, &self.location) {
+            (Some(r), Some(l)) => Some(format!(
+                "paths below the media root {r} (Immich's {l}) are shown relative to it"
+            )),
+            (Some(r), None) => Some(format!("paths below the media root {r} are relative to it")),
+            (None, Some(l)) => Some(format!("paths below Immich's {l} are relative to it")),
+            (None, None) => None,
+        }
+    }
+
+    fn path(&self, p: &str) -> String {
+        self.prefixes
+            .iter()
+            .find_map(|pre| p.strip_prefix(pre.as_str()))
+            .filter(|rest| !rest.is_empty())
+            .unwrap_or(p)
+            .to_string()
+    }
+
+    /// Every absolute path in a sentence, shortened (a path starts after a space).
+    fn text(&self, t: &str) -> String {
+        let mut out = t.to_string();
+        for pre in &self.prefixes {
+            out = out.replace(&format!(" {pre}"), " ");
+        }
+        out
+    }
+}
+
 /// One group of the table: how many findings, their repair, the first rows shown.
 struct Group {
     count: usize,
@@ -300,33 +478,50 @@ struct Group {
     first: Vec<Finding>,
 }
 
-/// `{"findings": [...], "summary": {...}}`, the findings streamed back from the spill file.
-fn write_json(out: &mut impl Write, spill: BufWriter<File>, summary: &Summary) -> io::Result<()> {
+/// `{"findings": [...], "next_steps": [...], "summary": {...}}`, the findings streamed back
+/// from the spill file.
+fn write_json(
+    out: &mut impl Write,
+    spill: BufWriter<File>,
+    steps: &[NextStep],
+    summary: &SummaryLine<'_>,
+) -> io::Result<()> {
     use std::io::{BufRead, Seek};
     let mut f = spill.into_inner().map_err(|e| e.into_error())?;
     f.rewind()?;
-    out.write_all(b"{\n  \"findings\": [")?;
+    write!(
+        out,
+        "{{\n  \"type\": \"report\",\n  \"schema_version\": {},\n  \"findings\": [",
+        crate::steps::SCHEMA_VERSION
+    )?;
     let mut first = true;
     for line in io::BufReader::new(f).lines() {
         out.write_all(if first { b"\n    " } else { b",\n    " })?;
         out.write_all(line?.as_bytes())?;
         first = false;
     }
-    out.write_all(b"\n  ],\n  \"summary\": ")?;
+    out.write_all(b"\n  ],\n  \"next_steps\": [")?;
+    for (i, s) in steps.iter().enumerate() {
+        out.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
+        serde_json::to_writer(&mut *out, &StepLine::new(s))?;
+    }
+    out.write_all(if steps.is_empty() { b"]" } else { b"\n  ]" })?;
+    out.write_all(b",\n  \"summary\": ")?;
     serde_json::to_writer(&mut *out, summary)?;
     out.write_all(b"\n}\n")
 }
 
 fn write_table(
     out: &mut impl Write,
-    groups: &BTreeMap<(String, String), Group>,
+    groups: &BTreeMap<GroupKey, Group>,
     s: &Summary,
+    steps: &[NextStep],
     paint: Paint,
 ) -> io::Result<()> {
     if !groups.is_empty() {
         let header = format!("{:<18} {:<16} {:>8}  REPAIR", "FAULT", "FILE", "COUNT");
         writeln!(out, "{}", paint.bold(&header))?;
-        for ((fault, kind), g) in groups {
+        for ((_, fault, kind), g) in groups {
             writeln!(
                 out,
                 "{} {kind:<16} {:>8}  {}",
@@ -335,17 +530,27 @@ fn write_table(
                 g.repair.as_str()
             )?;
         }
-        for ((fault, kind), g) in groups {
+        let short = Shortener::new(s);
+        if let Some(note) = short.note() {
+            writeln!(out, "\n{note}")?;
+        }
+        for ((_, fault, kind), g) in groups {
             let heading = format!("{fault} {kind} ({}):", g.count);
             writeln!(out, "\n{}", paint.bold(&heading))?;
             for f in &g.first {
                 let id = esc(f.asset_id.as_deref().unwrap_or("-"));
-                let path = esc(f.db_path.as_deref().unwrap_or("-"));
+                let path = short.path(f.db_path.as_deref().unwrap_or("-"));
+                let path = esc(&path);
                 writeln!(out, "  {id}  {path}")?;
                 if let Some(at) = &f.found_at {
-                    writeln!(out, "      found at {}", esc(at))?;
+                    writeln!(out, "      found at {}", esc(&short.path(at)))?;
                 }
-                writeln!(out, "      {} -> {}", esc(&f.detail), f.repair.as_str())?;
+                writeln!(
+                    out,
+                    "      {} -> {}",
+                    esc(&short.text(&f.detail)),
+                    f.repair.as_str()
+                )?;
             }
             if g.count > TABLE_ROWS_PER_GROUP {
                 writeln!(out, "  ... {} more", g.count - TABLE_ROWS_PER_GROUP)?;
@@ -353,6 +558,7 @@ fn write_table(
         }
         writeln!(out)?;
     }
+    crate::steps::write_table(out, steps)?;
     if let (Some(h), Some(r), Some(n)) = (s.manifest_hits, s.manifest_rereads, s.manifest_new) {
         writeln!(
             out,

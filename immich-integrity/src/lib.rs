@@ -65,7 +65,7 @@ pub mod model;
 
 // The tools, each a module of its stage.
 pub use check::{decode, formats, manifest};
-pub use diagnose::{doctor, envfile, explain, orphans};
+pub use diagnose::{doctor, envfile, explain, next_steps, orphans};
 pub use repair::{api, regenerate, relink};
 
 // The types a scan is made of.

@@ -324,10 +324,14 @@ pub fn run_cli(args: &[String]) -> std::process::Output {
         .unwrap()
 }
 
-/// Splits a `--format jsonl` report into its findings and its last line, the summary.
+/// Splits a `--format jsonl` report into its findings and its last line, the summary (the
+/// `next_step` lines before it are left out).
 pub fn parse_jsonl(out: &[u8]) -> (Vec<Finding>, serde_json::Value) {
     let text = String::from_utf8(out.to_vec()).unwrap();
-    let mut lines: Vec<&str> = text.lines().collect();
+    let mut lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with(r#"{"type":"next_step""#))
+        .collect();
     let summary: serde_json::Value =
         serde_json::from_str(lines.pop().expect("a summary line")).unwrap();
     let findings = lines

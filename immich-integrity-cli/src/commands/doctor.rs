@@ -24,10 +24,15 @@ logged into or recognised as Immich's (the file checks still ran and are shown),
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum DoctorFormat {
-    /// One line per check.
-    Text,
+    /// One line per check (`text` is the old name).
+    #[value(alias = "text")]
+    Table,
     /// One JSON object: {"checks": [...], "database_checked": bool}.
     Json,
+    /// One check per line (`"type":"check"`), then `{"type":"summary","database_checked":..}`.
+    Jsonl,
+    /// name,status,message,fix per check, for spreadsheets.
+    Csv,
 }
 
 /// The library flags that only matter to a scan are accepted but not shown.
@@ -40,13 +45,13 @@ pub enum DoctorFormat {
 pub struct DoctorArgs {
     #[command(flatten)]
     library: LibraryArgs,
-    #[arg(long, value_enum, default_value_t = DoctorFormat::Text)]
+    #[arg(short = 'f', long, value_enum, default_value_t = DoctorFormat::Table, help_heading = crate::args::OUT)]
     format: DoctorFormat,
     /// WARN when less than this percentage of a disk's space or inodes is free.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, help_heading = crate::args::CHECK)]
     min_free_percent: f64,
     /// WARN when the newest file in backups/ is older than this many days.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = 7, help_heading = crate::args::CHECK)]
     max_backup_age_days: u64,
     /// The Docker (or podman) socket to read containers and logs from (default: DOCKER_HOST,
     /// /var/run/docker.sock, podman's socket).
@@ -136,7 +141,35 @@ pub fn run(mut args: DoctorArgs) -> ExitCode {
         c.fix = c.fix.as_deref().map(hints::render);
     }
     match args.format {
-        DoctorFormat::Text => print!("{}", render(&report)),
+        DoctorFormat::Table => print!("{}", render(&report)),
+        DoctorFormat::Jsonl => {
+            for c in &report.checks {
+                let mut v = serde_json::json!({"type": "check"});
+                if let (Some(m), Ok(serde_json::Value::Object(c))) =
+                    (v.as_object_mut(), serde_json::to_value(c))
+                {
+                    m.extend(c);
+                }
+                println!("{v}");
+            }
+            println!(
+                "{}",
+                serde_json::json!({"type": "summary", "database_checked": report.database_checked})
+            );
+        }
+        DoctorFormat::Csv => {
+            use crate::text::csv_cell;
+            println!("name,status,message,fix");
+            for c in &report.checks {
+                println!(
+                    "{},{},{},{}",
+                    csv_cell(&c.name),
+                    c.status.as_str(),
+                    csv_cell(&c.message),
+                    csv_cell(c.fix.as_deref().unwrap_or(""))
+                );
+            }
+        }
         DoctorFormat::Json => match serde_json::to_string_pretty(&report) {
             Ok(s) => println!("{s}"),
             Err(e) => return fail(format!("cannot encode the report: {e}")),

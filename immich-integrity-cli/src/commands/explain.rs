@@ -27,10 +27,10 @@ pub struct ExplainArgs {
     #[command(flatten)]
     library: LibraryArgs,
     /// Report format: table, json, jsonl (one verdict per line, then a summary line) or csv.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    #[arg(short = 'f', long, value_enum, default_value_t = Format::Table, help_heading = crate::args::OUT)]
     format: Format,
     /// Write the report here (atomically) instead of standard output.
-    #[arg(long)]
+    #[arg(short = 'o', long, help_heading = crate::args::OUT)]
     output: Option<PathBuf>,
 }
 

@@ -12,17 +12,19 @@ pub enum OrphanFormat {
     Table,
     Json,
     Jsonl,
+    /// path,rel,size,moved_row,moved_file,relink_to per orphan; the summary goes to stderr.
+    Csv,
 }
 
 #[derive(clap::Args)]
 pub struct OrphansArgs {
     #[command(flatten)]
     library: LibraryArgs,
-    /// Report format: jsonl (one orphan per line, then a summary line), json, or table.
-    #[arg(long, value_enum, default_value_t = OrphanFormat::Table)]
+    /// Report format: jsonl (one orphan per line, then a summary line), json, csv or table.
+    #[arg(short = 'f', long, value_enum, default_value_t = OrphanFormat::Table, help_heading = crate::args::OUT)]
     format: OrphanFormat,
     /// Write the report here (atomically) instead of standard output.
-    #[arg(long)]
+    #[arg(short = 'o', long, help_heading = crate::args::OUT)]
     output: Option<PathBuf>,
 }
 
@@ -30,11 +32,12 @@ fn render(report: &OrphanReport, format: OrphanFormat) -> serde_json::Result<Vec
     let mut out = Vec::new();
     match format {
         OrphanFormat::Jsonl => {
+            // Each object names its type, as a scan report's do.
             for o in &report.orphans {
-                serde_json::to_writer(&mut out, o)?;
+                serde_json::to_writer(&mut out, &Typed::new("orphan", o))?;
                 out.push(b'\n');
             }
-            serde_json::to_writer(&mut out, &report.summary)?;
+            serde_json::to_writer(&mut out, &Typed::new("summary", &report.summary))?;
             out.push(b'\n');
         }
         OrphanFormat::Json => {
@@ -43,6 +46,23 @@ fn render(report: &OrphanReport, format: OrphanFormat) -> serde_json::Result<Vec
                 &serde_json::json!({"orphans": report.orphans, "summary": report.summary}),
             )?;
             out.push(b'\n');
+        }
+        OrphanFormat::Csv => {
+            use crate::text::csv_cell;
+            let mut t = String::from("path,rel,size,moved_row,moved_file,relink_to\n");
+            for o in &report.orphans {
+                let c = o.moved_candidate.as_ref();
+                t.push_str(&format!(
+                    "{},{},{},{},{},{}\n",
+                    csv_cell(&o.path.to_string_lossy()),
+                    csv_cell(&o.rel),
+                    o.size,
+                    c.map(|c| csv_cell(&c.row_id)).unwrap_or_default(),
+                    c.map(|c| c.file.as_str()).unwrap_or_default(),
+                    c.map(|c| csv_cell(&c.relink_to)).unwrap_or_default(),
+                ));
+            }
+            out.extend_from_slice(t.as_bytes());
         }
         OrphanFormat::Table => {
             let s = &report.summary;
@@ -66,6 +86,21 @@ fn render(report: &OrphanReport, format: OrphanFormat) -> serde_json::Result<Vec
         }
     }
     Ok(out)
+}
+
+/// `{"type": ..., ...the value's fields}`.
+#[derive(serde::Serialize)]
+struct Typed<'a, T: serde::Serialize> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    value: &'a T,
+}
+
+impl<'a, T: serde::Serialize> Typed<'a, T> {
+    fn new(kind: &'static str, value: &'a T) -> Self {
+        Typed { kind, value }
+    }
 }
 
 fn table_line(o: &Orphan) -> String {

@@ -25,7 +25,7 @@ pub enum Via {
 }
 
 pub const REGEN_HELP: &str = "Keys: Immich lets only an asset's owner queue its jobs, so --via api \
-needs a key per owner (--api-key-for OWNER_ID=KEY or --api-keys-file); --api-key is used for owners \
+needs a key per owner (--api-key-for OWNER=KEY, OWNER an id or e-mail address, or --api-keys-file); --api-key is used for owners \
 without their own key. Prefer --api-keys-file or IMMICH_API_KEY over flags: command lines are visible \
 to other local users. Keys are never printed.
 
@@ -38,52 +38,55 @@ pub struct RegenArgs {
     library: LibraryArgs,
     /// Rebuild only the rows a saved `scan --format jsonl` report names: they are checked
     /// again now, and only files this check finds broken are rebuilt.
-    #[arg(long)]
+    #[arg(long, help_heading = crate::args::SEL)]
     from: Option<PathBuf>,
     /// Send the requests (and, with --via queue, change the database). Without it, only print
     /// the batches and requests.
-    #[arg(long)]
+    #[arg(long, help_heading = crate::args::SAFETY)]
     apply: bool,
     /// How to have Immich rebuild the files.
-    #[arg(long, value_enum, default_value_t = Via::Api)]
+    #[arg(long, value_enum, default_value_t = Via::Api, help_heading = crate::args::SAFETY)]
     via: Via,
     /// Immich's URL, e.g. http://localhost:2283.
-    #[arg(long, env = "IMMICH_SERVER")]
+    #[arg(long, env = "IMMICH_SERVER", help_heading = crate::args::CONN)]
     server: Option<String>,
     /// API key used for owners without their own key; with --via queue, the admin key.
     #[arg(
         long,
         env = "IMMICH_API_KEY",
         hide_env_values = true,
-        value_name = "KEY"
+        value_name = "KEY",
+        help_heading = crate::args::CONN,
     )]
     api_key: Option<String>,
-    /// A key for one owner's assets (repeatable).
-    #[arg(long = "api-key-for", value_name = "OWNER_ID=KEY")]
+    /// A key for one owner's assets, the owner by id or e-mail address (repeatable).
+    #[arg(long = "api-key-for", value_name = "OWNER=KEY", help_heading = crate::args::CONN)]
     api_key_for: Vec<String>,
-    /// File of `OWNER_ID=KEY` lines (# comments allowed).
-    #[arg(long)]
+    /// File of `OWNER=KEY` lines, OWNER an id or e-mail address (# comments allowed).
+    #[arg(long, help_heading = crate::args::CONN)]
     api_keys_file: Option<PathBuf>,
     /// Asset ids per request (--via api) or rows per transaction (--via queue).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, help_heading = crate::args::SAFETY)]
     batch: usize,
     /// State file of accepted batches (JSON Lines, fsync'd): a rerun skips what it lists.
-    #[arg(long, default_value = "immich-integrity-regenerate.state")]
-    state: PathBuf,
-    /// Undo journal of --via queue (JSON Lines, fsync'd before each transaction).
-    #[arg(long, default_value = "immich-integrity-regenerate.journal")]
-    journal: PathBuf,
+    /// Default: regenerate.state (refresh-metadata.state) in the state folder.
+    #[arg(long, help_heading = crate::args::SAFETY)]
+    state: Option<PathBuf>,
+    /// Undo journal of --via queue (JSON Lines, fsync'd before each transaction). Default:
+    /// regenerate.journal (refresh-metadata.journal) in the state folder.
+    #[arg(long, help_heading = crate::args::SAFETY)]
+    journal: Option<PathBuf>,
     /// Also write the final report as JSON here.
-    #[arg(long)]
+    #[arg(long, help_heading = crate::args::OUT)]
     report: Option<PathBuf>,
     /// Attempts per request (429, 5xx, timeouts and connection errors are retried).
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 6, help_heading = crate::args::CONN)]
     attempts: u32,
     /// First retry delay in milliseconds (doubles after each failure, at most 60 s).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, help_heading = crate::args::CONN)]
     retry_delay_ms: u64,
     /// Seconds before one request times out.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, help_heading = crate::args::CONN)]
     timeout: u64,
 }
 
@@ -91,11 +94,23 @@ pub fn run(args: RegenArgs, purpose: Purpose) -> ExitCode {
     if args.batch == 0 {
         return fail("--batch must be at least 1");
     }
+    let name = match purpose {
+        Purpose::Derivatives => "regenerate",
+        Purpose::Metadata => "refresh-metadata",
+    };
+    let in_state = |flag: &Option<PathBuf>, ext: &str| match flag {
+        Some(p) => crate::state::absolute(p),
+        None => crate::state::dir().join(format!("{name}.{ext}")),
+    };
+    let (state, journal) = (
+        in_state(&args.state, "state"),
+        in_state(&args.journal, "journal"),
+    );
     if let Err(e) = crate::args::refuse_writes(
         &args.library,
         &[
-            ("--state", Some(&args.state)),
-            ("--journal", Some(&args.journal)),
+            ("--state", Some(&state)),
+            ("--journal", Some(&journal)),
             ("--report", args.report.as_deref()),
         ],
     ) {
@@ -139,10 +154,26 @@ pub fn run(args: RegenArgs, purpose: Purpose) -> ExitCode {
         via: args.via,
         apply: args.apply,
         batch: args.batch,
-        state: args.state,
-        journal: args.journal,
+        state,
+        journal,
         report: args.report,
+        connection: crate::args::connection_only(&crate::args::replay(&args.library).0),
     };
+    let in_state_dir = |p: &PathBuf| p.parent() == Some(crate::state::dir().as_path());
+    if args.apply && (in_state_dir(&rest.state) || in_state_dir(&rest.journal)) {
+        if let Err(e) = crate::state::ensure(&crate::state::dir()) {
+            return fail(e);
+        }
+    }
+    if args.apply {
+        // Where this run keeps what it did, when no flag named the file.
+        if args.state.is_none() && args.via == Via::Api {
+            println!("state: {}", rest.state.display());
+        }
+        if args.journal.is_none() && args.via == Via::Queue {
+            println!("journal: {}", rest.journal.display());
+        }
+    }
     // Findings: from a scan now, or the rows a saved report names, checked again now.
     let opts = match scan_options(args.library) {
         Ok(o) => o,
@@ -151,6 +182,9 @@ pub fn run(args: RegenArgs, purpose: Purpose) -> ExitCode {
     // Queue mode deletes rows: a report only selects them, and plan_queue checks each one
     // itself, as deep as the report's fault needs (a `corrupt` line is decoded again).
     let selected_only = args.via == Via::Queue && args.from.is_some();
+    if let Err(e) = keys.resolve_emails(&opts.source.db_url) {
+        return fail(format!("--api-key-for: {e}"));
+    }
     let checked = match &args.from {
         Some(from) if selected_only => {
             regen::selectors_from_report(from, purpose).map(|t| (t, None))
@@ -193,6 +227,21 @@ struct Rest {
     state: PathBuf,
     journal: PathBuf,
     report: Option<PathBuf>,
+    /// How this run reached the database, for the undo hint.
+    connection: Vec<String>,
+}
+
+impl Rest {
+    /// The undo command for this run's journal, runnable as printed.
+    fn undo_hint(&self) -> String {
+        let mut argv = vec![
+            crate::args::program(),
+            "undo".to_string(),
+            self.journal.to_string_lossy().into_owned(),
+        ];
+        argv.extend(self.connection.iter().cloned());
+        immich_integrity::next_steps::shell_line(&argv)
+    }
 }
 
 fn finish(
@@ -213,9 +262,19 @@ fn finish(
     if !selected_only {
         println!("{} broken {what} file(s) to rebuild", targets.len());
     }
-    match rest.via {
+    let contact = client.as_ref().map(|c| (c.contact(), c.base().to_string()));
+    let code = match rest.via {
         Via::Api => run_api(rest, targets, client, keys, cancel),
         Via::Queue => run_queue(rest, targets, opts, client, keys, cancel),
+    };
+    // A server that never answered is a run that could not happen (exit 2), said with its
+    // address; nothing was retried against it.
+    match contact {
+        Some((c, base)) if c.never_reached() => fail(format!(
+            "cannot reach Immich at {base}: nothing was queued (is the server running, and is \
+             --server its address?)"
+        )),
+        _ => code,
     }
 }
 
@@ -441,10 +500,10 @@ fn run_queue(
             .unwrap_or_default();
         eprintln!(
             "immich-integrity: interrupted: {rolled}{} row(s) in {} committed batch(es) stay \
-             changed and no queue was started; undo with: immich-integrity undo {}",
+             changed and no queue was started; undo with: {}",
             report.applied,
             report.batches,
-            esc(&rest.journal.display().to_string())
+            rest.undo_hint()
         );
         if let Err(e) = write_report(&rest.report, &report) {
             return fail(e);
@@ -452,11 +511,11 @@ fn run_queue(
         return ExitCode::from(Exit::Interrupted);
     }
     println!(
-        "changed {} row(s) in {} transaction(s) ({} had changed since planning); undo with: immich-integrity undo {}",
+        "changed {} row(s) in {} transaction(s) ({} had changed since planning); undo with: {}",
         report.applied,
         report.batches,
         report.unchanged,
-        esc(&rest.journal.display().to_string())
+        rest.undo_hint()
     );
     for (q, outcome) in &report.queues {
         match outcome {
@@ -489,8 +548,8 @@ fn run_queue(
     if !report.all_started() {
         println!(
             "the rows are changed but not every queue was started: start it in Immich \
-             (Administration > Jobs, \"Missing\") or restore the rows with: immich-integrity undo {}",
-            esc(&rest.journal.display().to_string())
+             (Administration > Jobs, \"Missing\") or restore the rows with: {}",
+            rest.undo_hint()
         );
     }
     if report.interrupted {

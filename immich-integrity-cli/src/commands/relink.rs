@@ -15,30 +15,48 @@ pub(crate) struct RelinkArgs {
     library: LibraryArgs,
     /// Relink only the rows a saved `scan --format jsonl` (or `orphans --format jsonl`) report
     /// names: they are checked again now, and the new check decides every path.
-    #[arg(long)]
+    #[arg(long, help_heading = crate::args::SEL)]
     from: Option<PathBuf>,
     /// Change the database. Without it, only print the plan.
-    #[arg(long)]
+    #[arg(long, help_heading = crate::args::SAFETY)]
     apply: bool,
-    /// Undo journal (JSON Lines, fsync'd before each batch).
-    #[arg(long, default_value = "immich-integrity-relink.journal")]
-    journal: PathBuf,
+    /// Undo journal (JSON Lines, fsync'd before each batch). Default: relink.journal in the
+    /// state folder ($IMMICH_INTEGRITY_STATE_DIR, $XDG_STATE_HOME/immich-integrity or
+    /// ~/.local/state/immich-integrity).
+    #[arg(long, help_heading = crate::args::SAFETY)]
+    journal: Option<PathBuf>,
     /// Rows per transaction.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, help_heading = crate::args::SAFETY)]
     batch: usize,
     /// Plan a top folder whose moved rows all moved the same way (e.g. `upload/` ->
     /// `upload/upload/`) as one prefix rewrite once it has at least this many rows (0 = never).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, help_heading = crate::args::SAFETY)]
     prefix_min: usize,
 }
 
 pub(crate) fn run(args: RelinkArgs) -> ExitCode {
     use immich_integrity::relink;
+    let journal = match args.journal.as_deref() {
+        Some(p) => crate::state::absolute(p),
+        None => crate::state::dir().join("relink.journal"),
+    };
     // Even a dry run refuses: the same command line with --apply must not write on media.
-    if let Err(e) = crate::args::refuse_writes(&args.library, &[("--journal", Some(&args.journal))])
-    {
+    if let Err(e) = crate::args::refuse_writes(&args.library, &[("--journal", Some(&journal))]) {
         return fail(e);
     }
+    // The undo hint repeats how this run reached the database (never a password).
+    let (connection, _) = crate::args::replay(&args.library);
+    let undo_hint = |run: &str| {
+        let mut argv = vec![
+            crate::args::program(),
+            "undo".to_string(),
+            journal.to_string_lossy().into_owned(),
+            "--run".into(),
+            run.to_string(),
+        ];
+        argv.extend(crate::args::connection_only(&connection));
+        immich_integrity::next_steps::shell_line(&argv)
+    };
     let opts = match scan_options(args.library) {
         Ok(o) => o,
         Err(e) => return fail(e),
@@ -130,10 +148,19 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
         );
         return ExitCode::from(Exit::Clean);
     }
+    // The state folder (default, or named by a printed next step) may not exist yet.
+    if journal.parent() == Some(crate::state::dir().as_path()) {
+        if let Err(e) = crate::state::ensure(&crate::state::dir()) {
+            return fail(e);
+        }
+    }
+    if args.journal.is_none() {
+        println!("journal: {}", journal.display());
+    }
     match relink::apply_plan(
         &opts.source.db_url,
         &plan,
-        &args.journal,
+        &journal,
         args.batch,
         &opts.cancel,
     ) {
@@ -165,22 +192,19 @@ pub(crate) fn run(args: RelinkArgs) -> ExitCode {
                     .unwrap_or_default();
                 eprintln!(
                     "immich-integrity: interrupted: {rolled}{} rows in {} committed batches stay \
-                     relinked (the journal says so); undo with: immich-integrity undo {} --run {}",
+                     relinked (the journal says so); undo with: {}",
                     report.applied.len(),
                     report.batches,
-                    esc(&args.journal.display().to_string()),
-                    report.run
+                    undo_hint(&report.run)
                 );
                 return ExitCode::from(Exit::Interrupted);
             }
             println!(
-                "relinked {} rows in {} batches, skipped {}; undo with: immich-integrity undo {} \
-                 --run {}",
+                "relinked {} rows in {} batches, skipped {}; undo with: {}",
                 report.applied.len(),
                 report.batches,
                 report.skipped.len(),
-                esc(&args.journal.display().to_string()),
-                report.run
+                undo_hint(&report.run)
             );
             ExitCode::from(if report.skipped.is_empty() {
                 Exit::Clean

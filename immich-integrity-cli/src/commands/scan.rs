@@ -7,7 +7,7 @@ use crate::report::{Format, ReportSink};
 use crate::style::Ui;
 use immich_integrity::{Completion, Level};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub(crate) const SCAN_EXAMPLES: &str = "Examples (the common cases of \"images do not load\"):
@@ -44,34 +44,46 @@ pub(crate) struct ScanArgs {
     /// How deep to check: exists (one stat per file), quick (also read head and tail),
     /// full (also decode images and the first video frames), hash (also SHA-1 each original
     /// against Immich's checksum).
-    #[arg(long, default_value = "exists")]
+    #[arg(long, default_value = "exists", help_heading = crate::args::CHECK)]
     level: Level,
-    /// Report format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
+    /// Report format (default: from --output's extension, .jsonl, .json or .csv; else table).
+    #[arg(short = 'f', long, value_enum, help_heading = crate::args::OUT)]
+    format: Option<Format>,
     /// Write the report here (atomically) instead of standard output.
-    #[arg(long)]
+    #[arg(short = 'o', long, help_heading = crate::args::OUT)]
     output: Option<PathBuf>,
     /// Keep a blake3 manifest in FILE (created if absent): at quick/hash, files unchanged
     /// (size, mtime, inode) since they were last found healthy are not read again.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = crate::args::CHECK)]
     manifest: Option<PathBuf>,
     /// With --manifest: read every file anyway and report `bitrot` where the content changed
     /// while size and mtime did not (a periodic scrub).
-    #[arg(long, requires = "manifest")]
+    #[arg(long, requires = "manifest", help_heading = crate::args::CHECK)]
     verify_manifest: bool,
+    /// Also write Prometheus metrics here (text format, for node_exporter's textfile
+    /// collector: name it *.prom in its folder): findings per fault and file kind, files
+    /// checked, duration, last successful run. Written even when the scan cannot run.
+    #[arg(long, value_name = "FILE", help_heading = crate::args::OUT)]
+    metrics: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: ScanArgs, ui: Ui) -> ExitCode {
+    let format = args
+        .format
+        .unwrap_or_else(|| Format::for_output(args.output.as_deref()));
+    let restore_list = restore_list_path(args.output.as_deref());
     if let Err(e) = crate::args::refuse_writes(
         &args.library,
         &[
             ("--output", args.output.as_deref()),
             ("--manifest", args.manifest.as_deref()),
+            ("the restore list", Some(&restore_list)),
+            ("--metrics", args.metrics.as_deref()),
         ],
     ) {
         return fail(e);
     }
+    let mut steps = next_steps_context(&args.library, args.output.as_deref(), format);
     let mut opts = match scan_options(args.library) {
         Ok(o) => o,
         Err(e) => return fail(e),
@@ -80,10 +92,12 @@ pub(crate) fn run(args: ScanArgs, ui: Ui) -> ExitCode {
     opts.manifest = args.manifest;
     opts.verify_manifest = args.verify_manifest;
 
-    let mut sink = match ReportSink::new(args.format, args.output.as_deref()) {
+    let mut sink = match ReportSink::new(format, args.output.as_deref()) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    steps.identity = opts.as_user.clone();
+    sink.set_next_steps(steps, restore_list);
     // Progress only for a person watching stderr; the total costs one count(*) per table.
     if !ui.quiet && std::io::stderr().is_terminal() {
         opts.source.count_total = true;
@@ -92,13 +106,24 @@ pub(crate) fn run(args: ScanArgs, ui: Ui) -> ExitCode {
     sink.set_color(ui.color.enabled(std::io::stdout().is_terminal()));
     sink.set_cancel(opts.cancel.clone());
     let result = immich_integrity::scan(&opts, &mut sink);
+    let metrics = |summary: Option<&immich_integrity::Summary>,
+                   tally: Option<&immich_integrity::next_steps::Tally>| {
+        if let Some(p) = &args.metrics {
+            let text = crate::metrics::render(p, opts.level, summary, tally, crate::metrics::now());
+            if let Err(e) = crate::metrics::write(p, &text) {
+                eprintln!("immich-integrity: {e}");
+            }
+        }
+    };
     let summary = match result {
         Ok(s) => s,
         Err(e) => {
             sink.abandon();
+            metrics(None, None);
             return fail(e);
         }
     };
+    metrics(Some(&summary), Some(sink.tally()));
     // The reader left (`scan | head -1`): end quietly, with the status of what was found.
     let quiet_end = |s: &immich_integrity::Summary| {
         ExitCode::from(if s.findings == 0 {
@@ -154,5 +179,48 @@ pub(crate) fn run(args: ScanArgs, ui: Ui) -> ExitCode {
         }
         Completion::Complete if summary.is_clean() => ExitCode::from(Exit::Clean),
         Completion::Complete => ExitCode::from(Exit::Faults),
+    }
+}
+
+/// Where the list of files only a backup has goes: beside the report (`NAME.restore.txt`), or
+/// in the state folder when the report goes to standard output.
+fn restore_list_path(output: Option<&Path>) -> PathBuf {
+    match output {
+        Some(o) => {
+            let o = crate::state::absolute(o);
+            let stem = o
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "report".into());
+            o.with_file_name(format!("{stem}.restore.txt"))
+        }
+        None => crate::state::dir().join(format!(
+            "restore-{}.txt",
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+        )),
+    }
+}
+
+/// How the report's next steps spell their commands: this program, this run's connection,
+/// roots and selection, and the report itself when a repair can read it back (`--from`).
+fn next_steps_context(
+    library: &LibraryArgs,
+    output: Option<&Path>,
+    format: Format,
+) -> immich_integrity::next_steps::Context {
+    let (library_args, selection_args) = crate::args::replay(library);
+    let program = crate::args::program();
+    let report = output
+        .filter(|_| matches!(format, Format::Json | Format::Jsonl))
+        .map(crate::state::absolute);
+    immich_integrity::next_steps::Context {
+        program,
+        library_args,
+        selection_args,
+        report,
+        restore_list: None,
+        state_dir: crate::state::dir(),
+        identity: None,
+        roots: crate::args::replay_roots(library),
     }
 }

@@ -12,15 +12,15 @@ pub(crate) struct UndoArgs {
     journal: PathBuf,
     /// Undo only this run (repeatable; the ids are in the journal's `run` lines). Default:
     /// every run in the journal.
-    #[arg(long = "run", value_name = "ID")]
+    #[arg(long = "run", value_name = "ID", help_heading = crate::args::SEL)]
     runs: Vec<String>,
     /// Show what would be restored and what would be left alone, and change nothing.
-    #[arg(long)]
+    #[arg(long, help_heading = crate::args::SAFETY)]
     dry_run: bool,
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, help_heading = crate::args::CONN)]
     db_url: Option<String>,
     /// Read the database settings from Immich's `.env`.
-    #[arg(long)]
+    #[arg(long, help_heading = crate::args::CONN)]
     env_file: Option<PathBuf>,
 }
 

@@ -97,9 +97,7 @@ impl Filters {
         };
         let library = match &opts.library {
             None => None,
-            Some(l) => Some(Uuid::parse_str(l.trim()).map_err(|_| {
-                Error::InvalidArgument(format!("library {l:?} is not a library id (a UUID)"))
-            })?),
+            Some(l) => Some(resolve_library(l.trim(), s, conn).await?),
         };
         if opts.since.is_some() && !s.timestamps.asset {
             return Err(Error::InvalidArgument(format!(
@@ -113,6 +111,43 @@ impl Filters {
             library,
             since: opts.since,
         })
+    }
+}
+
+/// A library by id, or by name (exactly one library may hold it; several are named).
+async fn resolve_library(l: &str, s: &Schema, conn: &mut PgConnection) -> Result<Uuid> {
+    if let Ok(id) = Uuid::parse_str(l) {
+        return Ok(id);
+    }
+    let Some(table) = s.library_table else {
+        return Err(Error::InvalidArgument(format!(
+            "library {l:?} is not a library id (a UUID), and this schema has no library table \
+             to look its name up in"
+        )));
+    };
+    let sql = format!("SELECT id, name FROM {} ORDER BY name, id", q(table));
+    let all: Vec<(Uuid, String)> = sqlx::query_as(&sql)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::query("resolving the library name"))?;
+    let hits: Vec<&(Uuid, String)> = all.iter().filter(|(_, n)| n == l).collect();
+    match hits.as_slice() {
+        [(id, _)] => Ok(*id),
+        [] => Err(Error::InvalidArgument(format!(
+            "no library is named {l:?}; libraries: {}",
+            all.iter()
+                .map(|(id, n)| format!("{n:?} ({id})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        many => Err(Error::InvalidArgument(format!(
+            "{} libraries are named {l:?}: pass one id of {}",
+            many.len(),
+            many.iter()
+                .map(|(id, _)| id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
     }
 }
 

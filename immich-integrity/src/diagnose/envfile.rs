@@ -67,21 +67,11 @@ pub fn load(path: &Path) -> std::io::Result<InstallConfig> {
     let vars = parse_env(&text);
     let dir = path.parent().unwrap_or(Path::new("."));
     let get = |k: &str| vars.get(k).filter(|v| !v.is_empty()).cloned();
-    let db_url = get("DB_URL").or_else(|| {
-        let user = get("DB_USERNAME").unwrap_or_else(|| "postgres".into());
-        let password = get("DB_PASSWORD");
-        // From the host, the database container is reached on localhost (its port published).
-        let host = get("DB_HOSTNAME")
-            .filter(|h| h != "database")
-            .unwrap_or_else(|| "localhost".into());
-        let port = get("DB_PORT").unwrap_or_else(|| "5432".into());
-        let db = get("DB_DATABASE_NAME").unwrap_or_else(|| "immich".into());
-        let auth = match password {
-            Some(p) => format!("{}:{}", encode(&user), encode(&p)),
-            None => encode(&user),
-        };
-        Some(format!("postgres://{auth}@{host}:{port}/{db}"))
-    });
+    // From the host, the database container is reached on localhost (its port published).
+    let db_url = Some(db_url_from(&get, |h| {
+        h.filter(|h| h != "database")
+            .unwrap_or_else(|| "localhost".into())
+    }));
     let media_root = get("UPLOAD_LOCATION").map(|u| absolute(dir, &u));
     let media_location = get("IMMICH_MEDIA_LOCATION");
     let db_data_location = get("DB_DATA_LOCATION").map(|d| absolute(dir, &d));
@@ -110,6 +100,64 @@ pub fn load(path: &Path) -> std::io::Result<InstallConfig> {
         maps,
         server_user,
         db_data_location,
+    })
+}
+
+/// `DB_URL`, or a URL from the `DB_*` parts with Immich's defaults; `host` picks the host
+/// from `DB_HOSTNAME`.
+fn db_url_from(
+    get: &dyn Fn(&str) -> Option<String>,
+    host: impl Fn(Option<String>) -> String,
+) -> String {
+    get("DB_URL").unwrap_or_else(|| {
+        let user = get("DB_USERNAME").unwrap_or_else(|| "postgres".into());
+        let auth = match get("DB_PASSWORD") {
+            Some(p) => format!("{}:{}", encode(&user), encode(&p)),
+            None => encode(&user),
+        };
+        let host = host(get("DB_HOSTNAME"));
+        let port = get("DB_PORT").unwrap_or_else(|| "5432".into());
+        let db = get("DB_DATABASE_NAME").unwrap_or_else(|| "immich".into());
+        format!("postgres://{auth}@{host}:{port}/{db}")
+    })
+}
+
+/// The variables that say a process runs with Immich's server environment (its container, or
+/// a service that `extends` it): any of them set.
+pub const CONTAINER_VARS: [&str; 6] = [
+    "DB_URL",
+    "DB_HOSTNAME",
+    "DB_USERNAME",
+    "DB_PASSWORD",
+    "DB_DATABASE_NAME",
+    "DB_PORT",
+];
+
+/// The settings of a process that runs with Immich's server environment (a service extending
+/// `immich-server`: same `.env`, same volumes at the same paths), from `get` (the process's
+/// environment): the database from `DB_URL` or the `DB_*` parts (host `database`, Immich's
+/// service name, by default), and the media where the server sees it: `IMMICH_MEDIA_LOCATION`,
+/// else the first of `/data` (v1.136+) and `/usr/src/app/upload` that is a folder. `None` when
+/// none of [`CONTAINER_VARS`] is set. External libraries are at their own paths already.
+pub fn from_environment(get: &dyn Fn(&str) -> Option<String>) -> Option<InstallConfig> {
+    let get = |k: &str| get(k).filter(|v| !v.is_empty());
+    if !CONTAINER_VARS.iter().any(|k| get(k).is_some()) {
+        return None;
+    }
+    let db_url = db_url_from(&get, |h| h.unwrap_or_else(|| "database".into()));
+    let media_location = get("IMMICH_MEDIA_LOCATION");
+    let media_root = match &media_location {
+        Some(l) => Some(PathBuf::from(l)),
+        None => ["/data", "/usr/src/app/upload"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_dir()),
+    };
+    Some(InstallConfig {
+        db_url: Some(db_url),
+        media_root,
+        media_location,
+        ..InstallConfig::default()
     })
 }
 
@@ -271,5 +319,35 @@ mod tests {
         let v = parse_env("export DB_URL=\"postgres://a@b/c\"\nX=1 # c\n");
         assert_eq!(v["DB_URL"], "postgres://a@b/c");
         assert_eq!(v["X"], "1");
+    }
+
+    #[test]
+    fn immich_server_environment_names_the_database_service_and_the_media_location() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(from_environment(&env(&[("HOME", "/root")])), None);
+        let c = from_environment(&env(&[
+            ("DB_PASSWORD", "p@ss:w/rd"),
+            ("IMMICH_MEDIA_LOCATION", "/srv/media"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.db_url.as_deref(),
+            Some("postgres://postgres:p%40ss%3Aw%2Frd@database:5432/immich")
+        );
+        assert_eq!(c.media_root.as_deref(), Some(Path::new("/srv/media")));
+        assert_eq!(c.media_location.as_deref(), Some("/srv/media"));
+        let c = from_environment(&env(&[
+            ("DB_URL", "postgres://u@h/d"),
+            ("DB_HOSTNAME", "x"),
+        ]))
+        .unwrap();
+        assert_eq!(c.db_url.as_deref(), Some("postgres://u@h/d"));
     }
 }

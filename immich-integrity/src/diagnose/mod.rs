@@ -5,4 +5,5 @@
 pub mod doctor;
 pub mod envfile;
 pub mod explain;
+pub mod next_steps;
 pub mod orphans;

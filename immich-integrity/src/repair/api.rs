@@ -181,6 +181,23 @@ pub struct Client {
     base: String,
     retry: RetryPolicy,
     cancel: Option<Arc<AtomicBool>>,
+    contact: Contact,
+}
+
+/// Whether a [`Client`] ever reached its server: until the server has answered once, a refused
+/// connection or a failed DNS lookup is not retried (a server that is down, or a wrong
+/// `--server`, is said at once, not after every backoff).
+#[derive(Debug, Clone, Default)]
+pub struct Contact {
+    tried: Arc<AtomicBool>,
+    answered: Arc<AtomicBool>,
+}
+
+impl Contact {
+    /// A request was sent and the server never answered any.
+    pub fn never_reached(&self) -> bool {
+        self.tried.load(Ordering::Relaxed) && !self.answered.load(Ordering::Relaxed)
+    }
 }
 
 impl fmt::Debug for Client {
@@ -196,7 +213,12 @@ impl fmt::Debug for Client {
 enum Attempt {
     Done(u16, String),
     Final(u16, String),
-    Retry { reason: String, wait: Option<u64> },
+    Retry {
+        reason: String,
+        wait: Option<u64>,
+    },
+    /// Not even connected, to a server never reached: not worth a retry.
+    Unreachable(String),
 }
 
 impl Client {
@@ -234,6 +256,7 @@ impl Client {
             base,
             retry,
             cancel: None,
+            contact: Contact::default(),
         })
     }
 
@@ -241,6 +264,11 @@ impl Client {
     pub fn with_cancel(mut self, flag: Arc<AtomicBool>) -> Client {
         self.cancel = Some(flag);
         self
+    }
+
+    /// Whether the server was ever reached (shared with every clone of the answer).
+    pub fn contact(&self) -> Contact {
+        self.contact.clone()
     }
 
     /// The normalised server URL, without a trailing `/` or `/api`.
@@ -361,6 +389,12 @@ impl Client {
                     })
                 }
                 Attempt::Retry { reason, wait } => (key.scrub(&reason), wait),
+                Attempt::Unreachable(reason) => {
+                    return Err(Outcome::GaveUp {
+                        reason: format!("cannot reach Immich at {}: {reason}", self.base),
+                        attempts,
+                    })
+                }
             };
             if attempts >= self.retry.attempts.max(1) {
                 return Err(Outcome::GaveUp { reason, attempts });
@@ -382,8 +416,11 @@ impl Client {
             .set("x-api-key", key.expose())
             .set("content-type", "application/json")
             .set("accept", "application/json");
+        self.contact.tried.store(true, Ordering::Relaxed);
+        let answered = || self.contact.answered.store(true, Ordering::Relaxed);
         match req.send_string(body) {
             Ok(resp) => {
+                answered();
                 let status = resp.status();
                 if (200..300).contains(&status) {
                     // Read the body so the connection can be reused (and for GETs, to use it).
@@ -400,6 +437,7 @@ impl Client {
                 )
             }
             Err(ureq::Error::Status(status, resp)) => {
+                answered();
                 let retry_after = resp
                     .header("retry-after")
                     .and_then(|v| v.trim().parse::<u64>().ok());
@@ -415,6 +453,15 @@ impl Client {
                     },
                     _ => Attempt::Final(status, message),
                 }
+            }
+            Err(ureq::Error::Transport(t))
+                if !self.contact.answered.load(Ordering::Relaxed)
+                    && matches!(
+                        t.kind(),
+                        ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns
+                    ) =>
+            {
+                Attempt::Unreachable(transport_reason(&t))
             }
             Err(ureq::Error::Transport(t)) => Attempt::Retry {
                 reason: transport_reason(&t),

@@ -1,5 +1,5 @@
-//! Reading a saved report back, for repairs driven by `--from`: a `scan --format jsonl`
-//! report, or an `orphans --format jsonl` report whose matched orphans stand for `moved`
+//! Reading a saved report back, for repairs driven by `--from`: a `scan --format jsonl` (or
+//! `json`) report of any schema version, or an `orphans --format jsonl` report whose matched orphans stand for `moved`
 //! findings.
 //!
 //! A report only *selects* rows ([`read_selection`]): the repairs re-check each selected row
@@ -42,9 +42,13 @@ pub fn read_selection(path: &Path, wanted: &dyn Fn(&Finding) -> bool) -> Result<
     let mut sel = Selection::default();
     for line in std::io::BufReader::new(file).lines() {
         let line = line.map_err(io)?;
-        let (f, orphan) = if let Ok(f) = serde_json::from_str::<Finding>(&line) {
+        // A `--format json` report holds one finding per line too, indented and followed by a
+        // comma; a report of any version is read (a `type` other than `finding` or none is
+        // not a finding: next steps and summaries do not parse as one).
+        let line = line.trim().trim_end_matches(',');
+        let (f, orphan) = if let Ok(f) = serde_json::from_str::<Finding>(line) {
             (f, false)
-        } else if let Ok(o) = serde_json::from_str::<Orphan>(&line) {
+        } else if let Ok(o) = serde_json::from_str::<Orphan>(line) {
             match o.as_moved_finding() {
                 Some(f) => (f, true),
                 None => continue,
@@ -61,4 +65,31 @@ pub fn read_selection(path: &Path, wanted: &dyn Fn(&Finding) -> bool) -> Result<
         }
     }
     Ok(sel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FINDING: &str = r#"{"asset_id":"a1","owner_id":"u","file":"original","db_path":"/data/x","host_path":"/h/x","fault":"moved","found_at":"/h/y","repair":"relink","detail":"d"}"#;
+
+    #[test]
+    fn reads_untyped_typed_jsonl_and_json_reports_alike() {
+        let d = tempfile::tempdir().unwrap();
+        let typed = FINDING.replacen('{', r#"{"type":"finding","#, 1);
+        let step = r#"{"type":"next_step","order":1,"step":"rescan","title":"t","argv":null}"#;
+        let old = format!("{FINDING}\n{{\"summary\":true}}\n");
+        let new = format!("{typed}\n{step}\n{{\"type\":\"summary\",\"schema_version\":1}}\n");
+        let json = format!(
+            "{{\n  \"findings\": [\n    {typed},\n    {typed}\n  ],\n  \"next_steps\": [\n    {step}\n  ],\n  \"summary\": {{}}\n}}\n"
+        );
+        for (name, text) in [("old.jsonl", old), ("new.jsonl", new), ("r.json", json)] {
+            let p = d.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            let sel = read_selection(&p, &|_| true).unwrap();
+            let want: BTreeSet<(String, FileKind)> =
+                [("a1".to_string(), FileKind::Original)].into();
+            assert_eq!(sel.rows, want, "{name}");
+        }
+    }
 }

@@ -66,6 +66,8 @@ pub struct Keys {
     pub per_owner: HashMap<String, ApiKey>,
     /// The key for owners without their own (also the admin key of queue mode).
     pub fallback: Option<ApiKey>,
+    /// Keys given by the owner's e-mail address, until [`Keys::resolve_emails`] finds the ids.
+    pub by_email: Vec<(String, ApiKey)>,
 }
 
 impl Keys {
@@ -80,9 +82,15 @@ impl Keys {
             Error::InvalidArgument("an owner key wants OWNER_ID=KEY (no '=' found)".into())
         })?;
         let owner = owner.trim();
+        if owner.contains('@') {
+            self.by_email
+                .push((owner.to_lowercase(), ApiKey::new(key)?));
+            return Ok(());
+        }
         if uuid::Uuid::parse_str(owner).is_err() {
             return Err(Error::InvalidArgument(format!(
-                "an owner key's OWNER_ID {owner:?} is not a uuid"
+                "an owner key's OWNER {owner:?} is neither a user id (a uuid) nor an e-mail \
+                 address"
             )));
         }
         self.per_owner
@@ -90,7 +98,43 @@ impl Keys {
         Ok(())
     }
 
-    /// Reads `OWNER_ID=KEY` lines (blank lines and `#` comments ignored).
+    /// Turns the keys given by e-mail address into keys by user id, reading the user table;
+    /// an address no user has is an error naming it.
+    pub fn resolve_emails(&mut self, db_url: &str) -> Result<()> {
+        if self.by_email.is_empty() {
+            return Ok(());
+        }
+        let emails: Vec<String> = self.by_email.iter().map(|(e, _)| e.clone()).collect();
+        let found: Vec<(String, uuid::Uuid)> = crate::db::runtime::runtime()?.block_on(async {
+            let mut conn = crate::db::conn::connect(db_url).await?;
+            let schema = crate::db::schema::Schema::detect(&mut conn).await?;
+            let sql = format!(
+                "SELECT lower(email), id FROM {} WHERE lower(email) = ANY($1)",
+                crate::db::schema::q(schema.user_table)
+            );
+            sqlx::query_as(&sql)
+                .bind(&emails)
+                .fetch_all(&mut conn)
+                .await
+                .map_err(Error::query("resolving owner e-mail addresses"))
+        })?;
+        for (email, key) in std::mem::take(&mut self.by_email) {
+            let id = found
+                .iter()
+                .find(|(e, _)| *e == email)
+                .map(|(_, id)| id.to_string())
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "no Immich user has the e-mail address {email:?}"
+                    ))
+                })?;
+            self.per_owner.insert(id, key);
+        }
+        Ok(())
+    }
+
+    /// Reads `OWNER=KEY` lines, OWNER an id or an e-mail address (blank lines and `#` comments
+    /// ignored).
     pub fn add_file(&mut self, path: &Path) -> Result<()> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
             path: path.to_path_buf(),
