@@ -12,7 +12,7 @@ use immich_integrity::formats::Format;
 use immich_integrity::{scan, Fault, FileKind, Finding, Level};
 use std::time::Duration;
 
-const LEVELS: [Level; 4] = [Level::Exists, Level::Quick, Level::Full, Level::Hash];
+const LEVELS: [Level; 4] = [Level::Exists, Level::Quick, Level::Hash, Level::Full];
 
 fn scan_at(lib: &Lib, level: Level) -> (Vec<Finding>, immich_integrity::Summary) {
     let mut opts = options(&lib.truth);

@@ -279,7 +279,7 @@ impl Default for FixtureSpec {
 /// One expected finding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TruthFault {
-    /// The lowest scan level that reports it (`exists`, `quick`, `full` or `hash`); every
+    /// The lowest scan level that reports it (`exists`, `quick`, `hash` or `full`); every
     /// deeper level reports the same fault.
     #[serde(default = "level_exists")]
     pub level: String,
@@ -306,7 +306,7 @@ fn level_exists() -> String {
 }
 
 /// The scan levels, shallowest first (the values of [`TruthFault::level`]).
-pub const LEVELS: [&str; 4] = ["exists", "quick", "full", "hash"];
+pub const LEVELS: [&str; 4] = ["exists", "quick", "hash", "full"];
 
 impl TruthFault {
     /// Whether a scan at `level` (one of [`LEVELS`]) reports this fault.

@@ -41,9 +41,9 @@ schema; the rest was checked and reported), 130 interrupted.";
 pub(crate) struct ScanArgs {
     #[command(flatten)]
     library: LibraryArgs,
-    /// How deep to check: exists (one stat per file), quick (also read head and tail),
-    /// full (also decode images and the first video frames), hash (also SHA-1 each original
-    /// against Immich's checksum).
+    /// How deep to check, cheapest first: exists (one stat per file), quick (also read head
+    /// and tail), hash (also SHA-1 each original against Immich's checksum, no decoding),
+    /// full (also decode every file: images, HEIC/AVIF, JPEG XL, RAW, first video frames).
     #[arg(long, default_value = "exists")]
     level: Level,
     /// Report format.
@@ -52,7 +52,7 @@ pub(crate) struct ScanArgs {
     /// Write the report here (atomically) instead of standard output.
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Keep a blake3 manifest in FILE (created if absent): at quick/hash, files unchanged
+    /// Keep a blake3 manifest in FILE (created if absent): at quick and deeper, files unchanged
     /// (size, mtime, inode) since they were last found healthy are not read again.
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,

@@ -117,7 +117,9 @@ pub fn can_decode(format: Format) -> bool {
     match format {
         Format::Jpeg | Format::Png | Format::WebP | Format::Gif | Format::Tiff => true,
         Format::Mp4 | Format::Matroska => cfg!(feature = "video"),
-        Format::Heif | Format::Avif | Format::Raw | Format::Xmp | Format::Unknown => false,
+        Format::Heif | Format::Avif | Format::Raw | Format::Jxl | Format::Xmp | Format::Unknown => {
+            false
+        }
     }
 }
 
