@@ -10,6 +10,7 @@ pub mod bitrot;
 pub mod content;
 mod db;
 pub mod media;
+pub mod phones;
 mod plan;
 
 use std::fmt;

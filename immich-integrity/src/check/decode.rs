@@ -19,8 +19,17 @@
 //!   detection. A hostile file cannot hang a worker: FFmpeg's interrupt callback aborts any
 //!   I/O after [`VIDEO_TIMEOUT`] (also checked between packets), and at most [`MAX_PACKETS`]
 //!   packets are read. Running out of either is reported as `Corrupt` with the limit named.
-//! - **HEIF/AVIF, camera RAW and XMP** have no decoder here: [`Decoded::Unsupported`], the
-//!   `quick` verdict stands and the scan summary counts them per format.
+//! - **HEIF/HEIC and AVIF** (feature `heif`) through the system libheif: every top-level image
+//!   (grids assembled from their tiles), its thumbnails and depth images, 8 or 10 bits, each
+//!   held against the limits by its declared size first. A motion photo's video (`mpvd` box or
+//!   MP4 after the image) is probed like a video.
+//! - **JPEG XL** (bare codestream or container) through jxl-oxide, whose allocation tracker
+//!   enforces [`MAX_ALLOC`]; a codestream that ends early is corrupt.
+//! - **Camera RAW** through rawler: the sensor data is decoded (not the embedded preview),
+//!   after a pass without pixels read the declared size.
+//! - These are decoded from memory; files over [`MAX_IN_MEMORY`] are not decoded.
+//! - **XMP** and unknown formats have no decoder: [`Decoded::Unsupported`], the `quick`
+//!   verdict stands and the scan summary counts them per format.
 //!
 //! Everything runs inside [`std::panic::catch_unwind`]: a decoder panic becomes
 //! `Corrupt("... decoder panicked: ...")`, never a crash. FFmpeg's own logging is silenced.
@@ -117,9 +126,9 @@ pub fn can_decode(format: Format) -> bool {
     match format {
         Format::Jpeg | Format::Png | Format::WebP | Format::Gif | Format::Tiff => true,
         Format::Mp4 | Format::Matroska => cfg!(feature = "video"),
-        Format::Heif | Format::Avif | Format::Raw | Format::Jxl | Format::Xmp | Format::Unknown => {
-            false
-        }
+        Format::Heif | Format::Avif => cfg!(feature = "heif"),
+        Format::Jxl | Format::Raw => true,
+        Format::Xmp | Format::Unknown => false,
     }
 }
 
@@ -164,7 +173,9 @@ pub fn decode_bytes(bytes: &[u8], format: Format, limits: &DecodeLimits) -> Deco
     catch_unwind(AssertUnwindSafe(|| {
         let mut n = 0;
         let src = AtReader::new(bytes, bytes.len() as u64, &mut n);
-        if format == Format::Jpeg && STRICT_JPEG {
+        if in_memory(format) {
+            decode_codec(bytes, format, limits)
+        } else if format == Format::Jpeg && STRICT_JPEG {
             decode_jpeg(bytes, None, limits)
         } else {
             decode_image(src, format, limits)
@@ -197,9 +208,86 @@ fn decode_inner(
         Format::Jpeg if STRICT_JPEG && size <= MAX_STRICT_JPEG => read_all(file, size, bytes_read)
             .map_err(|e| format!("jpeg: read error: {e}"))
             .and_then(|bytes| decode_jpeg(&bytes, jpeg, limits)),
+        _ if in_memory(format) => {
+            if size > MAX_IN_MEMORY {
+                return Decoded::Unsupported;
+            }
+            read_all(file, size, bytes_read)
+                .map_err(|e| format!("{}: read error: {e}", format.name()))
+                .and_then(|bytes| decode_codec(&bytes, format, limits).map(|d| (d, bytes)))
+                .and_then(|(d, bytes)| motion_video(&bytes, format, limits, bytes_read, d))
+        }
         _ => decode_image(AtReader::new(file, size, bytes_read), format, limits),
     };
     res.map_or_else(Decoded::Corrupt, Decoded::Ok)
+}
+
+/// Files larger than this of the formats decoded in memory (HEIF, AVIF, JPEG XL, RAW) are not
+/// decoded (counted as fallbacks): a 1 GiB RAW is not read into memory.
+pub const MAX_IN_MEMORY: u64 = 512 * 1024 * 1024;
+
+/// Whether `format` is decoded from the whole file in memory by [`crate::check::codecs`].
+fn in_memory(format: Format) -> bool {
+    matches!(
+        format,
+        Format::Heif | Format::Avif | Format::Jxl | Format::Raw
+    )
+}
+
+/// HEIF/AVIF, JPEG XL and RAW from their bytes.
+fn decode_codec(bytes: &[u8], format: Format, limits: &DecodeLimits) -> Result<String, String> {
+    use crate::check::codecs;
+    match format {
+        #[cfg(feature = "heif")]
+        Format::Heif | Format::Avif => codecs::heif::decode(bytes, format.name(), limits),
+        Format::Jxl => codecs::jxl::decode(bytes, limits),
+        Format::Raw => codecs::raw::decode(bytes.into(), limits),
+        _ => Err(format!("{}: no decoder", format.name())),
+    }
+}
+
+/// A HEIF motion photo's video (an `mpvd` box or an MP4 after the image): probed like any
+/// video, from an in-memory copy. `image`: what the image decode said.
+#[allow(unused_variables)]
+fn motion_video(
+    bytes: &[u8],
+    format: Format,
+    limits: &DecodeLimits,
+    bytes_read: &mut u64,
+    image: String,
+) -> Result<String, String> {
+    if !matches!(format, Format::Heif | Format::Avif) {
+        return Ok(image);
+    }
+    let Some((start, end)) = crate::check::codecs::motion::video_range(bytes) else {
+        return Ok(image);
+    };
+    #[cfg(feature = "video")]
+    {
+        use std::io::Write;
+        let fd = rustix::fs::memfd_create("motion-video", rustix::fs::MemfdFlags::CLOEXEC)
+            .map_err(|e| {
+                format!(
+                    "{}: motion photo: cannot hold its video: {e}",
+                    format.name()
+                )
+            })?;
+        let mut f = File::from(fd);
+        f.write_all(&bytes[start..end]).map_err(|e| {
+            format!(
+                "{}: motion photo: cannot hold its video: {e}",
+                format.name()
+            )
+        })?;
+        let mut n = 0;
+        let v = video::probe(&f, Format::Mp4, limits, &mut n)
+            .map_err(|e| format!("{}: motion photo: its video: {e}", format.name()))?;
+        Ok(format!("{image}; motion photo {v}"))
+    }
+    #[cfg(not(feature = "video"))]
+    Ok(format!(
+        "{image}; motion photo video not probed (no video feature)"
+    ))
 }
 
 fn read_all(file: &File, size: u64, bytes_read: &mut u64) -> io::Result<Vec<u8>> {
@@ -761,13 +849,7 @@ mod tests {
             decode_bytes(&png, Format::Png, &l),
             Decoded::Ok("png 4x3".into())
         );
-        for f in [
-            Format::Heif,
-            Format::Avif,
-            Format::Raw,
-            Format::Xmp,
-            Format::Mp4,
-        ] {
+        for f in [Format::Xmp, Format::Mp4, Format::Unknown] {
             assert_eq!(
                 decode_bytes(b"whatever", f, &l),
                 Decoded::Unsupported,
