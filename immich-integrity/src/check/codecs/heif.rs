@@ -74,7 +74,12 @@ fn decode_one(
     if *decoded >= MAX_IMAGES {
         return Ok(());
     }
-    let (w, ht) = (u64::from(h.width()), u64::from(h.height()));
+    // The coded size (`ispe`) may exceed the shown one (a crop): the decoder allocates it.
+    let ispe = |v: i32| u64::try_from(v).unwrap_or(0);
+    let (w, ht) = (
+        u64::from(h.width()).max(ispe(h.ispe_width())),
+        u64::from(h.height()).max(ispe(h.ispe_height())),
+    );
     if w == 0 || ht == 0 {
         return Err(format!("{name}: {what} declares a size of {w}x{ht}"));
     }
