@@ -410,8 +410,13 @@ fn heic_grid(t: &[u8], cols: u16, missing: bool) -> Result<Vec<u8>> {
 /// A little-endian DNG: IFD0 a 16x12 RGB preview, its SubIFD a 64x48 16-bit Bayer CFA image.
 /// `cut_to`: the sensor strip holds only this many bytes (its byte count says so too).
 fn dng(tag: &str, cut_to: Option<usize>) -> Vec<u8> {
-    const W: u32 = 64;
-    const H: u32 = 48;
+    dng_sized(64, 48, tag, cut_to)
+}
+
+/// [`dng`] with a `w` x `h` sensor (benchmarks decode larger ones).
+pub fn dng_sized(w: u32, h: u32, tag: &str, cut_to: Option<usize>) -> Vec<u8> {
+    #[allow(non_snake_case)]
+    let (W, H) = (w, h);
     let preview: Vec<u8> = (0..16 * 12 * 3).map(|i| (i * 7 % 251) as u8).collect();
     let mut sensor: Vec<u8> = (0..W * H)
         .flat_map(|i| ((i * 37 % 4000) as u16 + 200).to_le_bytes())
