@@ -53,12 +53,18 @@ fn levels_match_truth(generation: Generation) {
                 "{:?}",
                 summary.decode_fallbacks
             );
-            // The phone and camera formats have decoders now: none of them falls back.
+            // The phone and camera formats have decoders now: none of them falls back, and
+            // the summary says how many of each were decoded.
             for f in ["heif", "avif", "jxl", "raw"] {
                 assert!(
                     !summary.decode_fallbacks.contains_key(f),
                     "{f}: {:?}",
                     summary.decode_fallbacks
+                );
+                assert!(
+                    summary.decoded.get(f).is_some_and(|&n| n >= 2),
+                    "{f}: {:?}",
+                    summary.decoded
                 );
             }
             for t in want.iter().filter(|t| t.level == "full") {
@@ -80,6 +86,7 @@ fn levels_match_truth(generation: Generation) {
             }
         } else {
             assert!(summary.decode_fallbacks.is_empty());
+            assert!(summary.decoded.is_empty());
         }
     }
 }

@@ -13,11 +13,21 @@ use std::sync::Arc;
 pub(crate) fn decode(bytes: Arc<[u8]>, limits: &DecodeLimits) -> Result<String, String> {
     // rawler's pass without pixels still reserves (uninitialised) memory for the size a TIFF
     // IFD declares: a hostile size must be refused before rawler sees it.
-    if let Some(refused) = tiff_sizes(&bytes)
-        .into_iter()
-        .find_map(|(w, h)| over_limits("raw", (w, h), 2, limits))
+    let ifds = tiff_ifds(&bytes);
+    if let Some(refused) = ifds
+        .sizes
+        .iter()
+        .find_map(|&(w, h)| over_limits("raw", (w, h), 2, limits))
     {
         return Err(refused);
+    }
+    // rawler reserves a buffer of the byte count an IFD gives before reading: one past the
+    // end of the file is refused here.
+    if let Some(n) = ifds.data_lengths.iter().find(|&&n| n > bytes.len() as u64) {
+        return Err(format!(
+            "raw: an IFD declares {n} bytes of image data in a file of {} bytes",
+            bytes.len()
+        ));
     }
     let loader = rawler::global_loader();
     let open = || RawFile::new("raw", Cursor::new(Arc::clone(&bytes)));
@@ -55,13 +65,21 @@ fn one_line(s: &str) -> String {
 const MAX_IFDS: usize = 32;
 const MAX_ENTRIES: usize = 4096;
 
-/// Every (width, height) the IFDs of a TIFF-based RAW declare (IFD chain and SubIFDs;
-/// Panasonic's RW2 keeps its sensor size in tags 2 and 3).
-pub(crate) fn tiff_sizes(b: &[u8]) -> Vec<(u64, u64)> {
+/// What the IFDs of a TIFF-based RAW declare.
+#[derive(Default)]
+pub(crate) struct Ifds {
+    /// Every (width, height) (Panasonic's RW2 keeps its sensor size in tags 2 and 3).
+    pub(crate) sizes: Vec<(u64, u64)>,
+    /// Every strip, tile and JPEG byte count (the first values of each list).
+    pub(crate) data_lengths: Vec<u64>,
+}
+
+/// Walk the IFD chain and SubIFDs of a TIFF-based RAW (nothing for other layouts).
+pub(crate) fn tiff_ifds(b: &[u8]) -> Ifds {
     let little = match b.get(..2) {
         Some(b"II") => true,
         Some(b"MM") => false,
-        _ => return Vec::new(),
+        _ => return Ifds::default(),
     };
     let u16_at = |at: usize| -> Option<u64> {
         let s: [u8; 2] = b.get(at..at.checked_add(2)?)?.try_into().ok()?;
@@ -79,7 +97,7 @@ pub(crate) fn tiff_sizes(b: &[u8]) -> Vec<(u64, u64)> {
             u32::from_be_bytes(s)
         }))
     };
-    let mut out = Vec::new();
+    let mut out = Ifds::default();
     let mut queue: Vec<u64> = u32_at(4).into_iter().collect();
     let mut seen = Vec::new();
     while let Some(off) = queue.pop() {
@@ -106,6 +124,18 @@ pub(crate) fn tiff_sizes(b: &[u8]) -> Vec<(u64, u64)> {
             match tag {
                 0x100 | 0x02 => w = value,
                 0x101 | 0x03 => h = value,
+                // StripByteCounts, TileByteCounts, JPEGInterchangeFormatLength.
+                0x117 | 0x145 | 0x202 => {
+                    let size = if typ == 3 { 2 } else { 4 };
+                    let read = |at: usize| if typ == 3 { u16_at(at) } else { u32_at(at) };
+                    if count as usize * size <= 4 {
+                        out.data_lengths.extend(read(e + 8));
+                    } else if let Some(list) = u32_at(e + 8).and_then(|o| usize::try_from(o).ok()) {
+                        for k in 0..(count as usize).min(MAX_ENTRIES) {
+                            out.data_lengths.extend(read(list + size * k));
+                        }
+                    }
+                }
                 // SubIFDs: one offset inline, or a list of them.
                 0x14A if count == 1 => queue.extend(u32_at(e + 8)),
                 0x14A => {
@@ -119,7 +149,7 @@ pub(crate) fn tiff_sizes(b: &[u8]) -> Vec<(u64, u64)> {
             }
         }
         if let (Some(w), Some(h)) = (w, h) {
-            out.push((w, h));
+            out.sizes.push((w, h));
         }
         if let Some(next) = u32_at(at + 2 + 12 * n as usize) {
             queue.push(next);
