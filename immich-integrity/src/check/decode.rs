@@ -27,7 +27,7 @@
 //!   enforces [`MAX_ALLOC`]; a codestream that ends early is corrupt.
 //! - **Camera RAW** through rawler: the sensor data is decoded (not the embedded preview),
 //!   after a pass without pixels read the declared size.
-//! - These are decoded from memory; files over [`MAX_IN_MEMORY`] are not decoded.
+//! - These are decoded from memory; files over [`codecs::MAX_IN_MEMORY`] are not decoded.
 //! - **XMP** and unknown formats have no decoder: [`Decoded::Unsupported`], the `quick`
 //!   verdict stands and the scan summary counts them per format.
 //!
@@ -35,6 +35,7 @@
 //! `Corrupt("... decoder panicked: ...")`, never a crash. FFmpeg's own logging is silenced.
 //! The file is read with positioned reads (`pread`), so the caller's file offset is untouched.
 
+use crate::check::codecs;
 use crate::check::formats::{Format, JpegFrame, ReadAt};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
@@ -173,8 +174,8 @@ pub fn decode_bytes(bytes: &[u8], format: Format, limits: &DecodeLimits) -> Deco
     catch_unwind(AssertUnwindSafe(|| {
         let mut n = 0;
         let src = AtReader::new(bytes, bytes.len() as u64, &mut n);
-        if in_memory(format) {
-            decode_codec(bytes, format, limits)
+        if codecs::in_memory(format) {
+            codecs::decode(bytes, format, limits)
         } else if format == Format::Jpeg && STRICT_JPEG {
             decode_jpeg(bytes, None, limits)
         } else {
@@ -208,86 +209,18 @@ fn decode_inner(
         Format::Jpeg if STRICT_JPEG && size <= MAX_STRICT_JPEG => read_all(file, size, bytes_read)
             .map_err(|e| format!("jpeg: read error: {e}"))
             .and_then(|bytes| decode_jpeg(&bytes, jpeg, limits)),
-        _ if in_memory(format) => {
-            if size > MAX_IN_MEMORY {
+        _ if codecs::in_memory(format) => {
+            if size > codecs::MAX_IN_MEMORY {
                 return Decoded::Unsupported;
             }
             read_all(file, size, bytes_read)
                 .map_err(|e| format!("{}: read error: {e}", format.name()))
-                .and_then(|bytes| decode_codec(&bytes, format, limits).map(|d| (d, bytes)))
-                .and_then(|(d, bytes)| motion_video(&bytes, format, limits, bytes_read, d))
+                .and_then(|bytes| codecs::decode(&bytes, format, limits).map(|d| (d, bytes)))
+                .and_then(|(d, bytes)| codecs::motion::check_video(&bytes, format, limits, d))
         }
         _ => decode_image(AtReader::new(file, size, bytes_read), format, limits),
     };
     res.map_or_else(Decoded::Corrupt, Decoded::Ok)
-}
-
-/// Files larger than this of the formats decoded in memory (HEIF, AVIF, JPEG XL, RAW) are not
-/// decoded (counted as fallbacks): a 1 GiB RAW is not read into memory.
-pub const MAX_IN_MEMORY: u64 = 512 * 1024 * 1024;
-
-/// Whether `format` is decoded from the whole file in memory by [`crate::check::codecs`].
-fn in_memory(format: Format) -> bool {
-    matches!(
-        format,
-        Format::Heif | Format::Avif | Format::Jxl | Format::Raw
-    )
-}
-
-/// HEIF/AVIF, JPEG XL and RAW from their bytes.
-fn decode_codec(bytes: &[u8], format: Format, limits: &DecodeLimits) -> Result<String, String> {
-    use crate::check::codecs;
-    match format {
-        #[cfg(feature = "heif")]
-        Format::Heif | Format::Avif => codecs::heif::decode(bytes, format.name(), limits),
-        Format::Jxl => codecs::jxl::decode(bytes, limits),
-        Format::Raw => codecs::raw::decode(bytes.into(), limits),
-        _ => Err(format!("{}: no decoder", format.name())),
-    }
-}
-
-/// A HEIF motion photo's video (an `mpvd` box or an MP4 after the image): probed like any
-/// video, from an in-memory copy. `image`: what the image decode said.
-#[allow(unused_variables)]
-fn motion_video(
-    bytes: &[u8],
-    format: Format,
-    limits: &DecodeLimits,
-    bytes_read: &mut u64,
-    image: String,
-) -> Result<String, String> {
-    if !matches!(format, Format::Heif | Format::Avif) {
-        return Ok(image);
-    }
-    let Some((start, end)) = crate::check::codecs::motion::video_range(bytes) else {
-        return Ok(image);
-    };
-    #[cfg(feature = "video")]
-    {
-        use std::io::Write;
-        let fd = rustix::fs::memfd_create("motion-video", rustix::fs::MemfdFlags::CLOEXEC)
-            .map_err(|e| {
-                format!(
-                    "{}: motion photo: cannot hold its video: {e}",
-                    format.name()
-                )
-            })?;
-        let mut f = File::from(fd);
-        f.write_all(&bytes[start..end]).map_err(|e| {
-            format!(
-                "{}: motion photo: cannot hold its video: {e}",
-                format.name()
-            )
-        })?;
-        let mut n = 0;
-        let v = video::probe(&f, Format::Mp4, limits, &mut n)
-            .map_err(|e| format!("{}: motion photo: its video: {e}", format.name()))?;
-        Ok(format!("{image}; motion photo {v}"))
-    }
-    #[cfg(not(feature = "video"))]
-    Ok(format!(
-        "{image}; motion photo video not probed (no video feature)"
-    ))
 }
 
 fn read_all(file: &File, size: u64, bytes_read: &mut u64) -> io::Result<Vec<u8>> {
@@ -440,7 +373,7 @@ impl<R: ReadAt + ?Sized> Seek for AtReader<'_, R> {
 }
 
 #[cfg(feature = "video")]
-mod video {
+pub(crate) mod video {
     //! FFmpeg through ffmpeg-next: the strict JPEG pass and the video probe.
 
     use super::DecodeLimits;
@@ -624,7 +557,7 @@ mod video {
     }
 
     /// Open the container, find the video stream, decode the first frames.
-    pub(super) fn probe(
+    pub(crate) fn probe(
         file: &File,
         format: Format,
         limits: &DecodeLimits,

@@ -11,6 +11,34 @@ pub(crate) mod motion;
 pub(crate) mod raw;
 
 use super::decode::DecodeLimits;
+use super::formats::Format;
+
+/// Files larger than this of the formats decoded in memory (HEIF, AVIF, JPEG XL, RAW) are not
+/// decoded (counted as fallbacks): a 1 GiB RAW is not read into memory.
+pub const MAX_IN_MEMORY: u64 = 512 * 1024 * 1024;
+
+/// Whether `format` is decoded here, from the whole file in memory.
+pub(crate) fn in_memory(format: Format) -> bool {
+    matches!(
+        format,
+        Format::Heif | Format::Avif | Format::Jxl | Format::Raw
+    )
+}
+
+/// HEIF/AVIF, JPEG XL and RAW from their bytes.
+pub(crate) fn decode(
+    bytes: &[u8],
+    format: Format,
+    limits: &DecodeLimits,
+) -> Result<String, String> {
+    match format {
+        #[cfg(feature = "heif")]
+        Format::Heif | Format::Avif => heif::decode(bytes, format.name(), limits),
+        Format::Jxl => jxl::decode(bytes, limits),
+        Format::Raw => raw::decode(bytes.into(), limits),
+        _ => Err(format!("{}: no decoder", format.name())),
+    }
+}
 
 /// The refusal of an image whose declared size is over `limits` (same words as the other
 /// decoders' refusals).

@@ -2,6 +2,45 @@
 //! `mpvd` box (Google's layout) or as a plain MP4 appended after the HEIF boxes (its own
 //! `ftyp`). Found by walking the top-level boxes of the bytes in memory.
 
+use crate::check::decode::DecodeLimits;
+use crate::check::formats::Format;
+
+/// A HEIF motion photo's video, probed like any video from an in-memory copy. `image`: what
+/// the image decode said.
+#[allow(unused_variables)]
+pub(crate) fn check_video(
+    bytes: &[u8],
+    format: Format,
+    limits: &DecodeLimits,
+    image: String,
+) -> Result<String, String> {
+    if !matches!(format, Format::Heif | Format::Avif) {
+        return Ok(image);
+    }
+    let Some((start, end)) = video_range(bytes) else {
+        return Ok(image);
+    };
+    let name = format.name();
+    #[cfg(feature = "video")]
+    {
+        use std::io::Write;
+        let hold =
+            |e: &dyn std::fmt::Display| format!("{name}: motion photo: cannot hold its video: {e}");
+        let fd = rustix::fs::memfd_create("motion-video", rustix::fs::MemfdFlags::CLOEXEC)
+            .map_err(|e| hold(&e))?;
+        let mut f = std::fs::File::from(fd);
+        f.write_all(&bytes[start..end]).map_err(|e| hold(&e))?;
+        let mut n = 0;
+        let v = crate::check::decode::video::probe(&f, Format::Mp4, limits, &mut n)
+            .map_err(|e| format!("{name}: motion photo: its video: {e}"))?;
+        Ok(format!("{image}; motion photo {v}"))
+    }
+    #[cfg(not(feature = "video"))]
+    Ok(format!(
+        "{image}; motion photo video not probed (no video feature)"
+    ))
+}
+
 /// Boxes walked at most.
 const MAX_BOXES: usize = 10_000;
 
