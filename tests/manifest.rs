@@ -141,9 +141,9 @@ fn rerun_reads_only_changed_files_and_names_bitrot_on_every_generation() {
         assert_same(&finding_keys(&f4), &baseline);
 
         // ...a verifying run reads everything and names exactly the rotted files, at either
-        // level (bitrot outranks the originals' checksum_mismatch). `hash` also decodes, and a
-        // decoder may reject the flipped bit first: then the finding is `corrupt` (it outranks
-        // bitrot) and its detail names the bit rot.
+        // level (bitrot outranks the originals' checksum_mismatch). Should a structural check
+        // reject the flipped bit first, the finding is `corrupt` (it outranks bitrot) and its
+        // detail names the bit rot.
         opts.verify_manifest = true;
         for level in [Level::Quick, Level::Hash] {
             opts.level = level;
@@ -294,4 +294,34 @@ fn cli_manifest_flags() {
     assert!(err.contains("not an immich-integrity manifest"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(std::fs::read(&junk).unwrap(), b"hello");
+}
+
+/// Levels follow cost (`exists` < `quick` < `hash` < `full`): a file verified at `full` was
+/// also hashed, so a `hash` run trusts it; a file verified at `hash` was never decoded, so a
+/// `full` run reads it again.
+#[test]
+fn a_file_verified_at_full_is_verified_at_hash_not_the_other_way_round() {
+    let lib = generate(Generation::V3_2, 20, false);
+    let dir = tempfile::tempdir_in(base_dir()).unwrap();
+    let mut opts = options(&lib.truth);
+    opts.manifest = Some(dir.path().join("m.redb"));
+    opts.level = Level::Hash;
+    let (s1, f1) = run(&opts);
+    assert!(f1.is_empty(), "{f1:#?}");
+    let (_, _, read) = counts(&s1);
+    assert!(read > 20);
+    opts.level = Level::Full;
+    assert_eq!(
+        counts(&run(&opts).0),
+        (0, read, 0),
+        "hash entries are shallower"
+    );
+    opts.level = Level::Hash;
+    assert_eq!(
+        counts(&run(&opts).0),
+        (read, 0, 0),
+        "full entries vouch for hash"
+    );
+    opts.level = Level::Quick;
+    assert_eq!(counts(&run(&opts).0), (read, 0, 0));
 }

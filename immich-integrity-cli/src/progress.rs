@@ -20,8 +20,8 @@ impl Meter {
         let level_name = match level {
             Level::Exists => "exists",
             Level::Quick => "quick",
-            Level::Full => "full",
             Level::Hash => "hash",
+            Level::Full => "full",
         };
         // Built with its style before the first draw, so no default bar flashes up.
         let bar = ProgressBar::new_spinner()

@@ -181,20 +181,24 @@ impl Repair {
     }
 }
 
-/// How deep to look at each file (README, Design notes). Each level includes the previous ones.
+/// How deep to look at each file (README, Design notes), ordered by cost. Each level includes
+/// the previous ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     /// One `fstatat` per file (through a cached folder handle opened beneath the root): missing,
     /// moved, not a file, empty, permission denied.
     Exists,
-    /// Also read each file's head and tail: format magic, end markers, box sizes, recorded size.
+    /// Also read each file's head and tail: format magic, end markers, box sizes, item extents,
+    /// recorded size.
     Quick,
-    /// Also decode each file: images with the `image` crate under memory limits plus a strict
-    /// FFmpeg pass for JPEG, videos by decoding their first frames (see [`crate::decode`]).
-    Full,
-    /// Also SHA-1 every original against Immich's `checksum` (skipping path checksums).
+    /// Also SHA-1 every original against Immich's `checksum` (skipping path checksums). Reads
+    /// every original once, decodes nothing: what Immich's own integrity job compares.
     Hash,
+    /// Also decode every file: images with the `image` crate under memory limits, a strict
+    /// FFmpeg pass for JPEG, HEIF/AVIF through libheif, JPEG XL, camera RAW sensor data, videos
+    /// by decoding their first frames (see [`crate::decode`]). The deepest and dearest level.
+    Full,
 }
 
 impl std::str::FromStr for Level {
@@ -206,7 +210,7 @@ impl std::str::FromStr for Level {
             "full" => Ok(Level::Full),
             "hash" => Ok(Level::Hash),
             _ => Err(format!(
-                "unknown level {s:?}; available: exists, quick, full, hash"
+                "unknown level {s:?}; available: exists, quick, hash, full"
             )),
         }
     }

@@ -200,8 +200,8 @@ pub struct Summary {
     pub bytes_read: u64,
     /// Originals not hashed at `--level hash` because their checksum is of the path.
     pub checksums_skipped: u64,
-    /// `--level full`: files whose format has no decoder here (HEIC/AVIF, RAW, XMP), by
-    /// format; only their `quick` check ran.
+    /// `--level full`: files whose format has no decoder here (XMP, unknown formats, HEIC/AVIF
+    /// in a build without `heif`), by format; only their `quick` check ran.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub decode_fallbacks: BTreeMap<String, u64>,
     /// With `--manifest`: files not read because they were unchanged and healthy last time.
@@ -230,6 +230,9 @@ pub struct Summary {
     /// Why each connection was lost and where the scan resumed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resumes: Vec<String>,
+    /// `--level full`: files decoded, by format (`decode_fallbacks` has those that were not).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub decoded: BTreeMap<String, u64>,
 }
 
 impl Summary {
@@ -316,6 +319,7 @@ pub(crate) fn scan_source(
         completion: Completion::Complete,
         reconnects: 0,
         resumes: Vec::new(),
+        decoded: BTreeMap::new(),
     };
     let emit = |f: &Finding, summary: &mut Summary, observer: &mut dyn Observer| {
         summary.findings += 1;
@@ -422,6 +426,11 @@ pub(crate) fn scan_source(
     summary.resumes = source.resumes.causes();
     summary.decode_fallbacks = checker
         .decode_fallbacks
+        .lock()
+        .map(|m| m.clone())
+        .unwrap_or_default();
+    summary.decoded = checker
+        .decoded
         .lock()
         .map(|m| m.clone())
         .unwrap_or_default();

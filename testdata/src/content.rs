@@ -16,8 +16,9 @@
 //! | original MP4        | cut in the middle of `mdat`                    | quick   | truncated         |
 //! | original `.jpg`     | really a (healthy) PNG                         | never   | (detail only)     |
 //!
-//! The bomb and the wrong-extension file are what Immich ingested, so their recorded size and
-//! checksum are theirs; every other original keeps the size and SHA-1 of the healthy file.
+//! The flipped JPEG, the bomb and the wrong-extension file are what Immich ingested, so their
+//! recorded size and checksum are theirs (only a decoder can see them: `hash` is below `full`);
+//! every other original keeps the size and SHA-1 of the healthy file.
 //! A fault found at a level is found, with the same fault, at every deeper level (README, "Levels and precedence":
 //! truncated, corrupt, size_mismatch, checksum_mismatch).
 
@@ -99,6 +100,8 @@ pub(crate) fn apply(plan: &mut Plan) -> Result<Vec<TruthFault>> {
                 let b = ones_run(&read(&original)?)?;
                 rewrite(&original, &b)?;
                 out.push(at(truth_for(plan, a, "original", "corrupt", odb), "full"));
+                // Ingested broken: only a decoder sees it (`hash` would, were it changed later).
+                plan.assets[i].checksum = sha1(&b);
             }
             Damage::JpegZeroedScan => {
                 let mut b = read(&original)?;

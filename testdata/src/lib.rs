@@ -11,6 +11,7 @@ pub mod bitrot;
 pub mod content;
 mod db;
 pub mod media;
+pub mod phones;
 mod plan;
 
 use std::fmt;
@@ -280,7 +281,7 @@ impl Default for FixtureSpec {
 /// One expected finding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TruthFault {
-    /// The lowest scan level that reports it (`exists`, `quick`, `full` or `hash`); every
+    /// The lowest scan level that reports it (`exists`, `quick`, `hash` or `full`); every
     /// deeper level reports the same fault.
     #[serde(default = "level_exists")]
     pub level: String,
@@ -307,7 +308,7 @@ fn level_exists() -> String {
 }
 
 /// The scan levels, shallowest first (the values of [`TruthFault::level`]).
-pub const LEVELS: [&str; 4] = ["exists", "quick", "full", "hash"];
+pub const LEVELS: [&str; 4] = ["exists", "quick", "hash", "full"];
 
 impl TruthFault {
     /// Whether a scan at `level` (one of [`LEVELS`]) reports this fault.

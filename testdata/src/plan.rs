@@ -483,6 +483,11 @@ fn make_plan(spec: &FixtureSpec, dir: &Path, media_root: &Path, rng: &mut StdRng
             content.push(assets.len());
             m.push_upload(rng, &mut assets, k % nusers, role, false, false);
         }
+        // Then one per phone/camera case (HEIC, AVIF, JPEG XL, DNG), written over a JPEG.
+        for k in 0..crate::phones::Case::ALL.len() {
+            content.push(assets.len());
+            m.push_upload(rng, &mut assets, k % nusers, Role::Jpeg, false, false);
+        }
     }
 
     // External library "Photos" (present).
@@ -1290,6 +1295,7 @@ pub(crate) fn build(spec: &FixtureSpec, dir: &Path, db_url: &str) -> Result<Buil
         None => (Vec::new(), Vec::new()),
     };
     faults.extend(content::apply(&mut plan)?);
+    faults.extend(crate::phones::apply(&mut plan, Damage::ALL.len())?);
     if spec.generation.upstream_ddl().is_some() {
         add_extras(&mut plan, &mut rng, sel.as_ref(), &faults, &trashed_faults)?;
     }

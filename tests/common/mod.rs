@@ -154,8 +154,8 @@ pub fn truth_at(
     let name = match level {
         immich_integrity::Level::Exists => "exists",
         immich_integrity::Level::Quick => "quick",
-        immich_integrity::Level::Full => "full",
         immich_integrity::Level::Hash => "hash",
+        immich_integrity::Level::Full => "full",
     };
     truth
         .faults

@@ -41,9 +41,9 @@ schema; the rest was checked and reported), 130 interrupted.";
 pub(crate) struct ScanArgs {
     #[command(flatten)]
     library: LibraryArgs,
-    /// How deep to check: exists (one stat per file), quick (also read head and tail),
-    /// full (also decode images and the first video frames), hash (also SHA-1 each original
-    /// against Immich's checksum).
+    /// How deep to check, cheapest first: exists (one stat per file), quick (also read head
+    /// and tail), hash (also SHA-1 each original against Immich's checksum, no decoding),
+    /// full (also decode every file: images, HEIC/AVIF, JPEG XL, RAW, first video frames).
     #[arg(long, default_value = "exists", help_heading = crate::args::CHECK)]
     level: Level,
     /// Report format (default: from --output's extension, .jsonl, .json or .csv; else table).
@@ -52,7 +52,7 @@ pub(crate) struct ScanArgs {
     /// Write the report here (atomically) instead of standard output.
     #[arg(short = 'o', long, help_heading = crate::args::OUT)]
     output: Option<PathBuf>,
-    /// Keep a blake3 manifest in FILE (created if absent): at quick/hash, files unchanged
+    /// Keep a blake3 manifest in FILE (created if absent): at quick and deeper, files unchanged
     /// (size, mtime, inode) since they were last found healthy are not read again.
     #[arg(long, value_name = "FILE", help_heading = crate::args::CHECK)]
     manifest: Option<PathBuf>,

@@ -36,6 +36,8 @@ pub struct Checker {
     pub decode_limits: DecodeLimits,
     /// `full` level: files with no decoder here (format -> count); their `quick` verdict stands.
     pub decode_fallbacks: Mutex<BTreeMap<String, u64>>,
+    /// `full` level: files decoded (format -> count), whatever the verdict.
+    pub decoded: Mutex<BTreeMap<String, u64>>,
     /// `--manifest`: skip unchanged healthy files, detect bitrot (see `manifest.rs`).
     pub(crate) manifest: Option<crate::check::manifest::Session>,
 }
@@ -78,6 +80,7 @@ impl Checker {
             checksums_skipped: AtomicU64::new(0),
             decode_limits: DecodeLimits::default(),
             decode_fallbacks: Mutex::new(BTreeMap::new()),
+            decoded: Mutex::new(BTreeMap::new()),
             manifest: None,
         }
     }
@@ -298,15 +301,21 @@ impl Checker {
         }
         let r = decode::decode_after_quick(file, size, format, jpeg, &self.decode_limits);
         self.bytes_read.fetch_add(r.bytes_read, Ordering::Relaxed);
+        let count = |m: &Mutex<BTreeMap<String, u64>>| {
+            let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
+            *m.entry(format.name().to_string()).or_default() += 1;
+        };
         match r.outcome {
-            Decoded::Ok(_) => None,
-            Decoded::Corrupt(detail) => Some(detail),
+            Decoded::Ok(_) => {
+                count(&self.decoded);
+                None
+            }
+            Decoded::Corrupt(detail) => {
+                count(&self.decoded);
+                Some(detail)
+            }
             Decoded::Unsupported => {
-                let mut m = self
-                    .decode_fallbacks
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                *m.entry(format.name().to_string()).or_default() += 1;
+                count(&self.decode_fallbacks);
                 None
             }
         }

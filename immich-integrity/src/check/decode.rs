@@ -19,13 +19,23 @@
 //!   detection. A hostile file cannot hang a worker: FFmpeg's interrupt callback aborts any
 //!   I/O after [`VIDEO_TIMEOUT`] (also checked between packets), and at most [`MAX_PACKETS`]
 //!   packets are read. Running out of either is reported as `Corrupt` with the limit named.
-//! - **HEIF/AVIF, camera RAW and XMP** have no decoder here: [`Decoded::Unsupported`], the
-//!   `quick` verdict stands and the scan summary counts them per format.
+//! - **HEIF/HEIC and AVIF** (feature `heif`) through the system libheif: every top-level image
+//!   (grids assembled from their tiles), its thumbnails and depth images, 8 or 10 bits, each
+//!   held against the limits by its declared size first. A motion photo's video (`mpvd` box or
+//!   MP4 after the image) is probed like a video.
+//! - **JPEG XL** (bare codestream or container) through jxl-oxide, whose allocation tracker
+//!   enforces [`MAX_ALLOC`]; a codestream that ends early is corrupt.
+//! - **Camera RAW** through rawler: the sensor data is decoded (not the embedded preview),
+//!   after a pass without pixels read the declared size.
+//! - These are decoded from memory; files over [`codecs::MAX_IN_MEMORY`] are not decoded.
+//! - **XMP** and unknown formats have no decoder: [`Decoded::Unsupported`], the `quick`
+//!   verdict stands and the scan summary counts them per format.
 //!
 //! Everything runs inside [`std::panic::catch_unwind`]: a decoder panic becomes
 //! `Corrupt("... decoder panicked: ...")`, never a crash. FFmpeg's own logging is silenced.
 //! The file is read with positioned reads (`pread`), so the caller's file offset is untouched.
 
+use crate::check::codecs;
 use crate::check::formats::{Format, JpegFrame, ReadAt};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
@@ -117,7 +127,9 @@ pub fn can_decode(format: Format) -> bool {
     match format {
         Format::Jpeg | Format::Png | Format::WebP | Format::Gif | Format::Tiff => true,
         Format::Mp4 | Format::Matroska => cfg!(feature = "video"),
-        Format::Heif | Format::Avif | Format::Raw | Format::Xmp | Format::Unknown => false,
+        Format::Heif | Format::Avif => cfg!(feature = "heif"),
+        Format::Jxl | Format::Raw => true,
+        Format::Xmp | Format::Unknown => false,
     }
 }
 
@@ -162,7 +174,9 @@ pub fn decode_bytes(bytes: &[u8], format: Format, limits: &DecodeLimits) -> Deco
     catch_unwind(AssertUnwindSafe(|| {
         let mut n = 0;
         let src = AtReader::new(bytes, bytes.len() as u64, &mut n);
-        if format == Format::Jpeg && STRICT_JPEG {
+        if codecs::in_memory(format) {
+            codecs::decode(bytes, format, limits)
+        } else if format == Format::Jpeg && STRICT_JPEG {
             decode_jpeg(bytes, None, limits)
         } else {
             decode_image(src, format, limits)
@@ -195,6 +209,15 @@ fn decode_inner(
         Format::Jpeg if STRICT_JPEG && size <= MAX_STRICT_JPEG => read_all(file, size, bytes_read)
             .map_err(|e| format!("jpeg: read error: {e}"))
             .and_then(|bytes| decode_jpeg(&bytes, jpeg, limits)),
+        _ if codecs::in_memory(format) => {
+            if size > codecs::MAX_IN_MEMORY {
+                return Decoded::Unsupported;
+            }
+            read_all(file, size, bytes_read)
+                .map_err(|e| format!("{}: read error: {e}", format.name()))
+                .and_then(|bytes| codecs::decode(&bytes, format, limits).map(|d| (d, bytes)))
+                .and_then(|(d, bytes)| codecs::motion::check_video(&bytes, format, limits, d))
+        }
         _ => decode_image(AtReader::new(file, size, bytes_read), format, limits),
     };
     res.map_or_else(Decoded::Corrupt, Decoded::Ok)
@@ -350,7 +373,7 @@ impl<R: ReadAt + ?Sized> Seek for AtReader<'_, R> {
 }
 
 #[cfg(feature = "video")]
-mod video {
+pub(crate) mod video {
     //! FFmpeg through ffmpeg-next: the strict JPEG pass and the video probe.
 
     use super::DecodeLimits;
@@ -534,7 +557,7 @@ mod video {
     }
 
     /// Open the container, find the video stream, decode the first frames.
-    pub(super) fn probe(
+    pub(crate) fn probe(
         file: &File,
         format: Format,
         limits: &DecodeLimits,
@@ -759,13 +782,7 @@ mod tests {
             decode_bytes(&png, Format::Png, &l),
             Decoded::Ok("png 4x3".into())
         );
-        for f in [
-            Format::Heif,
-            Format::Avif,
-            Format::Raw,
-            Format::Xmp,
-            Format::Mp4,
-        ] {
+        for f in [Format::Xmp, Format::Mp4, Format::Unknown] {
             assert_eq!(
                 decode_bytes(b"whatever", f, &l),
                 Decoded::Unsupported,

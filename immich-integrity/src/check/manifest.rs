@@ -30,7 +30,7 @@
 //! Each entry holds (size, mtime in ns, inode, blake3 of the content, SHA-1 when it was
 //! computed, last verdict, level). With the manifest on, a file is **not read** when its entry
 //! says it was healthy at a level at least as deep as this scan's and its size, mtime and inode
-//! are unchanged (and, at `hash`, the SHA-1 stored for an original still equals Immich's
+//! are unchanged (and, at `hash` and `full`, the SHA-1 stored for an original still equals Immich's
 //! checksum). Every other file is read once, in 1 MiB blocks, computing blake3 (and the SHA-1
 //! for `hash`) in the same pass; the format check then reads head and tail from the page cache.
 //! With `verify` ([`crate::ScanOptions::verify_manifest`], CLI `--verify-manifest`) every file

@@ -7,6 +7,7 @@
 
 mod cached;
 pub(crate) mod checker;
+pub(crate) mod codecs;
 mod context;
 pub mod decode;
 pub mod formats;

@@ -1,4 +1,5 @@
-//! ISO BMFF (MP4, MOV, 3GP, HEIF, AVIF, CR3): top-level boxes that must tile the file.
+//! ISO BMFF (MP4, MOV, 3GP, HEIF, AVIF, CR3): top-level boxes that must tile the file (and,
+//! for HEIF/AVIF, item extents inside it: `heif.rs`).
 
 use super::*;
 
@@ -137,6 +138,9 @@ pub(super) fn check_bmff<R: ReadAt + ?Sized>(
         Some(Verdict::Truncated(m)) if !has_index => Verdict::Truncated(format!("{m}; {missing}")),
         Some(v) => v,
         None if !has_index && !w.capped => Verdict::Corrupt(format!("{label}: {missing}")),
+        None if w.meta && matches!(format, Format::Heif | Format::Avif) => {
+            check_items(src, label, notes)?.unwrap_or(Verdict::Ok)
+        }
         None => Verdict::Ok,
     })
 }

@@ -3,6 +3,8 @@
 use super::*;
 
 pub(super) const PNG_SIG: &[u8] = b"\x89PNG\r\n\x1a\n";
+/// The JPEG XL container's first box (`JXL ` signature box, 12 bytes).
+pub(super) const JXL_SIGNATURE: &[u8] = b"\x00\x00\x00\x0cJXL \x0d\x0a\x87\x0a";
 pub(super) const PNG_IEND: &[u8] = b"\x00\x00\x00\x00IEND\xae\x42\x60\x82";
 
 pub(super) fn xml_start(head: &[u8]) -> &[u8] {
@@ -72,6 +74,9 @@ pub fn detect(head: &[u8]) -> Format {
     if head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a") {
         return Format::Gif;
     }
+    if head.starts_with(&[0xFF, 0x0A]) || head.starts_with(JXL_SIGNATURE) {
+        return Format::Jxl;
+    }
     if head.get(4..8) == Some(b"ftyp") {
         return bmff_brand(head);
     }
@@ -119,4 +124,25 @@ pub fn png_dimensions(head: &[u8]) -> Option<(u32, u32)> {
         return None;
     }
     Some((be32(head, 16)?, be32(head, 20)?))
+}
+
+/// Whether `head` is the whole file and a proper prefix of a signature this module knows
+/// (a file cut inside its first bytes, not a format it does not know).
+pub(super) fn cut_in_signature(head: &[u8]) -> bool {
+    const SIGS: [&[u8]; 6] = [
+        &[0xFF, 0xD8, 0xFF],
+        PNG_SIG,
+        b"RIFF\0\0\0\0WEBP",
+        b"GIF89a",
+        b"GIF87a",
+        JXL_SIGNATURE,
+    ];
+    !head.is_empty()
+        && SIGS.iter().any(|sig| {
+            head.len() < sig.len()
+                && head.iter().zip(sig.iter()).enumerate().all(|(i, (h, s))| {
+                    // The RIFF length (bytes 4..8) may be anything.
+                    h == s || (sig.starts_with(b"RIFF") && (4..8).contains(&i))
+                })
+        })
 }

@@ -41,6 +41,13 @@
 //!   box past EOF: `Truncated`; a header that is not a box: `Corrupt`, or `Truncated` when the
 //!   rest of the file is zero bytes). MP4 and CR3 need `moov`, HEIF/AVIF need `meta` (or
 //!   `moov` for image sequences). The walk stops after [`MAX_BOXES`] boxes (noted, not a fault).
+//!   For HEIF/AVIF every item extent in `meta`/`iloc` must lie inside the file (file offsets)
+//!   or inside `idat` (idat offsets): a file cut inside an `mdat` of size 0 ("to the end of the
+//!   file") tiles perfectly, only its item extents show the cut (`Truncated`).
+//! - **JPEG XL**: a bare codestream (`FF 0A`) has no end marker (`Ok` with a note unless its
+//!   tail is zero-filled); the container (`JXL ` signature box, `ftyp` brand `jxl `) must tile
+//!   the file with boxes, hold a `jxlc` or `jxlp` codestream, and its last `jxlp` must carry the
+//!   "last part" flag (else `Truncated`).
 //! - **Matroska/WebM**: the EBML header must parse; a Segment of known size must end at or
 //!   before the end of file (`Truncated` otherwise); data after it must be another EBML
 //!   element (Void or a new EBML header), else `Corrupt`.
@@ -53,7 +60,8 @@
 //!   `</x:xmpmeta>`, `</x:xapmeta>`, the closing tag of the root element or an
 //!   `<?xpacket end=...?>` processing instruction.
 //! - A file of size 0 is `Truncated("empty")`; a file whose head is all zero bytes is
-//!   `Truncated("zero-filled ...")`; other unknown magic is `Corrupt("unknown format: ...")`.
+//!   `Truncated("zero-filled ...")`; other unknown magic is `Ok` with the note "unknown format
+//!   (not judged)": a format this tool does not know is not a damaged file.
 //! - A file whose structure checks out but that ends in a long run of zero bytes (unwritten,
 //!   preallocated space) is `Truncated("<fmt>: zero-filled tail of N bytes")`: ≥ 16 KiB for
 //!   HEIF/AVIF/WebP/Matroska, the whole 64 KiB tail window for MP4/MOV (which may end in PCM
@@ -152,6 +160,8 @@ pub enum Format {
     Matroska,
     /// XMP sidecar (XML).
     Xmp,
+    /// JPEG XL: a bare codestream (`FF 0A`) or the ISO BMFF container (`JXL ` signature box).
+    Jxl,
     /// Not a format the quick check recognises (not judged).
     Unknown,
 }
@@ -171,6 +181,7 @@ impl Format {
             Format::Mp4 => "mp4",
             Format::Matroska => "matroska",
             Format::Xmp => "xmp",
+            Format::Jxl => "jxl",
             Format::Unknown => "unknown",
         }
     }
@@ -192,6 +203,7 @@ impl Format {
             "mp4" | "mov" | "m4v" | "3gp" | "3g2" | "qt" | "insv" => Format::Mp4,
             "webm" | "mkv" => Format::Matroska,
             "xmp" => Format::Xmp,
+            "jxl" => Format::Jxl,
             _ => return None,
         })
     }
@@ -251,7 +263,9 @@ mod bmff;
 mod bytes;
 mod detect;
 mod gif;
+mod heif;
 mod jpeg;
+mod jxl;
 mod matroska;
 mod png;
 mod tiff;
@@ -263,7 +277,9 @@ use bytes::*;
 use detect::*;
 pub use detect::{detect, png_dimensions};
 use gif::*;
+use heif::*;
 use jpeg::*;
+use jxl::*;
 use matroska::*;
 use png::*;
 use tiff::*;
@@ -317,18 +333,26 @@ pub fn check<R: ReadAt + ?Sized>(
         }
         Format::Matroska => check_matroska(&mut src, &mut notes)?,
         Format::Xmp => check_xmp(&src),
+        Format::Jxl => check_jxl(&mut src, &mut notes)?,
         Format::Unknown => {
-            if src.head.iter().all(|&b| b == 0) && !src.head.is_empty() {
+            if cut_in_signature(&src.head) {
+                Verdict::Truncated(format!(
+                    "the file ends after {} bytes, inside a format signature",
+                    src.head.len()
+                ))
+            } else if src.head.iter().all(|&b| b == 0) && !src.head.is_empty() {
                 Verdict::Truncated(format!(
                     "zero-filled: the first {} bytes are all zero",
                     src.head.len()
                 ))
             } else {
+                // A format this tool does not know is not a damaged file: say so, judge nothing.
                 let n = src.head.len().min(16);
-                Verdict::Corrupt(format!(
-                    "unknown format: first bytes {}",
+                notes.push(format!(
+                    "unknown format (not judged): first bytes {}",
                     hex(&src.head[..n])
-                ))
+                ));
+                Verdict::Ok
             }
         }
     };
@@ -338,7 +362,9 @@ pub fn check<R: ReadAt + ?Sized>(
         let z = src.zero_tail();
         let suspect = match format {
             // Only compressed data can end such a file: a long zero run means unwritten space.
-            Format::Heif | Format::Avif | Format::WebP | Format::Matroska => z >= ZERO_TAIL_SUSPECT,
+            Format::Heif | Format::Avif | Format::WebP | Format::Matroska | Format::Jxl => {
+                z >= ZERO_TAIL_SUSPECT
+            }
             // MP4/MOV may end with uncompressed PCM audio: demand the whole tail window.
             Format::Mp4 => src.zero_tail_saturated() && z >= TAIL_LEN.min(ZERO_TAIL_SUSPECT * 4),
             _ => false,
@@ -378,3 +404,5 @@ pub fn check<R: ReadAt + ?Sized>(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_items;

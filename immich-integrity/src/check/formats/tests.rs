@@ -72,6 +72,24 @@ fn bx(typ: &[u8; 4], payload_len: usize) -> Vec<u8> {
     v
 }
 
+/// A minimal valid HEIF `meta` box (version 0: `hdlr`, an `iloc` without items, and a `free`
+/// box of `pad` bytes).
+fn heif_meta(pad: usize) -> Vec<u8> {
+    let hdlr = [&[0u8; 8][..], b"pict", &[0u8; 13]].concat();
+    let iloc = [0u8, 0, 0, 0, 0x44, 0, 0, 0];
+    let mut body = vec![0u8; 4];
+    for (t, p) in [(b"hdlr", &hdlr[..]), (b"iloc", &iloc[..])] {
+        body.extend(((p.len() + 8) as u32).to_be_bytes());
+        body.extend(t);
+        body.extend(p);
+    }
+    body.extend(bx(b"free", pad));
+    let mut v = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+    v.extend(b"meta");
+    v.extend(body);
+    v
+}
+
 fn ftyp(major: &[u8; 4], compat: &[&[u8; 4]]) -> Vec<u8> {
     let mut p = major.to_vec();
     p.extend([0, 0, 2, 0]);
@@ -716,7 +734,7 @@ fn mp4_garbage_and_zero_tail() {
 #[test]
 fn heif_avif_cr3_rules() {
     let mut h = ftyp(b"heic", &[b"mif1", b"heic"]);
-    h.extend(bx(b"meta", 300));
+    h.extend(heif_meta(300));
     h.extend(bx(b"mdat", 3000));
     let r = run(&h, Some("heic"));
     assert_eq!((r.format, r.verdict), (Format::Heif, Verdict::Ok));
@@ -729,7 +747,7 @@ fn heif_avif_cr3_rules() {
     let v = verdict(&h[..h.len() - 5]);
     assert!(truncated_with(&v, "heif: box mdat"), "{v:?}");
     let mut a = ftyp(b"avif", &[b"mif1"]);
-    a.extend(bx(b"meta", 100));
+    a.extend(heif_meta(100));
     a.extend(bx(b"mdat", 100));
     assert_eq!(run(&a, None).format, Format::Avif);
     assert_eq!(verdict(&a), Verdict::Ok);
@@ -952,11 +970,12 @@ fn empty_unknown_and_zero_files() {
     let r = check(&[][..], 0, Some("jpg")).unwrap();
     assert_eq!(r.verdict, Verdict::Truncated("empty".into()));
     assert_eq!(r.bytes_read, 0);
+    // A format this tool does not know is not a damaged file.
+    let r = run(b"hello world, not media", Some("jpg"));
+    assert_eq!(r.verdict, Verdict::Ok);
     assert_eq!(
-        verdict(b"hello world, not media"),
-        Verdict::Corrupt(
-            "unknown format: first bytes 68 65 6c 6c 6f 20 77 6f 72 6c 64 2c 20 6e 6f 74".into()
-        )
+        r.note.as_deref(),
+        Some("unknown format (not judged): first bytes 68 65 6c 6c 6f 20 77 6f 72 6c 64 2c 20 6e 6f 74")
     );
     assert!(truncated_with(&verdict(&[0u8; 5000]), "zero-filled"));
 }
@@ -1101,7 +1120,7 @@ fn samples() -> Vec<Vec<u8>> {
         mp4(300),
         {
             let mut h = ftyp(b"heic", &[b"mif1"]);
-            h.extend(bx(b"meta", 30));
+            h.extend(heif_meta(30));
             h
         },
         mkv(100, Some(100)),
