@@ -11,6 +11,7 @@ pub mod content;
 mod db;
 pub mod media;
 mod plan;
+pub mod slowmount;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -85,7 +85,13 @@ pub struct Root {
     /// One ring per worker thread (threads pick a slot once; see [`thread_slot`]), so that
     /// workers neither wait for each other's lock nor evict each other's folders.
     dirs: Box<[Mutex<DirRing>]>,
+    /// Whether it still answers (see [`crate::fs::watch`]); every operation announces itself
+    /// to the watchdog with this root's id first.
+    pub(crate) health: crate::fs::watch::RootHealth,
 }
+
+/// Ids of roots for the watchdog.
+static NEXT_ROOT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Rings per root: more than the worker threads of any machine this runs on, usually.
 const DIR_SLOTS: usize = 16;
@@ -150,6 +156,9 @@ impl Root {
             dirs: (0..DIR_SLOTS)
                 .map(|_| Mutex::new(DirRing::default()))
                 .collect(),
+            health: crate::fs::watch::RootHealth::new(
+                NEXT_ROOT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ),
         })
     }
 
@@ -190,6 +199,7 @@ impl Root {
 
     /// Looks at `rel` beneath this root. Never follows anything out of it.
     pub fn observe(&self, rel: &Path) -> Observation {
+        crate::fs::watch::touch(self.health.id);
         if rel.as_os_str().is_empty() {
             return Observation::NotRegular { what: "directory" };
         }
@@ -199,6 +209,7 @@ impl Root {
 
     /// `observe` the long way: `openat2(O_PATH, RESOLVE_BENEATH)` of the whole path, `fstat`.
     pub fn observe_whole_path(&self, rel: &Path) -> Observation {
+        crate::fs::watch::touch(self.health.id);
         match self
             .open_beneath(rel, OFlags::PATH)
             .and_then(|fd| rustix::fs::fstat(&fd))
@@ -258,12 +269,14 @@ impl Root {
     /// Opens `rel` for reading, still beneath the root. `O_NONBLOCK` so that a file swapped
     /// for a FIFO since it was observed cannot hang the worker.
     pub fn open_read(&self, rel: &Path) -> std::io::Result<std::fs::File> {
+        crate::fs::watch::touch(self.health.id);
         let fd = self.open_beneath(rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)?;
         Ok(std::fs::File::from(fd))
     }
 
     /// Metadata of a directory beneath the root (for the search-bit walk).
     pub fn dir_meta(&self, rel: &Path) -> Option<Meta> {
+        crate::fs::watch::touch(self.health.id);
         let st = if rel.as_os_str().is_empty() {
             rustix::fs::fstat(&self.fd)
         } else {
