@@ -192,8 +192,13 @@ impl Roots {
                     media_done = true;
                     let container = map.active_media().unwrap_or(&e.container).to_string();
                     let host = e.host.clone();
-                    let states = move || MEDIA_FOLDERS.map(|f| folder_state(&host, f));
-                    let states = match timeout {
+                    let states = move || {
+                        (
+                            MEDIA_FOLDERS.map(|f| folder_state(&host, f)),
+                            dir_has_entries(&host),
+                        )
+                    };
+                    let (states, has_entries) = match timeout {
                         None => states(),
                         Some(t) => crate::fs::watch::within(t, states).ok_or_else(|| {
                             (
@@ -206,9 +211,25 @@ impl Roots {
                             )
                         })?,
                     };
+                    // An empty media root is one share not mounted: one finding, not one
+                    // per top folder.
+                    let whole = !has_entries;
+                    if whole {
+                        roots.missing.push(MissingMount {
+                            container: container.clone(),
+                            host: e.host.clone(),
+                            why: "empty (nothing mounted?)".into(),
+                            affected: AtomicU64::new(0),
+                            hung: false,
+                        });
+                    }
                     for (folder, state) in MEDIA_FOLDERS.iter().zip(states) {
                         roots.folders.push((folder.to_string(), state));
-                        if state == FolderState::Missing {
+                        if whole {
+                            roots
+                                .media_missing
+                                .insert(folder.to_string(), roots.missing.len() - 1);
+                        } else if state == FolderState::Missing {
                             roots
                                 .media_missing
                                 .insert(folder.to_string(), roots.missing.len());
@@ -353,6 +374,24 @@ mod tests {
             detect_media_root(&t.path().join("a-old")),
             Ok(t.path().join("a-old"))
         );
+    }
+
+    #[test]
+    fn an_empty_media_root_is_one_missing_mount_not_one_per_folder() {
+        let t = tempfile::tempdir().unwrap();
+        let mut map = PathMap::new();
+        map.add_media_root("/data", t.path().to_path_buf());
+        let roots = Roots::open_watched(&map, Some(std::time::Duration::from_secs(30))).unwrap();
+        assert_eq!(roots.missing.len(), 1);
+        assert_eq!(roots.missing[0].host, t.path());
+        assert_eq!(roots.missing[0].container, "/data");
+        assert!(roots
+            .root_for(0, Path::new("upload/u/a.jpg"), true)
+            .is_none());
+        assert!(roots
+            .root_for(0, Path::new("thumbs/u/a.jpg"), true)
+            .is_none());
+        assert_eq!(roots.missing[0].affected.load(Ordering::Relaxed), 2);
     }
 
     #[test]
