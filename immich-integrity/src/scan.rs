@@ -1,6 +1,9 @@
 //! The pipeline: source -> path map -> checker (rayon) -> observer.
 
-use crate::check::engine::{Batch, Engine};
+use crate::check::coverage::coverage;
+pub use crate::check::coverage::Coverage;
+use crate::check::engine::{cpu_pool, Batch, Engine};
+use crate::check::unreachable::unreachable_findings;
 use crate::check::Checker;
 use crate::db::conn::SourceInfo;
 use crate::db::filters::SourceOptions;
@@ -150,75 +153,6 @@ pub(crate) fn worker_pool(jobs: usize, name: &'static str) -> Result<rayon::Thre
 /// written without them.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
-/// The pool sized to the cores (or `jobs`) that decodes and hashes: its threads carry the
-/// scan's read-rate limit and, with `idle_io`, the idle I/O class.
-fn cpu_pool(
-    jobs: usize,
-    limits: Arc<crate::fs::throttle::Limits>,
-    idle_io: bool,
-) -> Result<rayon::ThreadPool> {
-    check_jobs(jobs)?;
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs)
-        .thread_name(|i| format!("immich-integrity-cpu-{i}"))
-        .start_handler(move |_| {
-            crate::fs::throttle::adopt(limits.any().then(|| limits.clone()));
-            if idle_io {
-                crate::fs::throttle::idle_io_priority();
-            }
-        })
-        .build()
-        .map_err(|e| Error::InvalidArgument(format!("cannot start worker threads: {e}")))
-}
-
-/// One `unreachable` finding per root that stopped answering: at setup (a mapped root whose
-/// listing hung) or during the scan (the watchdog gave up on it), with the files not checked.
-fn unreachable_findings(checker: &Checker) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let finding = |container: Option<String>, host: &std::path::Path, why: &str, n: u64| Finding {
-        asset_id: None,
-        owner_id: None,
-        file: None,
-        db_path: container,
-        host_path: Some(host.to_string_lossy().into_owned()),
-        fault: Fault::Unreachable,
-        found_at: None,
-        repair: Repair::None,
-        detail: format!(
-            "{} does not answer: {why}; {n} referenced files under it were not checked \
-                 (the report is incomplete). Check the share (mount, server, network) and \
-                 scan again",
-            host.display()
-        ),
-        affected: Some(n),
-        relink_to: None,
-    };
-    for m in checker.roots.missing.iter().filter(|m| m.hung) {
-        let n = m.affected.load(Ordering::Relaxed);
-        out.push(finding(Some(m.container.clone()), &m.host, &m.why, n));
-    }
-    for r in checker.roots.all() {
-        if !r.health.is_unreachable() {
-            continue;
-        }
-        let why = r
-            .health
-            .why
-            .lock()
-            .map(|w| w.clone().unwrap_or_default())
-            .unwrap_or_default();
-        let container = checker
-            .map
-            .entries()
-            .iter()
-            .find(|e| e.host == r.host)
-            .map(|e| e.container.clone());
-        let n = r.health.not_checked.load(Ordering::Relaxed);
-        out.push(finding(container, &r.host, &why, n));
-    }
-    out
-}
-
 /// Progress after each batch.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Progress {
@@ -337,49 +271,6 @@ pub struct Summary {
     /// With a manifest: how far the rolling verification got (see [`Coverage`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coverage: Option<Coverage>,
-}
-
-/// How far a rolling (time-limited) verification with a manifest got: where this run
-/// started and stopped, how many files the manifest has verified, and how old the oldest
-/// verification is. N time-limited runs cover the library: each resumes after the last page
-/// of the one before, and a run that reaches the end clears the point (the next starts over).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Coverage {
-    /// This run started after this asset id (`None`: from the first).
-    pub resumed_after: Option<String>,
-    /// The next run starts after this asset id (`None`: this run reached the end, the next
-    /// starts from the first).
-    pub next_after: Option<String>,
-    /// Files the manifest holds a verification for.
-    pub verified_files: u64,
-    /// The oldest of those verifications (RFC 3339), and its age in seconds.
-    pub oldest_verification: Option<String>,
-    /// Age of the oldest verification, in seconds.
-    pub oldest_age_s: Option<u64>,
-}
-
-/// The coverage summary of a run with a manifest (commits what is pending first).
-fn coverage(
-    m: &crate::check::manifest::Session,
-    resumed_after: Option<String>,
-) -> Option<Coverage> {
-    if m.flush().is_err() {
-        return None;
-    }
-    let manifest = m.manifest.lock().unwrap_or_else(|p| p.into_inner());
-    let manifest = manifest.as_ref()?;
-    let next_after = manifest.resume_after().ok()?;
-    let (verified_files, oldest) = manifest.coverage().ok()?;
-    let now = chrono::Utc::now().timestamp();
-    Some(Coverage {
-        resumed_after,
-        next_after,
-        verified_files,
-        oldest_verification: oldest
-            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-            .map(|t| t.to_rfc3339()),
-        oldest_age_s: oldest.map(|t| now.saturating_sub(t).max(0) as u64),
-    })
 }
 
 impl Summary {

@@ -2,7 +2,6 @@
 //! Classification happens here and only here, from the raw observation.
 
 use super::context::FileCtx;
-use super::engine::Outcome;
 use crate::check::decode::{self, DecodeLimits, Decoded};
 use crate::check::formats::{self, JpegFrame, Verdict};
 use crate::fs::access::{Identity, READ, SEARCH};
@@ -88,52 +87,6 @@ impl Checker {
         }
     }
 
-    /// Runs CPU work (a decode, a hash) on the CPU pool and waits for it. The I/O thread's
-    /// watch slot goes along: waiting for a free core is not I/O, but the reads the work does
-    /// are watched as the I/O thread's own.
-    pub(crate) fn on_cpu<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let Some(pool) = &self.cpu else {
-            return f();
-        };
-        let slot = crate::fs::watch::current();
-        crate::fs::watch::pause();
-        let r = pool.install(move || {
-            let prev = crate::fs::watch::adopt(slot);
-            crate::fs::watch::resume();
-            let r = f();
-            crate::fs::watch::pause();
-            crate::fs::watch::adopt(prev);
-            r
-        });
-        crate::fs::watch::resume();
-        r
-    }
-
-    /// One file of a row, for the I/O engine: its fault, or not checked when its root does
-    /// not answer.
-    pub(crate) fn check_file_outcome(&self, row: &AssetRow, f: &FileRef) -> Outcome {
-        match self.check_file(row, f) {
-            Ok(x) => Outcome::Done(x),
-            Err(Some(root)) => Outcome::NotChecked(root),
-            Err(None) => Outcome::UnderMissingMount,
-        }
-    }
-
-    /// The findings of a row from the outcomes of its files (in file order; `None` or not
-    /// checked: no finding, the root's `unreachable` finding counts it).
-    pub(crate) fn assemble(&self, row: &AssetRow, outcomes: Vec<Option<Outcome>>) -> Vec<Finding> {
-        let raw = row
-            .files
-            .iter()
-            .zip(outcomes)
-            .filter_map(|(f, o)| match o {
-                Some(Outcome::Done(Some(x))) => Some((f, x)),
-                _ => None,
-            })
-            .collect();
-        findings(row, raw)
-    }
-
     /// All findings for one row, in file order.
     pub fn check_row(&self, row: &AssetRow) -> Vec<Finding> {
         let mut raw: Vec<(&FileRef, Fault0)> = Vec::new();
@@ -147,7 +100,11 @@ impl Checker {
 
     /// `Err(Some(root id))`: not checked, the root does not answer; `Err(None)`: not checked,
     /// under a missing mount (counted there).
-    fn check_file(&self, row: &AssetRow, f: &FileRef) -> Result<Option<Fault0>, Option<u64>> {
+    pub(super) fn check_file(
+        &self,
+        row: &AssetRow,
+        f: &FileRef,
+    ) -> Result<Option<Fault0>, Option<u64>> {
         if let Some(shown) = f.db_path.strip_prefix(crate::model::NOT_UTF8) {
             self.files_checked.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(Fault0::new(
@@ -625,7 +582,7 @@ impl Checker {
 
 /// The findings of a row from its raw faults: the repair of each depends on whether the
 /// original is healthy.
-fn findings(row: &AssetRow, raw: Vec<(&FileRef, Fault0)>) -> Vec<Finding> {
+pub(super) fn findings(row: &AssetRow, raw: Vec<(&FileRef, Fault0)>) -> Vec<Finding> {
     let original_ok = !raw.iter().any(|(f, _)| f.kind == FileKind::Original);
     raw.into_iter()
         .map(|(f, x)| {

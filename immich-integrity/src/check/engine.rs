@@ -13,9 +13,10 @@
 //! left, and a page is complete once every file has an outcome: checked, or not checked
 //! because its root stopped answering.
 
-use super::checker::{Checker, Fault0};
+use super::checker::{findings, Checker, Fault0};
 use crate::fs::watch::{self, Slot};
 use crate::model::AssetRow;
+use crate::model::{FileRef, Finding};
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -368,6 +369,79 @@ fn watchdog(shared: Arc<Shared>) {
         let _g = lock(m);
         cv.notify_all();
     }
+}
+
+/// The engine's side of the checker: a file's outcome, a row's findings from its outcomes,
+/// and the hand-off of CPU work to the pool sized to the cores.
+impl Checker {
+    /// Runs CPU work (a decode, a hash) on the CPU pool and waits for it. The I/O thread's
+    /// watch slot goes along: waiting for a free core is not I/O, but the reads the work does
+    /// are watched as the I/O thread's own.
+    pub(crate) fn on_cpu<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let Some(pool) = &self.cpu else {
+            return f();
+        };
+        let slot = crate::fs::watch::current();
+        crate::fs::watch::pause();
+        let r = pool.install(move || {
+            let prev = crate::fs::watch::adopt(slot);
+            crate::fs::watch::resume();
+            let r = f();
+            crate::fs::watch::pause();
+            crate::fs::watch::adopt(prev);
+            r
+        });
+        crate::fs::watch::resume();
+        r
+    }
+
+    /// One file of a row, for the I/O engine: its fault, or not checked when its root does
+    /// not answer.
+    pub(crate) fn check_file_outcome(&self, row: &AssetRow, f: &FileRef) -> Outcome {
+        match self.check_file(row, f) {
+            Ok(x) => Outcome::Done(x),
+            Err(Some(root)) => Outcome::NotChecked(root),
+            Err(None) => Outcome::UnderMissingMount,
+        }
+    }
+
+    /// The findings of a row from the outcomes of its files (in file order; `None` or not
+    /// checked: no finding, the root's `unreachable` finding counts it).
+    pub(crate) fn assemble(&self, row: &AssetRow, outcomes: Vec<Option<Outcome>>) -> Vec<Finding> {
+        let raw = row
+            .files
+            .iter()
+            .zip(outcomes)
+            .filter_map(|(f, o)| match o {
+                Some(Outcome::Done(Some(x))) => Some((f, x)),
+                _ => None,
+            })
+            .collect();
+        findings(row, raw)
+    }
+}
+
+/// The pool sized to the cores (or `jobs`) that decodes and hashes: its threads carry the
+/// scan's read-rate limit and, with `idle_io`, the idle I/O class.
+pub(crate) fn cpu_pool(
+    jobs: usize,
+    limits: Arc<crate::fs::throttle::Limits>,
+    idle_io: bool,
+) -> crate::error::Result<rayon::ThreadPool> {
+    crate::scan::check_jobs(jobs)?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .thread_name(|i| format!("immich-integrity-cpu-{i}"))
+        .start_handler(move |_| {
+            crate::fs::throttle::adopt(limits.any().then(|| limits.clone()));
+            if idle_io {
+                crate::fs::throttle::idle_io_priority();
+            }
+        })
+        .build()
+        .map_err(|e| {
+            crate::error::Error::InvalidArgument(format!("cannot start worker threads: {e}"))
+        })
 }
 
 /// How many file operations run at once: a hill climb on files per second (see the module

@@ -9,9 +9,11 @@
 mod cached;
 pub(crate) mod checker;
 mod context;
+pub(crate) mod coverage;
 pub mod decode;
 pub(crate) mod engine;
 pub mod formats;
 pub mod manifest;
+pub(crate) mod unreachable;
 
 pub(crate) use checker::Checker;

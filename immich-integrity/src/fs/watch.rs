@@ -232,7 +232,7 @@ pub(crate) fn find_stuck(slots: &[Arc<Slot>], timeout: Duration) -> Vec<Stuck> {
     stuck
 }
 
-/// Runs `f` on a helper thread and waits at most `timeout` for it. `None`: it did not come
+/// Runs `f` on a thread of its own and waits at most `timeout` for it. `None`: it did not come
 /// back in time (it is left running: a thread stuck in the kernel cannot be stopped).
 pub(crate) fn within<T: Send + 'static>(
     timeout: Duration,
