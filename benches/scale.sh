@@ -25,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --release -q -p immich-integrity-cli -p immich-fixtures
-BIN=./target/release
+BIN=${CARGO_TARGET_DIR:-target}/release
 mkdir -p target/bench
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(10000 100000)
 [ -z "${FIXTURE:-}" ] || sizes=(0)   # one library, already there (nothing to check)

@@ -5,7 +5,7 @@ set -euo pipefail
 
 need_pkgs=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev
            libavdevice-dev clang libclang-dev pkg-config postgresql-client ffmpeg strace time
-           bsdutils nginx openssl libheif-dev libheif-examples libavif-bin libjxl-tools)
+           bsdutils nginx openssl libheif-dev libheif-examples libavif-bin libjxl-tools fuse3)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

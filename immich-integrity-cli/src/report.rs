@@ -593,6 +593,9 @@ fn write_table(
             immich_integrity::Completion::Complete => String::new(),
             immich_integrity::Completion::Interrupted => " (INTERRUPTED: incomplete)".into(),
             immich_integrity::Completion::Failed(w) => format!(" (FAILED: incomplete: {w})"),
+            immich_integrity::Completion::TimeLimit => {
+                " (TIME LIMIT: incomplete, stopped at a page boundary)".into()
+            }
         },
         s.unchecked
             .iter()

@@ -69,6 +69,7 @@ pub use diagnose::{doctor, envfile, explain, next_steps, orphans};
 pub use repair::{api, regenerate, relink};
 
 // The types a scan is made of.
+pub use check::engine::MAX_IN_FLIGHT;
 pub use db::conn::{Library, SourceInfo};
 pub use db::filters::{Shard, SourceOptions};
 pub use db::schema::{PersonKey, Schema, Timestamps};
@@ -77,11 +78,12 @@ pub use db::sql::UncheckedPart;
 pub use error::{Error, Hint, Result};
 pub use fs::access::Identity;
 pub use fs::pathmap::{MapEntry, Mapped, PathMap};
+pub use fs::watch::DEFAULT_IO_TIMEOUT;
 pub use fs::writes::{media_roots, refuse_inside_media, refuse_inside_roots};
 pub use manifest::Manifest;
 pub use model::{AssetRow, Entity, Fault, FileKind, FileRef, Finding, Level, Repair};
 pub use repair::journal::{undo_journal, DbIdentity, JournalKind, UndoOptions, UndoReport};
 pub use scan::{
-    build_map, build_map_with_roots, scan, Completion, Observer, Origins, Progress, RootUsed,
-    ScanOptions, Summary, MAX_JOBS,
+    build_map, build_map_with_roots, scan, Completion, Coverage, Observer, Origins, Progress,
+    RootUsed, ScanOptions, Summary, MAX_JOBS,
 };

@@ -119,6 +119,10 @@ pub enum Fault {
     ChecksumMismatch,
     /// The content changed although size and modification time did not.
     Bitrot,
+    /// A whole root (the media root, an external library's share) stopped answering: an
+    /// operation under it did not return within the I/O timeout (a hung network share). Its
+    /// remaining files were not checked (`affected`); the report is incomplete.
+    Unreachable,
 }
 
 impl Fault {
@@ -137,6 +141,7 @@ impl Fault {
             Fault::SizeMismatch => "size_mismatch",
             Fault::ChecksumMismatch => "checksum_mismatch",
             Fault::Bitrot => "bitrot",
+            Fault::Unreachable => "unreachable",
         }
     }
 }

@@ -1,5 +1,9 @@
 //! The pipeline: source -> path map -> checker (rayon) -> observer.
 
+use crate::check::coverage::coverage;
+pub use crate::check::coverage::Coverage;
+use crate::check::engine::{cpu_pool, Batch, Engine};
+use crate::check::unreachable::unreachable_findings;
 use crate::check::Checker;
 use crate::db::conn::SourceInfo;
 use crate::db::filters::SourceOptions;
@@ -9,13 +13,11 @@ use crate::error::{Error, Result};
 use crate::fs::access::Identity;
 use crate::fs::pathmap::PathMap;
 use crate::fs::roots::Roots;
-use crate::model::{Fault, Finding, Level, Repair};
-use rayon::prelude::*;
+use crate::model::{Entity, Fault, Finding, Level, Repair};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +50,22 @@ pub struct ScanOptions {
     /// Where `media_root`, `media_location` and each of `maps` came from, as the caller names
     /// it (`flag`, `.env`, ...), for the report's [`Summary::roots`]; unset ones say `option`.
     pub origins: Origins,
+    /// How long one filesystem operation may take before its root counts as unreachable
+    /// (a hung share): its remaining files are not checked, the scan goes on with the others.
+    pub io_timeout: Duration,
+    /// File operations in flight at once; `None` (default): adapt to the storage, between the
+    /// cores and [`MAX_IN_FLIGHT`].
+    pub io_depth: Option<usize>,
+    /// At most this many files looked at per second (all levels).
+    pub max_files_rate: Option<f64>,
+    /// At most this many bytes of file content read per second (`quick` and deeper).
+    pub max_read_rate: Option<f64>,
+    /// Read with the idle I/O priority class (served only when nobody else uses the disk).
+    pub idle_io: bool,
+    /// Stop cleanly at the first page boundary after this long ([`Completion::TimeLimit`]).
+    /// With [`ScanOptions::manifest`], a time-limited run resumes after the last asset the
+    /// previous time-limited run checked, so N runs cover the library (see [`Coverage`]).
+    pub time_limit: Option<Duration>,
 }
 
 /// Where the roots of [`ScanOptions`] came from (see [`ScanOptions::origins`]).
@@ -94,6 +112,12 @@ impl ScanOptions {
             manifest: None,
             verify_manifest: false,
             origins: Origins::default(),
+            io_timeout: crate::fs::watch::DEFAULT_IO_TIMEOUT,
+            io_depth: None,
+            max_files_rate: None,
+            max_read_rate: None,
+            idle_io: false,
+            time_limit: None,
         }
     }
 }
@@ -124,6 +148,10 @@ pub(crate) fn worker_pool(jobs: usize, name: &'static str) -> Result<rayon::Thre
         .build()
         .map_err(|e| Error::InvalidArgument(format!("cannot start worker threads: {e}")))
 }
+
+/// How long pages in flight may still finish after SIGINT/SIGTERM before the report is
+/// written without them.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
 /// Progress after each batch.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -166,6 +194,8 @@ pub enum Completion {
     Interrupted,
     /// Stopped early because the database failed mid-scan; the reason.
     Failed(String),
+    /// Stopped cleanly at a page boundary when [`ScanOptions::time_limit`] ran out.
+    TimeLimit,
 }
 
 /// The summary line of a report (README, Findings).
@@ -233,12 +263,29 @@ pub struct Summary {
     /// `--level full`: files decoded, by format (`decode_fallbacks` has those that were not).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub decoded: BTreeMap<String, u64>,
+    /// Files not checked because their root did not answer (see the `unreachable` findings).
+    /// With any, the report is incomplete.
+    #[serde(default)]
+    pub not_checked: u64,
+    /// File operations in flight at the end, and the most at any time (they follow the
+    /// storage: see [`ScanOptions::io_depth`]).
+    #[serde(default)]
+    pub io_depth: (u64, u64),
+    /// With a manifest: how far the rolling verification got (see [`Coverage`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<Coverage>,
 }
 
 impl Summary {
     /// True when nothing was found and every part of the database was checked.
     pub fn is_clean(&self) -> bool {
-        self.findings == 0 && self.unchecked.is_empty()
+        self.findings == 0 && self.unchecked.is_empty() && self.not_checked == 0
+    }
+
+    /// True when files or parts of the database were left unchecked (a root that did not
+    /// answer, a query that does not fit the schema) although the scan ran to its end.
+    pub fn is_incomplete(&self) -> bool {
+        !self.unchecked.is_empty() || self.not_checked > 0
     }
 }
 
@@ -261,17 +308,19 @@ pub fn scan(opts: &ScanOptions, observer: &mut dyn Observer) -> Result<Summary> 
 /// [`scan`] of the rows of an open `source` (the live database's, or a dump's).
 pub(crate) fn scan_source(
     opts: &ScanOptions,
-    source: Source,
+    mut source: Source,
     observer: &mut dyn Observer,
     started: Instant,
 ) -> Result<Summary> {
     check_jobs(opts.jobs)?;
     let total_rows = source.info.total_rows;
     let (map, roots_used) = build_map_with_roots(opts, &source.info)?;
-    let roots = Roots::open(&map).map_err(|(path, reason)| Error::MediaRoot { path, reason })?;
+    let roots = Roots::open_watched(&map, Some(opts.io_timeout))
+        .map_err(|(path, reason)| Error::MediaRoot { path, reason })?;
     let identity = opts.as_user.clone().unwrap_or_else(Identity::current);
     let checker_roots: Vec<PathBuf> = map.entries().iter().map(|e| e.host.clone()).collect();
     let mut checker = Checker::new(map, roots, identity, opts.level);
+    let mut resumed_after: Option<String> = None;
     if let Some(path) = &opts.manifest {
         if opts.level < Level::Quick {
             return Err(Error::InvalidArgument(format!(
@@ -290,12 +339,32 @@ pub(crate) fn scan_source(
             path,
             &roots,
         )?;
-        checker.manifest = Some(crate::check::manifest::Session::open(
-            path,
-            opts.verify_manifest,
-        )?);
+        let session = crate::check::manifest::Session::open(path, opts.verify_manifest)?;
+        // A time-limited run stopped here: a time-limited run goes on after its last page (a
+        // rolling scrub). A run without a limit checks everything (and clears the point).
+        let resume = match session
+            .manifest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            Some(m) => m.resume_after()?,
+            None => None,
+        };
+        if let Some(id) = resume.filter(|_| opts.time_limit.is_some()) {
+            drop(source);
+            source = Source::open_after(opts.source.clone(), Some(id.clone()))?;
+            resumed_after = Some(id);
+        }
+        checker.manifest = Some(session);
     }
-    let pool = worker_pool(opts.jobs, "check")?;
+    let limits = Arc::new(crate::fs::throttle::Limits::new(
+        opts.max_files_rate,
+        opts.max_read_rate,
+    ));
+    if opts.level >= Level::Quick {
+        checker.cpu = Some(cpu_pool(opts.jobs, limits.clone(), opts.idle_io)?);
+    }
 
     let mut summary = Summary {
         summary: true,
@@ -320,6 +389,9 @@ pub(crate) fn scan_source(
         reconnects: 0,
         resumes: Vec::new(),
         decoded: BTreeMap::new(),
+        not_checked: 0,
+        io_depth: (0, 0),
+        coverage: None,
     };
     let emit = |f: &Finding, summary: &mut Summary, observer: &mut dyn Observer| {
         summary.findings += 1;
@@ -332,68 +404,109 @@ pub(crate) fn scan_source(
             .or_default() += 1;
         observer.finding(f);
     };
-    let mut source = source;
-    // Two pages in flight: while the workers finish one page's slowest files, the next
-    // page's rows keep the other workers busy (one page at a time left a core idle at the
-    // tail of every page). Findings are still emitted in page order. With a manifest, one:
-    // each page's entries are committed before the next page reads the manifest.
+    // Two pages in flight: while the I/O threads finish one page's slowest files, the next
+    // page's rows keep the others busy. Findings are still emitted in page order. With a
+    // manifest, one: each page's entries are committed before the next page reads them.
     let depth = if checker.manifest.is_some() { 1 } else { 2 };
-    let check = &checker;
-    pool.in_place_scope(|scope| {
-        let mut in_flight: VecDeque<(usize, Receiver<Vec<Vec<Finding>>>)> = VecDeque::new();
-        let mut more = true;
-        loop {
-            if more && in_flight.len() < depth {
-                if opts.cancel.load(Ordering::Relaxed) {
-                    summary.completion = Completion::Interrupted;
-                    more = false;
+    let checker = Arc::new(checker);
+    let mut engine = Engine::start(
+        checker.clone(),
+        opts.io_depth,
+        opts.io_timeout,
+        opts.idle_io,
+        limits.any().then(|| limits.clone()),
+    );
+    let deadline = opts.time_limit.map(|t| started + t);
+    let mut in_flight: VecDeque<Arc<Batch>> = VecDeque::new();
+    let mut more = true;
+    let mut submitted = 0u64;
+    let mut reached_end = false;
+    loop {
+        if more && in_flight.len() < depth {
+            if opts.cancel.load(Ordering::Relaxed) {
+                summary.completion = Completion::Interrupted;
+                more = false;
+                continue;
+            }
+            // A time-limited run always checks one page at least: N runs make progress.
+            if submitted > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+                summary.completion = Completion::TimeLimit;
+                more = false;
+                continue;
+            }
+            match source.next_within(Duration::from_millis(100)) {
+                Next::Batch(Ok(rows)) => {
+                    let b = Batch::new(rows);
+                    engine.submit(&b);
+                    in_flight.push_back(b);
+                    submitted += 1;
                     continue;
                 }
-                match source.next_within(Duration::from_millis(100)) {
-                    Next::Batch(Ok(batch)) => {
-                        let (tx, rx) = channel();
-                        in_flight.push_back((batch.len(), rx));
-                        scope.spawn(move |_| {
-                            let found = batch.par_iter().map(|row| check.check_row(row)).collect();
-                            let _ = tx.send(found);
-                        });
-                        continue;
-                    }
-                    Next::Batch(Err(e)) => {
-                        summary.completion = Completion::Failed(e.to_string());
-                        more = false;
-                    }
-                    Next::Pending => continue,
-                    Next::End => more = false,
-                }
-            }
-            let Some((rows, rx)) = in_flight.pop_front() else {
-                break;
-            };
-            // A worker that panicked dropped its sender; the scope re-raises the panic.
-            let found = rx.recv().unwrap_or_default();
-            summary.rows += rows as u64;
-            for f in found.iter().flatten() {
-                emit(f, &mut summary, observer);
-            }
-            if let Some(m) = &check.manifest {
-                if let Err(e) = m.flush() {
+                Next::Batch(Err(e)) => {
                     summary.completion = Completion::Failed(e.to_string());
                     more = false;
                 }
+                Next::Pending => continue,
+                Next::End => {
+                    more = false;
+                    reached_end = true;
+                }
             }
-            summary.files_checked = check.files_checked.load(Ordering::Relaxed);
-            summary.bytes_read = check.bytes_read.load(Ordering::Relaxed);
-            observer.progress(&Progress {
-                rows: summary.rows,
-                files_checked: summary.files_checked,
-                bytes_read: summary.bytes_read,
-                findings: summary.findings,
-                total_rows,
-            });
         }
-    });
-    for m in &checker.roots.missing {
+        let Some(batch) = in_flight.pop_front() else {
+            break;
+        };
+        // After SIGINT/SIGTERM, pages still in flight get a moment to finish; threads stuck
+        // in the kernel are not waited for (the report is written without their files).
+        let mut cancelled_at: Option<Instant> = None;
+        let done = engine.wait(&batch, || {
+            if !opts.cancel.load(Ordering::Relaxed) {
+                return false;
+            }
+            cancelled_at.get_or_insert_with(Instant::now).elapsed() > CANCEL_GRACE
+        });
+        if !done {
+            summary.completion = Completion::Interrupted;
+            break;
+        }
+        summary.rows += batch.rows.len() as u64;
+        for (i, row) in batch.rows.iter().enumerate() {
+            for f in checker.assemble(row, batch.row_outcomes(i)) {
+                emit(&f, &mut summary, observer);
+            }
+        }
+        if let Some(m) = &checker.manifest {
+            // The next run resumes after this page's last asset (committed with its entries).
+            if let Some(last) = batch.rows.iter().rev().find(|r| r.entity == Entity::Asset) {
+                m.resume_after(Some(last.id.clone()));
+            }
+            if reached_end && in_flight.is_empty() && summary.completion == Completion::Complete {
+                m.resume_after(None);
+            }
+            if let Err(e) = m.flush() {
+                summary.completion = Completion::Failed(e.to_string());
+                more = false;
+            }
+        }
+        summary.files_checked = engine.files_checked();
+        summary.bytes_read = checker.bytes_read.load(Ordering::Relaxed);
+        observer.progress(&Progress {
+            rows: summary.rows,
+            files_checked: summary.files_checked,
+            bytes_read: summary.bytes_read,
+            findings: summary.findings,
+            total_rows,
+        });
+    }
+    let (now, peak) = engine.depth();
+    summary.io_depth = (now as u64, peak as u64);
+    let files_checked = engine.files_checked();
+    drop(engine);
+    for f in unreachable_findings(&checker) {
+        summary.not_checked += f.affected.unwrap_or(0);
+        emit(&f, &mut summary, observer);
+    }
+    for m in checker.roots.missing.iter().filter(|m| !m.hung) {
         let affected = m.affected.load(Ordering::Relaxed);
         let f = Finding {
             asset_id: None,
@@ -418,7 +531,7 @@ pub(crate) fn scan_source(
         };
         emit(&f, &mut summary, observer);
     }
-    summary.files_checked = checker.files_checked.load(Ordering::Relaxed);
+    summary.files_checked = files_checked;
     summary.bytes_read = checker.bytes_read.load(Ordering::Relaxed);
     summary.checksums_skipped = checker.checksums_skipped.load(Ordering::Relaxed);
     summary.unchecked = source.unchecked();
@@ -434,7 +547,11 @@ pub(crate) fn scan_source(
         .lock()
         .map(|m| m.clone())
         .unwrap_or_default();
-    if let Some(m) = checker.manifest.take() {
+    if let Some(m) = &checker.manifest {
+        if reached_end && summary.completion == Completion::Complete {
+            m.resume_after(None); // the cycle is complete: the next run starts over
+        }
+        summary.coverage = coverage(m, resumed_after.take());
         summary.manifest_hits = Some(m.hits.load(Ordering::Relaxed));
         summary.manifest_rereads = Some(m.rereads.load(Ordering::Relaxed));
         summary.manifest_new = Some(m.new.load(Ordering::Relaxed));
@@ -505,14 +622,25 @@ pub fn build_map_with_roots(
             crate::error::Hint::Maps
         )));
     };
-    if !media_host.is_dir() {
+    // A media root on a share that stopped answering is an error, not a hang.
+    let host = media_host.clone();
+    let probe = move || (host.is_dir(), crate::fs::roots::detect_media_root(&host));
+    let Some((is_dir, detected)) = crate::fs::watch::within(opts.io_timeout, probe) else {
+        return Err(Error::MediaRoot {
+            path: media_host,
+            reason: format!(
+                "does not answer: looking at it did not return in {:.1} s (a hung share?)",
+                opts.io_timeout.as_secs_f64()
+            ),
+        });
+    };
+    if !is_dir {
         return Err(Error::MediaRoot {
             path: media_host,
             reason: "not a directory".into(),
         });
     }
-    let detected = crate::fs::roots::detect_media_root(&media_host)
-        .map_err(|c| crate::fs::roots::ambiguous_root(&media_host, &c))?;
+    let detected = detected.map_err(|c| crate::fs::roots::ambiguous_root(&media_host, &c))?;
     let media_from = if detected == media_host {
         media_from
     } else {

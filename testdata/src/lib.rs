@@ -13,6 +13,7 @@ mod db;
 pub mod media;
 pub mod phones;
 mod plan;
+pub mod slowmount;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use immich_fixtures::{generate, Fixture, FixtureSpec, Generation};
 
+mod slowfs;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "immich-fixture",
@@ -54,6 +56,31 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Mount SRC at MNT through a passthrough FUSE filesystem that answers like a slow or hung
+    /// network share; runs until SIGTERM/SIGINT, which unmount it (SIGUSR1: write --stats and
+    /// count afresh).
+    Fuse {
+        /// Milliseconds added to every metadata operation (lookup, getattr, open, readdir, ...).
+        #[arg(long, default_value_t = 1.0)]
+        delay_ms: f64,
+        /// Milliseconds added to every read.
+        #[arg(long, default_value_t = 0.0)]
+        read_delay_ms: f64,
+        /// Never answer any operation on or below this folder (relative to SRC): a hung share.
+        #[arg(long, value_name = "SUBDIR")]
+        block_under: Option<PathBuf>,
+        /// Seconds the kernel may cache entries and attributes (0: every stat reaches us).
+        #[arg(long, default_value_t = 0.0)]
+        attr_ttl: f64,
+        /// Worker threads answering operations (the most delayed at once).
+        #[arg(long, default_value_t = 256)]
+        threads: usize,
+        /// Write operation counts (JSON) here at exit and on SIGUSR1.
+        #[arg(long)]
+        stats: Option<PathBuf>,
+        src: PathBuf,
+        mnt: PathBuf,
+    },
 }
 
 fn describe(f: &Fixture) -> serde_json::Value {
@@ -74,6 +101,7 @@ fn describe(f: &Fixture) -> serde_json::Value {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Some(Cmd::Fuse { .. }) => unreachable!("served before the runtime starts"),
         Some(Cmd::Drop { db_name, dir }) => {
             immich_fixtures::drop_database(&immich_fixtures::base_pg_url(), &db_name).await?;
             if let Some(d) = dir {
@@ -118,6 +146,32 @@ async fn run(cli: Cli) -> Result<()> {
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(Cmd::Fuse {
+        delay_ms,
+        read_delay_ms,
+        block_under,
+        attr_ttl,
+        threads,
+        stats,
+        src,
+        mnt,
+    }) = cli.cmd
+    {
+        let ms = |v: f64| std::time::Duration::from_secs_f64(v.max(0.0) / 1000.0);
+        let opts = slowfs::SlowOptions {
+            delay: ms(delay_ms),
+            read_delay: ms(read_delay_ms),
+            block: block_under,
+            attr_ttl: std::time::Duration::from_secs_f64(attr_ttl.max(0.0)),
+            threads,
+            stats,
+        };
+        if let Err(e) = slowfs::serve(&src, &mnt, opts) {
+            eprintln!("immich-fixture: error: {e:#}");
+            std::process::exit(2);
+        }
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -35,7 +35,8 @@ pub(crate) const SCAN_EXAMPLES: &str = "Examples (the common cases of \"images d
 
 Exit codes: 0 clean, 1 faults found, 2 could not run (bad flag, DB unreachable), 3 incomplete
 (a part of the database, e.g. persons, could not be checked: its query does not fit the
-schema; the rest was checked and reported), 130 interrupted.";
+schema; or a root did not answer within --io-timeout; or --time-limit ran out; the rest was
+checked and reported), 130 interrupted.";
 
 #[derive(clap::Args)]
 pub(crate) struct ScanArgs {
@@ -65,6 +66,80 @@ pub(crate) struct ScanArgs {
     /// checked, duration, last successful run. Written even when the scan cannot run.
     #[arg(long, value_name = "FILE", help_heading = crate::args::OUT)]
     metrics: Option<PathBuf>,
+    /// How long one filesystem operation may take before its root (the media root, an
+    /// external library's share) counts as unreachable: its remaining files are reported as
+    /// not checked, once per root, and the scan goes on (exit 3). E.g. 30s, 2m.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    io_timeout: std::time::Duration,
+    /// File operations in flight at once (default: adapt to the storage, more while the
+    /// rate of files grows, at most 256).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    io_depth: Option<u16>,
+    /// At most this many bytes of file content read per second, e.g. 50M (k, M, G: powers of
+    /// 1000; Ki, Mi, Gi: of 1024).
+    #[arg(long, value_name = "BYTES", value_parser = parse_rate)]
+    max_read_rate: Option<f64>,
+    /// At most this many files looked at per second.
+    #[arg(long, value_name = "N", value_parser = parse_rate)]
+    max_files_rate: Option<f64>,
+    /// Read with the idle I/O priority (the disk serves the scan only when Immich does not
+    /// need it; honoured by the BFQ scheduler).
+    #[arg(long)]
+    idle_io: bool,
+    /// Stop cleanly after this long, at a page boundary (exit 3, the report says how far it
+    /// got). E.g. 1h, 90m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    time_limit: Option<std::time::Duration>,
+}
+
+/// `30s`, `2m`, `1h`, `500ms`, or a number of seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("wants a duration like 30s, 10m or 1h, got {s:?}"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("wants a duration like 30s, 10m or 1h, got {s:?}")),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("wants a duration above zero, got {s:?}"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// `50M`, `1.5Gi`, `200k`, `100` (per second; a trailing `B` or `/s` is allowed).
+pub(crate) fn parse_rate(s: &str) -> Result<f64, String> {
+    let t = s.trim().trim_end_matches("/s").trim_end_matches('B');
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("wants a rate like 200, 50M or 1Gi, got {s:?}"))?;
+    let k = match unit {
+        "" => 1.0,
+        "k" | "K" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(format!("wants a rate like 200, 50M or 1Gi, got {s:?}")),
+    };
+    let r = n * k;
+    if !(r > 0.0 && r.is_finite()) {
+        return Err(format!("wants a rate above zero, got {s:?}"));
+    }
+    Ok(r)
 }
 
 pub(crate) fn run(args: ScanArgs, ui: Ui) -> ExitCode {
@@ -91,6 +166,12 @@ pub(crate) fn run(args: ScanArgs, ui: Ui) -> ExitCode {
     opts.level = args.level;
     opts.manifest = args.manifest;
     opts.verify_manifest = args.verify_manifest;
+    opts.io_timeout = args.io_timeout;
+    opts.io_depth = args.io_depth.map(usize::from);
+    opts.max_read_rate = args.max_read_rate;
+    opts.max_files_rate = args.max_files_rate;
+    opts.idle_io = args.idle_io;
+    opts.time_limit = args.time_limit;
 
     let mut sink = match ReportSink::new(format, args.output.as_deref()) {
         Ok(s) => s,
@@ -166,6 +247,22 @@ pub(crate) fn run(args: ScanArgs, ui: Ui) -> ExitCode {
                 crate::hints::render(why)
             );
             ExitCode::from(Exit::Failed)
+        }
+        Completion::TimeLimit => {
+            eprintln!(
+                "immich-integrity: the time limit ran out: stopped after {} rows; the report \
+                 holds them",
+                summary.rows
+            );
+            ExitCode::from(Exit::Incomplete)
+        }
+        Completion::Complete if summary.not_checked > 0 => {
+            eprintln!(
+                "immich-integrity: {} files were not checked: their root did not answer (see \
+                 the unreachable findings)",
+                summary.not_checked
+            );
+            ExitCode::from(Exit::Incomplete)
         }
         Completion::Complete if !summary.unchecked.is_empty() => {
             for u in &summary.unchecked {

@@ -28,7 +28,8 @@ impl Checker {
             // The format check opens it again and names the reason (EACCES, ...).
             return self.quick(f, None);
         };
-        let (b3, sha1, n) = match digest(file, content_sum.is_some()) {
+        let with_sha1 = content_sum.is_some();
+        let (b3, sha1, n) = match self.on_cpu(|| digest(file, with_sha1)) {
             Ok(d) => d,
             Err(e) => {
                 return Some(Fault0::new(
@@ -71,6 +72,9 @@ impl Checker {
             sha1,
             verdict: verdict.as_ref().map(|v| v.fault),
             level,
+            verified_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
         };
         m.record(host, seen, rot);
         verdict

@@ -40,9 +40,13 @@ pub struct Checker {
     pub decoded: Mutex<BTreeMap<String, u64>>,
     /// `--manifest`: skip unchanged healthy files, detect bitrot (see `manifest.rs`).
     pub(crate) manifest: Option<crate::check::manifest::Session>,
+    /// The pool sized to the cores that decodes and hashes for the I/O threads (see
+    /// [`Checker::on_cpu`]); `None`: the calling thread does it.
+    pub(crate) cpu: Option<rayon::ThreadPool>,
 }
 
 /// A fault before the repair is decided (that needs the whole row).
+#[derive(Clone)]
 pub(crate) struct Fault0 {
     pub(crate) fault: Fault,
     relink_to: Option<String>,
@@ -82,6 +86,7 @@ impl Checker {
             decode_fallbacks: Mutex::new(BTreeMap::new()),
             decoded: Mutex::new(BTreeMap::new()),
             manifest: None,
+            cpu: None,
         }
     }
 
@@ -89,54 +94,30 @@ impl Checker {
     pub fn check_row(&self, row: &AssetRow) -> Vec<Finding> {
         let mut raw: Vec<(&FileRef, Fault0)> = Vec::new();
         for f in &row.files {
-            if let Some(fault) = self.check_file(row, f) {
+            if let Ok(Some(fault)) = self.check_file(row, f) {
                 raw.push((f, fault));
             }
         }
-        let original_ok = !raw.iter().any(|(f, _)| f.kind == FileKind::Original);
-        raw.into_iter()
-            .map(|(f, x)| {
-                let (repair, extra) = repair_for(f.kind, x.fault, original_ok);
-                let mut detail = x.detail;
-                if let Some(extra) = extra {
-                    detail = format!("{detail}; {extra}");
-                }
-                if f.edited {
-                    detail.push_str(" (edited rendition)");
-                }
-                Finding {
-                    asset_id: Some(row.id.clone()),
-                    owner_id: Some(row.owner_id.clone()),
-                    file: Some(f.kind),
-                    db_path: Some(
-                        f.db_path
-                            .strip_prefix(crate::model::NOT_UTF8)
-                            .unwrap_or(&f.db_path)
-                            .to_string(),
-                    ),
-                    host_path: x.host_path.map(lossy),
-                    fault: x.fault,
-                    found_at: x.found_at.map(lossy),
-                    repair,
-                    detail,
-                    affected: None,
-                    relink_to: x.relink_to,
-                }
-            })
-            .collect()
+        findings(row, raw)
     }
 
-    fn check_file(&self, row: &AssetRow, f: &FileRef) -> Option<Fault0> {
+    /// `Err(Some(root id))`: not checked, the root does not answer; `Err(None)`: not checked,
+    /// under a missing mount (counted there).
+    pub(super) fn check_file(
+        &self,
+        row: &AssetRow,
+        f: &FileRef,
+    ) -> Result<Option<Fault0>, Option<u64>> {
         if let Some(shown) = f.db_path.strip_prefix(crate::model::NOT_UTF8) {
             self.files_checked.fetch_add(1, Ordering::Relaxed);
-            return Some(Fault0::new(
+            return Ok(Some(Fault0::new(
                 Fault::Missing,
                 None,
                 format!(
                     "the stored path is not valid UTF-8 ({shown}, bytes that are not UTF-8 \
                      as \\ooo): Immich's server cannot open it; correct the row's path"
                 ),
-            ));
+            )));
         }
         let (entry, rel, stale) = match self.map.map(&f.db_path) {
             Mapped::Host { entry, rel } => (entry, rel, None),
@@ -147,23 +128,23 @@ impl Checker {
             } => (entry, rel, Some(active_db_path)),
             Mapped::Empty => {
                 self.files_checked.fetch_add(1, Ordering::Relaxed);
-                return Some(Fault0::new(
+                return Ok(Some(Fault0::new(
                     Fault::Missing,
                     None,
                     "empty path in the database",
-                ));
+                )));
             }
             Mapped::Escapes { .. } => {
                 self.files_checked.fetch_add(1, Ordering::Relaxed);
-                return Some(Fault0::new(
+                return Ok(Some(Fault0::new(
                     Fault::OutsideRoot,
                     None,
                     "the stored path climbs out of its root with '..'; not followed",
-                ));
+                )));
             }
             Mapped::Unmapped => {
                 self.files_checked.fetch_add(1, Ordering::Relaxed);
-                return Some(Fault0::new(
+                return Ok(Some(Fault0::new(
                     Fault::OutsideRoot,
                     None,
                     format!(
@@ -171,24 +152,29 @@ impl Checker {
                          (add {} CONTAINER=HOST if it is mounted elsewhere)",
                         crate::error::Hint::Maps
                     ),
-                ));
+                )));
             }
         };
         let media = self.map.entries()[entry].media;
-        let root = self.roots.root_for(entry, &rel, media)?;
+        let Some(root) = self.roots.root_for(entry, &rel, media) else {
+            return Err(None);
+        };
+        if root.health.is_unreachable() {
+            return Err(Some(root.health.id));
+        }
         self.files_checked.fetch_add(1, Ordering::Relaxed);
         let obs = root.observe(&rel);
         // The host path is only needed in a finding (or to read the file): a healthy file at
         // `exists` does not pay for building it.
         let host = || root.host.join(&rel);
         if let Some(active) = stale {
-            return Some(self.stale_prefix(row, f, root, &rel, obs, &active));
+            return Ok(Some(self.stale_prefix(row, f, root, &rel, obs, &active)));
         }
-        match obs {
+        Ok(match obs {
             Observation::File(meta) => self.judge_file(row, f.kind, root, &rel, meta),
             Observation::NotFound => Some(self.missing(row, f, root, &rel, host(), media)),
             other => Some(judge_other(other, host())),
-        }
+        })
     }
 
     fn judge_file(
@@ -264,6 +250,8 @@ impl Checker {
         };
         self.bytes_read
             .fetch_add(report.bytes_read, Ordering::Relaxed);
+        // Head and tail are read by the format check: charged to the read-rate limit after.
+        crate::fs::throttle::bytes(report.bytes_read);
         let note = report.note.map(|n| format!(" ({n})")).unwrap_or_default();
         let (fault, detail) = match report.verdict {
             Verdict::Truncated(d) => (Fault::Truncated, d),
@@ -299,12 +287,18 @@ impl Checker {
         if self.level < Level::Full {
             return None;
         }
-        let r = decode::decode_after_quick(file, size, format, jpeg, &self.decode_limits);
+        // A decode has its own time budget (the interrupt callback): the watchdog allows it.
+        let r = self.on_cpu(|| {
+            crate::fs::watch::with_grace(std::time::Duration::from_secs(35), || {
+                decode::decode_after_quick(file, size, format, jpeg, &self.decode_limits)
+            })
+        });
         self.bytes_read.fetch_add(r.bytes_read, Ordering::Relaxed);
         let count = |m: &Mutex<BTreeMap<String, u64>>| {
             let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
             *m.entry(format.name().to_string()).or_default() += 1;
         };
+        crate::fs::throttle::bytes(r.bytes_read);
         match r.outcome {
             Decoded::Ok(_) => {
                 count(&self.decoded);
@@ -368,7 +362,7 @@ impl Checker {
         let digest = match known {
             // Computed by the manifest's single read pass (which counted its bytes).
             Some(d) => Ok(Ok(d)),
-            None => self.sha1_unchanging(file, size, &host),
+            None => self.on_cpu(|| self.sha1_unchanging(file, size, &host)),
         };
         match digest {
             Ok(Err(changed)) => Some(changed),
@@ -595,6 +589,42 @@ impl Checker {
     }
 }
 
+/// The findings of a row from its raw faults: the repair of each depends on whether the
+/// original is healthy.
+pub(super) fn findings(row: &AssetRow, raw: Vec<(&FileRef, Fault0)>) -> Vec<Finding> {
+    let original_ok = !raw.iter().any(|(f, _)| f.kind == FileKind::Original);
+    raw.into_iter()
+        .map(|(f, x)| {
+            let (repair, extra) = repair_for(f.kind, x.fault, original_ok);
+            let mut detail = x.detail;
+            if let Some(extra) = extra {
+                detail = format!("{detail}; {extra}");
+            }
+            if f.edited {
+                detail.push_str(" (edited rendition)");
+            }
+            Finding {
+                asset_id: Some(row.id.clone()),
+                owner_id: Some(row.owner_id.clone()),
+                file: Some(f.kind),
+                db_path: Some(
+                    f.db_path
+                        .strip_prefix(crate::model::NOT_UTF8)
+                        .unwrap_or(&f.db_path)
+                        .to_string(),
+                ),
+                host_path: x.host_path.map(lossy),
+                fault: x.fault,
+                found_at: x.found_at.map(lossy),
+                repair,
+                detail,
+                affected: None,
+                relink_to: x.relink_to,
+            }
+        })
+        .collect()
+}
+
 /// Where known mistakes put a file: a top folder doubled (`upload/upload/...`, a restore one
 /// level too deep) or, the other way round, undoubled.
 fn candidates(rel: &Path, media: bool) -> Vec<PathBuf> {
@@ -647,7 +677,7 @@ fn repair_for(kind: FileKind, fault: Fault, original_ok: bool) -> (Repair, Optio
     match fault {
         Fault::Moved => (Repair::Relink, None),
         Fault::PermissionDenied => (Repair::FixPermissions, None),
-        Fault::OutsideRoot | Fault::MountMissing => (Repair::None, None),
+        Fault::OutsideRoot | Fault::MountMissing | Fault::Unreachable => (Repair::None, None),
         _ => match kind {
             FileKind::Original | FileKind::ProfileImage => (Repair::RestoreFromBackup, None),
             FileKind::Sidecar | FileKind::PersonThumbnail => (Repair::Regenerate, None),

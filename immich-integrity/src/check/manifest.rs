@@ -65,8 +65,11 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const FORMAT_KEY: &str = "format";
 const FORMAT: &str = "immich-integrity manifest 1";
 const REDB_MAGIC: &[u8] = b"redb\x1a\x0a\xa9\x0d\x0a";
-/// Version byte in front of every encoded entry.
+/// Version byte in front of every encoded entry (1: without the verification time).
 const ENTRY_V1: u8 = 1;
+const ENTRY_V2: u8 = 2;
+/// Where a time-limited run stopped: the next run resumes after this asset id.
+const RESUME_KEY: &str = "resume_after";
 
 /// What the manifest knows about one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,12 +88,15 @@ pub struct Entry {
     pub verdict: Option<Fault>,
     /// The level that verdict was reached at.
     pub level: Level,
+    /// When the content was last read, seconds since the Unix epoch (0: unknown, an entry
+    /// written before this was kept).
+    pub verified_at: i64,
 }
 
 impl Entry {
     fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(96);
-        v.push(ENTRY_V1);
+        let mut v = Vec::with_capacity(104);
+        v.push(ENTRY_V2);
         v.extend(self.size.to_le_bytes());
         v.extend(self.mtime_ns.to_le_bytes());
         v.extend(self.ino.to_le_bytes());
@@ -112,13 +118,15 @@ impl Entry {
             v.push(s.len() as u8);
             v.extend(s.as_bytes());
         }
+        v.extend(self.verified_at.to_le_bytes());
         v
     }
 
     /// `None` for anything this version cannot read (the entry is then treated as absent).
     fn decode(b: &[u8]) -> Option<Entry> {
         let mut r = Cursor(b);
-        if r.take(1)?[0] != ENTRY_V1 {
+        let version = r.take(1)?[0];
+        if version != ENTRY_V1 && version != ENTRY_V2 {
             return None;
         }
         let size = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
@@ -138,6 +146,10 @@ impl Entry {
             s => Some(serde_json::from_value(serde_json::Value::String(s.into())).ok()?),
         };
         let level = serde_json::from_value(serde_json::Value::String(name(&mut r)?)).ok()?;
+        let verified_at = match version {
+            ENTRY_V1 => 0,
+            _ => i64::from_le_bytes(r.take(8)?.try_into().ok()?),
+        };
         Some(Entry {
             size,
             mtime_ns,
@@ -146,6 +158,7 @@ impl Entry {
             sha1,
             verdict,
             level,
+            verified_at,
         })
     }
 
@@ -314,11 +327,15 @@ impl Manifest {
         if entries.is_empty() {
             return Ok(());
         }
-        quietly(|| self.write_inner(entries))
+        quietly(|| self.write_inner(entries, None))
             .unwrap_or_else(|why| Err(self.err(format!("is damaged: {why}"))))
     }
 
-    fn write_inner(&self, entries: &[(PathBuf, Entry)]) -> Result<()> {
+    fn write_inner(
+        &self,
+        entries: &[(PathBuf, Entry)],
+        resume: Option<Option<&str>>,
+    ) -> Result<()> {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut t = tx.open_table(FILES).map_err(|e| self.err(e))?;
@@ -327,7 +344,52 @@ impl Manifest {
                     .map_err(|e| self.err(e))?;
             }
         }
+        if let Some(resume) = resume {
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            match resume {
+                Some(id) => meta.insert(RESUME_KEY, id).map(|_| ()),
+                None => meta.remove(RESUME_KEY).map(|_| ()),
+            }
+            .map_err(|e| self.err(e))?;
+        }
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Writes entries and moves the resume point (`Some(None)`: clears it) in one
+    /// transaction, so the point never runs ahead of the entries it stands for.
+    pub fn write_resuming(
+        &self,
+        entries: &[(PathBuf, Entry)],
+        resume: Option<Option<&str>>,
+    ) -> Result<()> {
+        if entries.is_empty() && resume.is_none() {
+            return Ok(());
+        }
+        quietly(|| self.write_inner(entries, resume))
+            .unwrap_or_else(|why| Err(self.err(format!("is damaged: {why}"))))
+    }
+
+    /// The asset id a time-limited run stopped after (the next run resumes after it).
+    pub fn resume_after(&self) -> Result<Option<String>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        let v = meta.get(RESUME_KEY).map_err(|e| self.err(e))?;
+        Ok(v.map(|v| v.value().to_string()))
+    }
+
+    /// How many files are recorded, and the oldest verification time among them (seconds
+    /// since the epoch; entries of unknown time are left out). Reads every entry.
+    pub fn coverage(&self) -> Result<(u64, Option<i64>)> {
+        let snap = self.snapshot()?;
+        let (mut n, mut oldest) = (0u64, None::<i64>);
+        for item in snap.table.iter().map_err(|e| self.err(e))? {
+            let (_, val) = item.map_err(|e| self.err(e))?;
+            n += 1;
+            if let Some(e) = Entry::decode(val.value()).filter(|e| e.verified_at > 0) {
+                oldest = Some(oldest.map_or(e.verified_at, |o| o.min(e.verified_at)));
+            }
+        }
+        Ok((n, oldest))
     }
 
     /// The entry stored for the host path `path`, if any (from a fresh snapshot).
@@ -390,12 +452,19 @@ pub(crate) enum Recall {
 /// The manifest during one scan: the snapshot workers read, the updates of the current batch,
 /// and the counters for the summary.
 pub(crate) struct Session {
-    pub(crate) manifest: Manifest,
+    /// Locked only by the thread that commits (and compacts at the end). `None` once the
+    /// session finished: the file is closed then (its lock released for the next scan), even
+    /// while a thread abandoned on a hung share still holds the session.
+    pub(crate) manifest: Mutex<Option<Manifest>>,
     /// Renewed after each commit: a snapshot held for the whole scan would keep every page
     /// the commits replaced, and the file would grow by a copy of the tree per batch.
-    snapshot: RwLock<Snapshot>,
+    /// `None` once the session finished (a thread abandoned on a hung share that comes back
+    /// then reads nothing).
+    snapshot: RwLock<Option<Snapshot>>,
     verify: bool,
     pending: Mutex<Vec<(PathBuf, Entry)>>,
+    /// A move of the resume point to commit with the next flush (`Some(None)`: clear it).
+    resume: Mutex<Option<Option<String>>>,
     /// Files not read because the manifest vouched for them.
     pub(crate) hits: AtomicU64,
     /// Files read although the manifest had an entry (changed, unhealthy, shallower, verify).
@@ -409,42 +478,58 @@ impl Session {
         let manifest = Manifest::open(path)?;
         let snapshot = manifest.snapshot()?;
         Ok(Session {
-            manifest,
-            snapshot: RwLock::new(snapshot),
+            manifest: Mutex::new(Some(manifest)),
+            snapshot: RwLock::new(Some(snapshot)),
             verify,
             pending: Mutex::new(Vec::new()),
+            resume: Mutex::new(None),
             hits: AtomicU64::new(0),
             rereads: AtomicU64::new(0),
             new: AtomicU64::new(0),
         })
     }
 
+    /// The next flush moves the resume point after `id` (`None`: clears it, the run reached
+    /// the end).
+    pub(crate) fn resume_after(&self, id: Option<String>) {
+        *self.resume.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+    }
+
     /// Commits the updates collected so far.
     pub(crate) fn flush(&self) -> Result<()> {
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
-        if batch.is_empty() {
+        let resume = self.resume.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if batch.is_empty() && resume.is_none() {
             return Ok(());
         }
-        self.manifest.write(&batch)?;
+        let m = self.manifest.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(m) = m.as_ref() else {
+            return Ok(()); // finished
+        };
+        m.write_resuming(&batch, resume.as_ref().map(|r| r.as_deref()))?;
         // Files of later batches were not touched by this one: they still see the last run.
-        let fresh = self.manifest.snapshot()?;
-        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        let fresh = m.snapshot()?;
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(fresh);
         Ok(())
     }
 
     /// Commits what is left, then, if this scan wrote anything, compacts the file (gives back
     /// the pages the batch commits replaced), so it stays near the size of one tree.
-    pub(crate) fn finish(self) -> Result<()> {
+    pub(crate) fn finish(&self) -> Result<()> {
         self.flush()?;
+        // Compaction needs no read transaction open.
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = None;
+        let Some(mut manifest) = self
+            .manifest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return Ok(());
+        };
         if self.rereads.load(Ordering::Relaxed) + self.new.load(Ordering::Relaxed) == 0 {
             return Ok(()); // nothing was written
         }
-        let Session {
-            mut manifest,
-            snapshot,
-            ..
-        } = self;
-        drop(snapshot);
         let path = manifest.path.clone();
         quietly(|| manifest.db.compact())
             .map_err(|why| Error::Manifest {
@@ -474,7 +559,8 @@ impl Session {
             .snapshot
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(host);
+            .as_ref()
+            .and_then(|s| s.get(host));
         if let Some(o) = old.as_ref().filter(|_| !self.verify) {
             let sha1_ok = match (want_sha1, o.sha1) {
                 (None, _) => true,
@@ -504,6 +590,7 @@ impl Session {
                 ino: seen.ino,
                 verdict: seen.verdict,
                 level: seen.level,
+                verified_at: seen.verified_at,
                 ..o.clone()
             },
             None => seen,
@@ -558,6 +645,7 @@ mod tests {
             sha1: Some([9; 20]),
             verdict: Some(Fault::Bitrot),
             level: Level::Hash,
+            verified_at: 1_700_000_123,
         }
     }
 
@@ -576,7 +664,18 @@ mod tests {
         for cut in 0..enc.len() {
             assert_eq!(Entry::decode(&enc[..cut]), None, "cut at {cut}");
         }
-        assert_eq!(Entry::decode(b"\x02garbage"), None);
+        assert_eq!(Entry::decode(b"\x03garbage"), None);
+        // An entry written before verification times were kept reads as of unknown time.
+        let mut v1 = h.encode();
+        v1[0] = ENTRY_V1;
+        v1.truncate(v1.len() - 8);
+        assert_eq!(
+            Entry::decode(&v1),
+            Some(Entry {
+                verified_at: 0,
+                ..h.clone()
+            })
+        );
     }
 
     #[test]

@@ -81,6 +81,13 @@ pub struct Source {
 impl Source {
     /// Connects, detects the schema and starts streaming.
     pub fn open(opts: SourceOptions) -> Result<Source> {
+        Source::open_after(opts, None)
+    }
+
+    /// [`Source::open`], with the asset rows starting after the asset id `start_after` (a
+    /// time-limited scan resuming where the last one stopped); persons and users follow as
+    /// always.
+    pub fn open_after(opts: SourceOptions, start_after: Option<String>) -> Result<Source> {
         let (info_tx, info_rx) = sync_channel::<Result<SourceInfo>>(1);
         let (tx, rx) = sync_channel(opts.prefetch.max(1));
         let resumes = Arc::new(Resumes::default());
@@ -97,7 +104,14 @@ impl Source {
                         return;
                     }
                 };
-                rt.block_on(run(opts, info_tx, tx, worker_resumes, worker_unchecked));
+                rt.block_on(run(
+                    opts,
+                    start_after,
+                    info_tx,
+                    tx,
+                    worker_resumes,
+                    worker_unchecked,
+                ));
             })
             .map_err(|e| Error::InvalidArgument(format!("cannot spawn source thread: {e}")))?;
         let info = info_rx
@@ -185,6 +199,7 @@ impl Drop for Source {
 
 async fn run(
     opts: SourceOptions,
+    start_after: Option<String>,
     info_tx: SyncSender<Result<SourceInfo>>,
     tx: SyncSender<Result<Vec<AssetRow>>>,
     resumes: Arc<Resumes>,
@@ -256,7 +271,10 @@ async fn run(
         index += 1;
         // The last id delivered in this phase: after a reconnect the cursor is declared
         // again, to start right after it.
-        let mut after: Option<(String, String)> = None;
+        let mut after: Option<(String, String)> = match (&start_after, page.name) {
+            (Some(id), "asset") => Some((id.clone(), String::new())),
+            _ => None,
+        };
         let mut declared = false;
         let mut left = page.limit.unwrap_or(u64::MAX);
         while left > 0 {

@@ -27,6 +27,9 @@ pub(crate) fn for_each_block(src: &mut impl Read, mut each: impl FnMut(&[u8])) -
                 Ok(0) => return Ok(n),
                 Ok(k) => {
                     n += k as u64;
+                    // Progress for the watchdog; then the read-rate limit, if any.
+                    crate::fs::watch::tick();
+                    crate::fs::throttle::bytes(k as u64);
                     each(&buf[..k]);
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -85,7 +85,13 @@ pub struct Root {
     /// One ring per worker thread (threads pick a slot once; see [`thread_slot`]), so that
     /// workers neither wait for each other's lock nor evict each other's folders.
     dirs: Box<[Mutex<DirRing>]>,
+    /// Whether it still answers (see [`crate::fs::watch`]); every operation announces itself
+    /// to the watchdog with this root's id first.
+    pub(crate) health: crate::fs::watch::RootHealth,
 }
+
+/// Ids of roots for the watchdog.
+static NEXT_ROOT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Rings per root: more than the worker threads of any machine this runs on, usually.
 const DIR_SLOTS: usize = 16;
@@ -150,6 +156,9 @@ impl Root {
             dirs: (0..DIR_SLOTS)
                 .map(|_| Mutex::new(DirRing::default()))
                 .collect(),
+            health: crate::fs::watch::RootHealth::new(
+                NEXT_ROOT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ),
         })
     }
 
@@ -190,6 +199,7 @@ impl Root {
 
     /// Looks at `rel` beneath this root. Never follows anything out of it.
     pub fn observe(&self, rel: &Path) -> Observation {
+        crate::fs::watch::touch(self.health.id);
         if rel.as_os_str().is_empty() {
             return Observation::NotRegular { what: "directory" };
         }
@@ -199,6 +209,7 @@ impl Root {
 
     /// `observe` the long way: `openat2(O_PATH, RESOLVE_BENEATH)` of the whole path, `fstat`.
     pub fn observe_whole_path(&self, rel: &Path) -> Observation {
+        crate::fs::watch::touch(self.health.id);
         match self
             .open_beneath(rel, OFlags::PATH)
             .and_then(|fd| rustix::fs::fstat(&fd))
@@ -248,7 +259,25 @@ impl Root {
             return Ok(fd);
         }
         let path = Path::new(std::ffi::OsStr::from_bytes(dir));
-        let fd = Arc::new(self.open_beneath(path, OFlags::PATH | OFlags::DIRECTORY)?);
+        let whole = || self.open_beneath(path, OFlags::PATH | OFlags::DIRECTORY);
+        // Through the parent's handle (cached too): one name to resolve instead of the whole
+        // path, which on a share without attribute caching is one round trip instead of
+        // five. Beneath the parent is beneath the root; anything the parent-relative open
+        // refuses or cannot find is left to the whole path, so what is reached is the same.
+        let fd = match dir.iter().rposition(|&b| b == b'/') {
+            Some(i) if i > 0 && !matches!(&dir[i + 1..], b"" | b"." | b"..") => {
+                let name = Path::new(std::ffi::OsStr::from_bytes(&dir[i + 1..]));
+                match self.dir_handle(&dir[..i]) {
+                    Ok(parent) => match beneath(&parent, name, OFlags::PATH | OFlags::DIRECTORY) {
+                        Ok(fd) => fd,
+                        Err(_) => whole()?,
+                    },
+                    Err(_) => whole()?,
+                }
+            }
+            _ => whole()?,
+        };
+        let fd = Arc::new(fd);
         if let Ok(mut d) = ring.lock() {
             d.put(hash, dir, fd.clone());
         }
@@ -257,13 +286,30 @@ impl Root {
 
     /// Opens `rel` for reading, still beneath the root. `O_NONBLOCK` so that a file swapped
     /// for a FIFO since it was observed cannot hang the worker.
+    /// The file is opened through its folder's cached handle when it can be (one name to
+    /// resolve, as in [`Root::observe`]); anything that open refuses is left to the whole path.
     pub fn open_read(&self, rel: &Path) -> std::io::Result<std::fs::File> {
-        let fd = self.open_beneath(rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)?;
+        crate::fs::watch::touch(self.health.id);
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
+        let bytes = rel.as_os_str().as_bytes();
+        if let Some(i) = bytes.iter().rposition(|&b| b == b'/') {
+            let name = &bytes[i + 1..];
+            if i > 0 && bytes.len() <= DIR_CACHE_MAX_PATH && !matches!(name, b"" | b"." | b"..") {
+                if let Ok(dir) = self.dir_handle(&bytes[..i]) {
+                    let name = Path::new(std::ffi::OsStr::from_bytes(name));
+                    if let Ok(fd) = beneath(&dir, name, flags) {
+                        return Ok(std::fs::File::from(fd));
+                    }
+                }
+            }
+        }
+        let fd = self.open_beneath(rel, flags)?;
         Ok(std::fs::File::from(fd))
     }
 
     /// Metadata of a directory beneath the root (for the search-bit walk).
     pub fn dir_meta(&self, rel: &Path) -> Option<Meta> {
+        crate::fs::watch::touch(self.health.id);
         let st = if rel.as_os_str().is_empty() {
             rustix::fs::fstat(&self.fd)
         } else {

@@ -135,6 +135,9 @@ pub struct MissingMount {
     pub why: String,
     /// How many referenced files live under it (counted during the scan).
     pub affected: AtomicU64,
+    /// It did not answer within the I/O timeout while being opened (a hung share): reported
+    /// as `unreachable`, not `mount_missing`.
+    pub hung: bool,
 }
 
 /// Per map entry: an open root, or the reason files under it cannot be checked.
@@ -155,6 +158,15 @@ pub struct Roots {
 impl Roots {
     /// Opens every root of `map`. Fails only when the media root itself is unusable.
     pub fn open(map: &PathMap) -> Result<Roots, (PathBuf, String)> {
+        Roots::open_watched(map, None)
+    }
+
+    /// [`Roots::open`], giving up on a root that does not answer within `timeout`: a mapped
+    /// root becomes unreachable, a media root that hangs is an error.
+    pub fn open_watched(
+        map: &PathMap,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Roots, (PathBuf, String)> {
         let mut by_host: HashMap<PathBuf, Option<std::sync::Arc<Root>>> = HashMap::new();
         let mut roots = Roots {
             open: Vec::new(),
@@ -179,10 +191,45 @@ impl Roots {
                 if !media_done {
                     media_done = true;
                     let container = map.active_media().unwrap_or(&e.container).to_string();
-                    for folder in MEDIA_FOLDERS {
-                        let state = folder_state(&e.host, folder);
+                    let host = e.host.clone();
+                    let states = move || {
+                        (
+                            MEDIA_FOLDERS.map(|f| folder_state(&host, f)),
+                            dir_has_entries(&host),
+                        )
+                    };
+                    let (states, has_entries) = match timeout {
+                        None => states(),
+                        Some(t) => crate::fs::watch::within(t, states).ok_or_else(|| {
+                            (
+                                e.host.clone(),
+                                format!(
+                                    "does not answer: looking for its folders did not return \
+                                     in {:.1} s (a hung share?)",
+                                    t.as_secs_f64()
+                                ),
+                            )
+                        })?,
+                    };
+                    // An empty media root is one share not mounted: one finding, not one
+                    // per top folder.
+                    let whole = !has_entries;
+                    if whole {
+                        roots.missing.push(MissingMount {
+                            container: container.clone(),
+                            host: e.host.clone(),
+                            why: "empty (nothing mounted?)".into(),
+                            affected: AtomicU64::new(0),
+                            hung: false,
+                        });
+                    }
+                    for (folder, state) in MEDIA_FOLDERS.iter().zip(states) {
                         roots.folders.push((folder.to_string(), state));
-                        if state == FolderState::Missing {
+                        if whole {
+                            roots
+                                .media_missing
+                                .insert(folder.to_string(), roots.missing.len() - 1);
+                        } else if state == FolderState::Missing {
                             roots
                                 .media_missing
                                 .insert(folder.to_string(), roots.missing.len());
@@ -191,31 +238,80 @@ impl Roots {
                                 host: e.host.join(folder),
                                 why: "absent, or empty without its .immich marker".into(),
                                 affected: AtomicU64::new(0),
+                                hung: false,
                             });
                         }
                     }
                 }
                 continue;
             }
-            let state = unmounted(&e.host);
-            let root = if state.is_none() {
-                Root::open(&e.host).ok().map(std::sync::Arc::new)
-            } else {
-                None
+            let host = e.host.clone();
+            let probe = move || {
+                let state = unmounted(&host);
+                let root = if state.is_none() {
+                    Root::open(&host).ok().map(std::sync::Arc::new)
+                } else {
+                    None
+                };
+                (state, root)
+            };
+            let (state, root, hung) = match timeout {
+                None => {
+                    let (s, r) = probe();
+                    (s, r, false)
+                }
+                Some(t) => match crate::fs::watch::within(t, probe) {
+                    Some((s, r)) => (s, r, false),
+                    None => (Some("not answering"), None, true),
+                },
             };
             if root.is_none() {
-                let why = state.unwrap_or("absent");
+                let why = match (hung, timeout) {
+                    (true, Some(t)) => format!(
+                        "not answering: listing it did not return in {:.1} s (a hung share?)",
+                        t.as_secs_f64()
+                    ),
+                    _ => state.unwrap_or("absent").to_string(),
+                };
                 roots.entry_missing.insert(i, roots.missing.len());
                 roots.missing.push(MissingMount {
                     container: e.container.clone(),
                     host: e.host.clone(),
-                    why: why.into(),
+                    why,
                     affected: AtomicU64::new(0),
+                    hung,
                 });
             }
             roots.open.push(root);
         }
         Ok(roots)
+    }
+
+    /// Every open root, once each.
+    pub(crate) fn all(&self) -> Vec<&Root> {
+        let mut v: Vec<&Root> = Vec::new();
+        for r in self.open.iter().flatten() {
+            if !v.iter().any(|o| std::ptr::eq(*o, &**r)) {
+                v.push(r);
+            }
+        }
+        v
+    }
+
+    /// Gives up on the root with watch id `id` (it did not answer in time).
+    pub(crate) fn give_up(&self, id: u64, why: String) {
+        if let Some(r) = self.all().into_iter().find(|r| r.health.id == id) {
+            if r.health.mark(why) {
+                tracing::warn!(root = %r.host.display(), "root does not answer; its remaining files are not checked");
+            }
+        }
+    }
+
+    /// Counts one file under root `id` as not checked.
+    pub(crate) fn count_not_checked(&self, id: u64) {
+        if let Some(r) = self.all().into_iter().find(|r| r.health.id == id) {
+            r.health.not_checked.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The root to resolve `rel` under, or `None` after counting it against a missing mount.
@@ -278,6 +374,24 @@ mod tests {
             detect_media_root(&t.path().join("a-old")),
             Ok(t.path().join("a-old"))
         );
+    }
+
+    #[test]
+    fn an_empty_media_root_is_one_missing_mount_not_one_per_folder() {
+        let t = tempfile::tempdir().unwrap();
+        let mut map = PathMap::new();
+        map.add_media_root("/data", t.path().to_path_buf());
+        let roots = Roots::open_watched(&map, Some(std::time::Duration::from_secs(30))).unwrap();
+        assert_eq!(roots.missing.len(), 1);
+        assert_eq!(roots.missing[0].host, t.path());
+        assert_eq!(roots.missing[0].container, "/data");
+        assert!(roots
+            .root_for(0, Path::new("upload/u/a.jpg"), true)
+            .is_none());
+        assert!(roots
+            .root_for(0, Path::new("thumbs/u/a.jpg"), true)
+            .is_none());
+        assert_eq!(roots.missing[0].affected.load(Ordering::Relaxed), 2);
     }
 
     #[test]

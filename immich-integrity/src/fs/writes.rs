@@ -24,9 +24,9 @@ pub fn media_roots(opts: &ScanOptions) -> Vec<PathBuf> {
 /// [`Error::WriteInsideMedia`] naming `what` (the option that named the file), the file and
 /// the root. `what` is the caller's name for the option, e.g. `--journal`.
 pub fn refuse_inside_roots(what: &str, path: &Path, roots: &[PathBuf]) -> Result<()> {
-    let target = resolve(path);
+    let target = resolve_bounded(path);
     for root in roots {
-        let root_resolved = resolve(root);
+        let root_resolved = resolve_bounded(root);
         if target.starts_with(&root_resolved) {
             return Err(Error::WriteInsideMedia {
                 what: what.to_string(),
@@ -41,6 +41,21 @@ pub fn refuse_inside_roots(what: &str, path: &Path, roots: &[PathBuf]) -> Result
 /// [`refuse_inside_roots`] with the roots of `opts` ([`media_roots`]).
 pub fn refuse_inside_media(what: &str, path: &Path, opts: &ScanOptions) -> Result<()> {
     refuse_inside_roots(what, path, &media_roots(opts))
+}
+
+/// How long resolving a path may take: a root on a share that stopped answering must not hang
+/// the command before it starts (the scan's watchdog reports such a root).
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// [`resolve`], or the path as written (made absolute) when the filesystem does not answer
+/// in time.
+fn resolve_bounded(path: &Path) -> PathBuf {
+    let p = path.to_path_buf();
+    crate::fs::watch::within(RESOLVE_TIMEOUT, move || resolve(&p)).unwrap_or_else(|| {
+        std::env::current_dir()
+            .unwrap_or_else(|_| PathBuf::from("/"))
+            .join(path)
+    })
 }
 
 /// Where `path` is, or would be once created: its nearest existing ancestor canonicalised, the
