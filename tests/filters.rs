@@ -130,7 +130,11 @@ fn bad_owner_and_library_values_are_clear_errors() {
             "no Immich user has the e-mail address",
         ),
         (vec!["not-a-uuid"], None, "neither a user id"),
-        (vec![], Some("library-7"), "is not a library id"),
+        (
+            vec![],
+            Some("library-7"),
+            "no library is named \"library-7\"; libraries: \"Photos\"",
+        ),
     ] {
         let mut opts = options(&lib.truth);
         opts.source.owners = owners.into_iter().map(String::from).collect();

@@ -413,7 +413,7 @@ fn dng(tag: &str, cut_to: Option<usize>) -> Vec<u8> {
     dng_sized(64, 48, tag, cut_to)
 }
 
-/// [`dng`] with a `w` x `h` sensor (benchmarks decode larger ones).
+/// `dng` with a `w` x `h` sensor (benchmarks decode larger ones).
 pub fn dng_sized(w: u32, h: u32, tag: &str, cut_to: Option<usize>) -> Vec<u8> {
     #[allow(non_snake_case)]
     let (W, H) = (w, h);
