@@ -54,7 +54,7 @@ pub struct ScanOptions {
     /// (a hung share): its remaining files are not checked, the scan goes on with the others.
     pub io_timeout: Duration,
     /// File operations in flight at once; `None` (default): adapt to the storage, between the
-    /// cores and [`MAX_IN_FLIGHT`].
+    /// cores and `MAX_IN_FLIGHT`.
     pub io_depth: Option<usize>,
     /// At most this many files looked at per second (all levels).
     pub max_files_rate: Option<f64>,

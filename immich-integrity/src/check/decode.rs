@@ -27,7 +27,7 @@
 //!   enforces [`MAX_ALLOC`]; a codestream that ends early is corrupt.
 //! - **Camera RAW** through rawler: the sensor data is decoded (not the embedded preview),
 //!   after a pass without pixels read the declared size.
-//! - These are decoded from memory; files over [`codecs::MAX_IN_MEMORY`] are not decoded.
+//! - These are decoded from memory; files over 512 MiB are not decoded.
 //! - **XMP** and unknown formats have no decoder: [`Decoded::Unsupported`], the `quick`
 //!   verdict stands and the scan summary counts them per format.
 //!

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The most file operations in flight at once (the ceiling of [`Adapt`], and of
+/// The most file operations in flight at once (the ceiling of the adaptive limit, and of
 /// `--io-depth`). Past a few dozen, a NAS answers no faster; every one in flight is a thread
 /// with its stack, and 256 already hides 1 ms of latency at 250 000 operations per second.
 pub const MAX_IN_FLIGHT: usize = 256;
