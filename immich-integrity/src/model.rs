@@ -270,6 +270,25 @@ pub struct AssetRow {
     pub files: Vec<FileRef>,
 }
 
+impl AssetRow {
+    /// A row that points at one file only (a person's face, a user's profile image, or one
+    /// file of an asset checked alone): no checksum, library or trash state to go with it.
+    pub fn one_file(entity: Entity, id: String, owner_id: String, file: FileRef) -> AssetRow {
+        AssetRow {
+            entity,
+            id,
+            owner_id,
+            library_id: None,
+            asset_type: String::new(),
+            checksum: None,
+            checksum_is_of_path: false,
+            original_size: None,
+            trashed: false,
+            files: vec![file],
+        }
+    }
+}
+
 /// One faulty file, or one missing mount. The field names are the output contract (README, Findings).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {

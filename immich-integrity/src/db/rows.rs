@@ -163,22 +163,16 @@ pub(crate) fn push_asset_files(mut list: Vec<String>, files: &mut Vec<FileRef>) 
 }
 
 pub(super) fn decode_single(r: &PgRow, entity: Entity, kind: FileKind) -> Result<AssetRow> {
-    Ok(AssetRow {
+    Ok(AssetRow::one_file(
         entity,
-        id: get(r, "id")?,
-        owner_id: get(r, "owner")?,
-        library_id: None,
-        asset_type: String::new(),
-        checksum: None,
-        checksum_is_of_path: false,
-        original_size: None,
-        trashed: false,
-        files: vec![FileRef {
+        get(r, "id")?,
+        get(r, "owner")?,
+        FileRef {
             kind,
             db_path: get_path(r, "path")?.unwrap_or_default(),
             edited: false,
-        }],
-    })
+        },
+    ))
 }
 
 #[cfg(test)]

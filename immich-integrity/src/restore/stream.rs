@@ -409,26 +409,21 @@ fn build(
         if !kinds.is_empty() && !kinds.contains(&kind) {
             return None;
         }
-        return Some(AssetRow {
-            entity: if entity == PERSON {
-                Entity::Person
-            } else {
-                Entity::User
-            },
-            id: opt_text(&f[0]).unwrap_or_default(),
-            owner_id: opt_text(&f[1]).unwrap_or_default(),
-            library_id: None,
-            asset_type: String::new(),
-            checksum: None,
-            checksum_is_of_path: false,
-            original_size: None,
-            trashed: false,
-            files: vec![FileRef {
+        let entity = if entity == PERSON {
+            Entity::Person
+        } else {
+            Entity::User
+        };
+        return Some(AssetRow::one_file(
+            entity,
+            opt_text(&f[0]).unwrap_or_default(),
+            opt_text(&f[1]).unwrap_or_default(),
+            FileRef {
                 kind,
                 db_path: opt_path(&f[2]).unwrap_or_default(),
                 edited: false,
-            }],
-        });
+            },
+        ));
     }
     // An asset_file or exif row without its asset is not a reference (the live query starts
     // from the asset table).

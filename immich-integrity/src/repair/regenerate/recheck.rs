@@ -94,22 +94,16 @@ impl Recheck {
         level: Level,
     ) -> Option<(Fault, Repair, String)> {
         self.checker.level = level;
-        let row = AssetRow {
-            entity: Entity::Asset,
-            id: asset.id.clone(),
-            owner_id: asset.owner_id.clone(),
-            library_id: None,
-            asset_type: String::new(),
-            checksum: None,
-            checksum_is_of_path: false,
-            original_size: None,
-            trashed: false,
-            files: vec![FileRef {
+        let row = AssetRow::one_file(
+            Entity::Asset,
+            asset.id.clone(),
+            asset.owner_id.clone(),
+            FileRef {
                 kind,
                 db_path: db_path.to_string(),
                 edited,
-            }],
-        };
+            },
+        );
         self.checker
             .check_row(&row)
             .into_iter()
