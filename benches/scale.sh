@@ -18,6 +18,10 @@
 # FIXTURE=FILE measures an existing library instead (the JSON immich-fixture printed, e.g.
 # a kept fixture.json; the sizes are then ignored) and leaves it in place.
 # MANIFEST=0 skips the three --manifest rows (at 1 M they take most of the run).
+# ORIGINAL_BYTES=N pads every JPEG original to N bytes (`immich-fixture --original-bytes`):
+# the generated originals are a few KB, where per-file costs (the database stream, checking
+# the derived files) hide what `hash` costs on real photos of a few MB; with it the hash rows
+# measure hashing (e.g. ORIGINAL_BYTES=3000000 MANIFEST=0 FORMATS=0 bash benches/scale.sh 3000).
 # PAUSE_DAMON=1 (root) turns DAMON's proactive reclaim (kdamond) off for the run and back on
 # at the end: on VMs that run it, file cache idle for about a minute is paged out, so a
 # "warm" find or cat would read the disk. Without it the script only says that it is on.
@@ -66,7 +70,7 @@ trap restore_damon EXIT
 printf '%-8s %-16s %8s %8s %8s %10s %11s %9s\n' assets what wall_s cpu_s rss_MiB rows_per_s files_per_s MB_per_s
 for n in "${sizes[@]}"; do
   # About 20 KB of disk and 5 inodes per asset (small generated files, one folder each).
-  need_kb=$((n * 20 + 1048576)); need_inodes=$((n * 5 + 100000))
+  need_kb=$((n * 20 + n * ${ORIGINAL_BYTES:-0} / 1024 + 1048576)); need_inodes=$((n * 5 + 100000))
   avail_kb=$(df -Pk "$TMPBASE" | awk 'NR==2 {print $4}')
   avail_inodes=$(df -Pi "$TMPBASE" | awk 'NR==2 {print $4}')
   if [ "$avail_kb" -lt "$need_kb" ] || [ "$avail_inodes" -lt "$need_inodes" ]; then
@@ -79,7 +83,8 @@ for n in "${sizes[@]}"; do
   if [ -n "${FIXTURE:-}" ]; then
     fx=$(cat "$FIXTURE")
   else
-    fx=$($BIN/immich-fixture --generation v2.6 --assets "$n" --no-faults --out "$base")
+    fx=$($BIN/immich-fixture --generation v2.6 --assets "$n" --no-faults --out "$base" \
+      --original-bytes "${ORIGINAL_BYTES:-0}")
   fi
   gen_s=$(($(date +%s) - gen_start))
   get() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$fx" "$1"; }
@@ -98,7 +103,7 @@ for n in "${sizes[@]}"; do
   load=$(cut -d' ' -f1-3 /proc/loadavg)
   "${scan[@]}" > /dev/null || true; find "$dir" -type f > /dev/null   # warm the caches
   unset r; declare -A r
-  whats=(exists find naive quick cat hash sha1sum sha1sum_originals full manifest_build manifest_rerun manifest_verify)
+  whats=(exists find naive quick cat hash hash_originals sha1sum sha1sum_originals full manifest_build manifest_rerun manifest_verify)
   r[exists]=$(measure "${scan[@]}" --level exists)
   r[find]=$(measure find "$dir" -type f)
   r[naive]=$(measure bash -c "$(declare -f naive); db='$db' media='$media' naive")
@@ -113,6 +118,8 @@ for n in "${sizes[@]}"; do
   psql "$db" -Atc "SELECT \"originalPath\" FROM asset WHERE \"libraryId\" IS NULL" \
     | sed "s#^/data#$media#" | tr '\n' '\0' > "$base/originals"
   r[sha1sum_originals]=$(measure bash -c "xargs -0 sha1sum < '$base/originals' > /dev/null")
+  # The same scan over the originals alone: the files sha1sum_originals reads, nothing else.
+  r[hash_originals]=$(measure "${scan[@]}" --level hash --kind original)
   r[full]=$(measure "${scan[@]}" --level full)
   r[cat]=$(measure bash -c "find '$dir' -type f -print0 | xargs -0 cat > /dev/null")
   manifest="$base/manifest.redb"; manifest_bytes=0
@@ -143,11 +150,11 @@ for n in "${sizes[@]}"; do
   done
   echo "         library: $rows rows, $files files, $((bytes/1000000)) MB, generated in ${gen_s} s;" \
     "manifest file: $((manifest_bytes/1024)) KiB; load average before: $load"
-  python3 - "${r[exists]}" "${r[find]}" "${r[naive]}" "${r[quick]}" "${r[cat]}" "${r[hash]}" "${r[sha1sum]}" "${r[manifest_rerun]:-0 0 0}" "${r[manifest_verify]:-0 0 0}" "${r[exists_cold]:-0 0 0}" "${r[find_cold]:-0 0 0}" "${r[naive_cold]:-0 0 0}" "${r[full]}" "${r[sha1sum_originals]}" <<'PY'
+  python3 - "${r[exists]}" "${r[find]}" "${r[naive]}" "${r[quick]}" "${r[cat]}" "${r[hash]}" "${r[sha1sum]}" "${r[manifest_rerun]:-0 0 0}" "${r[manifest_verify]:-0 0 0}" "${r[exists_cold]:-0 0 0}" "${r[find_cold]:-0 0 0}" "${r[naive_cold]:-0 0 0}" "${r[full]}" "${r[sha1sum_originals]}" "${r[hash_originals]}" <<'PY'
 import sys
-e, f, nv, q, c, h, s, mr, mv, ec, fc, nc, fu, so = (float(a.split()[0]) for a in sys.argv[1:])
+e, f, nv, q, c, h, s, mr, mv, ec, fc, nc, fu, so, ho = (float(a.split()[0]) for a in sys.argv[1:])
 d = lambda a, b: a / max(b, 1e-3)
-print(f"         ratios: exists/find {d(e,f):.2f}x, naive/exists {d(nv,e):.2f}x, quick/cat {d(q,c):.2f}x, hash/sha1sum(originals) {d(h,so):.2f}x (target 1.2x), hash/sha1sum(all files) {d(h,s):.2f}x, full/hash {d(fu,h):.2f}x")
+print(f"         ratios: exists/find {d(e,f):.2f}x, naive/exists {d(nv,e):.2f}x, quick/cat {d(q,c):.2f}x, hash/sha1sum(originals) {d(h,so):.2f}x (target 1.2x), hash --kind original/sha1sum(originals) {d(ho,so):.2f}x, hash/sha1sum(all files) {d(h,s):.2f}x, full/hash {d(fu,h):.2f}x")
 if ec > 0:
     print(f"         cold:   exists/find {d(ec,fc):.2f}x, naive/exists {d(nc,ec):.2f}x")
 if mr > 0:

@@ -21,6 +21,7 @@ fn library() -> Lib {
         faults: false,
         seed: 7,
         content_faults: false,
+        original_bytes: 0,
     })
 }
 

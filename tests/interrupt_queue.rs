@@ -20,6 +20,7 @@ fn sigterm_cancels_a_queue_mode_statement_blocked_on_a_row_lock() {
         faults: false,
         seed: 7,
         content_faults: false,
+        original_bytes: 0,
     });
     let rt = runtime();
     // One preview lost from disk: queue mode will delete its asset_file row.

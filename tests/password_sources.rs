@@ -271,6 +271,7 @@ fn every_command_takes_the_password_from_pgpassword_pgpass_or_the_env_file() {
         faults: false,
         seed: 7,
         content_faults: false,
+        original_bytes: 0,
     });
     let with_password = lib.truth.db_url.clone();
     let url = with_password.replacen(&format!("postgres:{}@", encode(RIGHT)), "postgres@", 1);

@@ -1570,6 +1570,7 @@ fn broken_library(n: usize, file_type: &str, report: &Path) -> (Lib, String, Vec
         faults: false,
         seed: 7,
         content_faults: false,
+        original_bytes: 0,
     });
     let ids = break_files(&lib, file_type, n);
     write_scan_report(&lib, report);

@@ -264,6 +264,12 @@ pub struct FixtureSpec {
     /// extension) on ten dedicated extra assets; each [`TruthFault`] says the level that finds it.
     #[serde(default)]
     pub content_faults: bool,
+    /// Pad every JPEG original to at least this many bytes with APP2 segments of random
+    /// bytes (as a camera's JPEG carries multi-picture previews and maker data), its recorded
+    /// size and checksum those of the padded file: libraries whose originals weigh what real
+    /// photos do, for the `hash` benchmark. 0: no padding.
+    #[serde(default)]
+    pub original_bytes: u64,
 }
 
 impl Default for FixtureSpec {
@@ -275,6 +281,7 @@ impl Default for FixtureSpec {
             faults: true,
             seed: 1,
             content_faults: false,
+            original_bytes: 0,
         }
     }
 }

@@ -34,6 +34,10 @@ struct Cli {
     /// assets; the truth gives the scan level that finds each one.
     #[arg(long)]
     content_faults: bool,
+    /// Pad every JPEG original to at least this many bytes (APP2 segments of random bytes),
+    /// so originals weigh what camera files do (benches/scale.sh, HASH_ORIGINAL_BYTES).
+    #[arg(long, default_value_t = 0)]
+    original_bytes: u64,
     /// Random seed (layout and fault placement).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -121,6 +125,7 @@ async fn run(cli: Cli) -> Result<()> {
                 faults: !cli.no_faults,
                 seed: cli.seed,
                 content_faults: cli.content_faults,
+                original_bytes: cli.original_bytes,
             };
             let t = std::time::Instant::now();
             let f = generate(&spec, &out).await?;

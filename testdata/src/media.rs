@@ -63,6 +63,35 @@ pub fn jpeg(w: u32, h: u32, seed: &[u8], tag: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// `jpeg` grown to at least `to` bytes by APP2 segments of pseudo-random bytes (from
+/// `seed`) right after its SOI: still a valid JPEG that decodes to the same image, and as
+/// incompressible as real image data. Unchanged when it is already that large.
+pub fn pad_jpeg(jpeg: Vec<u8>, to: u64, seed: &[u8]) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let to = to as usize;
+    if jpeg.len() >= to || jpeg.len() < 2 {
+        return jpeg;
+    }
+    let mut key = [0u8; 32];
+    for (k, b) in key.iter_mut().zip(seed.iter().cycle()) {
+        *k = *b;
+    }
+    let mut rng = rand::rngs::StdRng::from_seed(key);
+    let mut out = Vec::with_capacity(to + 65_540);
+    out.extend_from_slice(&jpeg[..2]);
+    while out.len() + jpeg.len() - 2 < to {
+        // A segment's length field counts itself: at most 65,533 payload bytes.
+        let payload = (to - (out.len() + jpeg.len() - 2)).clamp(1, 65_533);
+        let len = payload + 2;
+        out.extend_from_slice(&[0xFF, 0xE2, (len >> 8) as u8, (len & 0xFF) as u8]);
+        let start = out.len();
+        out.resize(start + payload, 0);
+        rng.fill_bytes(&mut out[start..]);
+    }
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
 /// A PNG whose pixels embed `seed`.
 pub fn png(w: u32, h: u32, seed: &[u8]) -> Result<Vec<u8>> {
     let px = pixels(w, h, seed);
@@ -249,4 +278,20 @@ pub fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
 pub fn chmod(path: &Path, mode: u32) -> Result<()> {
     fs::set_permissions(path, Permissions::from_mode(mode))
         .with_context(|| format!("chmod {mode:o} {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_padded_jpeg_is_as_large_as_asked_and_decodes_to_the_same_image() {
+        let small = jpeg(48, 32, b"seed", "tag").unwrap();
+        let big = pad_jpeg(small.clone(), 300_000, b"seed");
+        assert!(big.len() >= 300_000 && big.len() < 300_000 + 65_540, "{}", big.len());
+        let a = image::load_from_memory(&small).unwrap().to_rgb8();
+        let b = image::load_from_memory(&big).unwrap().to_rgb8();
+        assert_eq!(a.as_raw(), b.as_raw());
+        assert_eq!(pad_jpeg(small.clone(), 10, b"seed"), small);
+    }
 }

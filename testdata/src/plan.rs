@@ -151,6 +151,8 @@ pub(crate) struct Plan {
     /// Dedicated assets of the content faults, one per [`Damage::ALL`] entry.
     pub content: Vec<usize>,
     pub extras: Extras,
+    /// [`FixtureSpec::original_bytes`].
+    pub original_bytes: u64,
 }
 
 impl Plan {
@@ -556,6 +558,7 @@ fn make_plan(spec: &FixtureSpec, dir: &Path, media_root: &Path, rng: &mut StdRng
         now: Utc::now(),
         content,
         extras: Extras::default(),
+        original_bytes: spec.original_bytes,
     }
 }
 
@@ -702,12 +705,16 @@ fn write_asset(plan: &Plan, a: &mut Asset, dirs: &mut DirCache) -> Result<()> {
     let id = a.id.to_string();
     if a.write_original {
         let bytes = match a.fmt {
-            Fmt::Jpeg => media::jpeg(
-                48,
-                32,
+            Fmt::Jpeg => media::pad_jpeg(
+                media::jpeg(
+                    48,
+                    32,
+                    &seed(&a.id, b'o'),
+                    &format!("immich-fixture original {id}"),
+                )?,
+                plan.original_bytes,
                 &seed(&a.id, b'o'),
-                &format!("immich-fixture original {id}"),
-            )?,
+            ),
             Fmt::Png => media::png(48, 32, &seed(&a.id, b'o'))?,
             Fmt::Mp4 | Fmt::Mov => media::mp4(&format!("immich-fixture original {id}"))?,
         };

@@ -601,6 +601,7 @@ async fn run(generation: Generation, faults: bool) {
         faults,
         seed: 7,
         content_faults: false,
+        original_bytes: 0,
     };
     let fx = generate(&spec, &base_dir()).await.expect("generate");
     check(&fx, &spec).await;
@@ -675,6 +676,7 @@ async fn v3_0_checksum_report_names_the_damaged_original() {
         faults: true,
         seed: 11,
         content_faults: true,
+        original_bytes: 0,
     };
     let fx = generate(&spec, &base_dir()).await.expect("generate");
     let r = fx

@@ -58,6 +58,7 @@ pub fn generate(generation: Generation, assets: usize, faults: bool) -> Lib {
         faults,
         seed: 7,
         content_faults: false,
+        original_bytes: 0,
     })
 }
 
@@ -70,6 +71,7 @@ pub fn generate_with_content_faults(generation: Generation, assets: usize) -> Li
         faults: true,
         seed: 7,
         content_faults: true,
+        original_bytes: 0,
     })
 }
 
