@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Result};
 
 /// Bytes per read (sha1sum reads 32 KiB; larger blocks only help big originals).
-const BLOCK: usize = 256 * 1024;
+pub(crate) const BLOCK: usize = 256 * 1024;
 
 thread_local! {
     static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
