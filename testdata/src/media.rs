@@ -288,7 +288,11 @@ mod tests {
     fn a_padded_jpeg_is_as_large_as_asked_and_decodes_to_the_same_image() {
         let small = jpeg(48, 32, b"seed", "tag").unwrap();
         let big = pad_jpeg(small.clone(), 300_000, b"seed");
-        assert!(big.len() >= 300_000 && big.len() < 300_000 + 65_540, "{}", big.len());
+        assert!(
+            big.len() >= 300_000 && big.len() < 300_000 + 65_540,
+            "{}",
+            big.len()
+        );
         let a = image::load_from_memory(&small).unwrap().to_rgb8();
         let b = image::load_from_memory(&big).unwrap().to_rgb8();
         assert_eq!(a.as_raw(), b.as_raw());
