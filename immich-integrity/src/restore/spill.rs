@@ -290,7 +290,7 @@ mod tests {
     fn piled_up_runs_are_merged_into_few_in_order_and_stable() {
         // One record per run and three runs per level: 40 records make levels 3, 2, 1, 0.
         let mut s = Spill::with_limits(None, 1, 1, 3);
-        let keys: Vec<u8> = (0..40u8).map(|i| (i * 7) % 10).collect();
+        let keys: Vec<u8> = (0..40u32).map(|i| ((i * 7) % 10) as u8).collect();
         for (i, k) in keys.iter().enumerate() {
             s.push(&[*k], &[i as u8]).unwrap();
             assert!(s.runs.len() <= 4 * 2, "{} runs", s.runs.len());
