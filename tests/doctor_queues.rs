@@ -4,103 +4,14 @@
 //! `delayed`/`failed` sorted sets; `meta.paused` while paused; `ID:lock` while a worker holds
 //! a job), each test under its own key prefix.
 
+mod bullmq;
 mod common;
 mod fake_docker;
 
+use bullmq::{job, now_ms, Redis};
 use common::*;
 use immich_fixtures::Generation;
 use immich_integrity::doctor::{self, Check, DoctorOptions, Report};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-
-/// A connection to the test Redis that sends commands and reads (and checks) their replies.
-struct Redis(BufReader<TcpStream>);
-
-impl Redis {
-    fn connect() -> Redis {
-        let s = TcpStream::connect("127.0.0.1:6379")
-            .unwrap_or_else(|e| panic!("Redis at 127.0.0.1:6379 is needed by this test: {e}"));
-        Redis(BufReader::new(s))
-    }
-
-    fn cmd(&mut self, args: &[&str]) -> String {
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        self.0.get_mut().write_all(req.as_bytes()).unwrap();
-        self.reply()
-    }
-
-    fn reply(&mut self) -> String {
-        let mut l = String::new();
-        self.0.read_line(&mut l).unwrap();
-        let l = l.trim_end().to_string();
-        assert!(!l.starts_with('-'), "Redis: {l}");
-        match l.as_bytes()[0] {
-            b'$' => {
-                let n: i64 = l[1..].parse().unwrap();
-                if n < 0 {
-                    return String::new();
-                }
-                let mut b = vec![0; n as usize + 2];
-                self.0.read_exact(&mut b).unwrap();
-                String::from_utf8_lossy(&b[..n as usize]).into_owned()
-            }
-            b'*' => {
-                let n: i64 = l[1..].parse().unwrap();
-                (0..n.max(0))
-                    .map(|_| self.reply())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            }
-            _ => l,
-        }
-    }
-
-    /// Deletes every key under `prefix`.
-    fn clear(&mut self, prefix: &str) {
-        let keys = self.cmd(&["KEYS", &format!("{prefix}:*")]);
-        for k in keys.lines().filter(|k| !k.is_empty()) {
-            self.cmd(&["DEL", k]);
-        }
-    }
-}
-
-/// A job hash as BullMQ's `addJob`/`moveToActive`/`moveToFinished` scripts leave it.
-fn job(r: &mut Redis, key: &str, id: &str, name: &str, fields: &[(&str, String)]) {
-    let now = now_ms();
-    let data = format!("{{\"id\":\"{id}-asset\"}}");
-    let mut args = vec![
-        "HSET".to_string(),
-        format!("{key}:{id}"),
-        "name".into(),
-        name.into(),
-        "data".into(),
-        data,
-        "opts".into(),
-        "{\"attempts\":3,\"removeOnComplete\":true,\"removeOnFail\":false}".into(),
-        "timestamp".into(),
-        (now - 3_600_000 * 3).to_string(),
-        "delay".into(),
-        "0".into(),
-        "priority".into(),
-        "0".into(),
-    ];
-    for (k, v) in fields {
-        args.push(k.to_string());
-        args.push(v.clone());
-    }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    r.cmd(&refs);
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 fn get<'a>(r: &'a Report, name: &str) -> &'a Check {
     r.get(name)
