@@ -17,12 +17,20 @@ use rustix::io::Errno;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Directory handles a [`Root`] keeps per worker thread (oldest dropped first). Consecutive
 /// rows in asset-id order share thumbnail folders (`thumbs/<user>/<id[0..2]>/<id[2..4]>`),
 /// and a row's preview and thumbnail always share one; a handle is held only for as long as a
 /// few dozen other folders are visited.
 pub const DIR_CACHE: usize = 32;
+
+/// How long a cached directory handle is trusted. A handle follows its folder's inode, so a
+/// folder renamed away and replaced (by a symlink out of the root, say) during a scan would be
+/// looked through for as long as the handle stayed cached; past this age it is opened again by
+/// its path, so such a swap is seen within this time, as any change is after its file was
+/// checked.
+const DIR_TTL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Paths longer than this take the whole-path route (which walks them in pieces).
 const DIR_CACHE_MAX_PATH: usize = 3072;
@@ -109,22 +117,32 @@ fn thread_slot() -> usize {
 /// Recently used directory handles beneath a root, by path (see [`DIR_CACHE`]).
 #[derive(Debug, Default)]
 struct DirRing {
-    /// (hash of the path, the path, the handle).
-    slots: Vec<(u64, Box<[u8]>, Arc<OwnedFd>)>,
+    /// (hash of the path, the path, the handle, when it was opened).
+    slots: Vec<(u64, Box<[u8]>, Arc<OwnedFd>, Instant)>,
     /// Where the next new handle goes once the ring is full.
     next: usize,
 }
 
 impl DirRing {
-    fn get(&self, hash: u64, dir: &[u8]) -> Option<Arc<OwnedFd>> {
+    /// The handle on `dir`, unless it is older than [`DIR_TTL`].
+    fn get(&self, hash: u64, dir: &[u8], now: Instant) -> Option<Arc<OwnedFd>> {
         self.slots
             .iter()
-            .find(|(h, d, _)| *h == hash && &**d == dir)
-            .map(|(_, _, fd)| fd.clone())
+            .find(|(h, d, _, at)| *h == hash && &**d == dir && now.duration_since(*at) < DIR_TTL)
+            .map(|(_, _, fd, _)| fd.clone())
     }
 
-    fn put(&mut self, hash: u64, dir: &[u8], fd: Arc<OwnedFd>) {
-        let slot = (hash, Box::from(dir), fd);
+    fn put(&mut self, hash: u64, dir: &[u8], fd: Arc<OwnedFd>, now: Instant) {
+        // A stale handle on the same folder is replaced in place.
+        if let Some(old) = self
+            .slots
+            .iter_mut()
+            .find(|(h, d, ..)| *h == hash && &**d == dir)
+        {
+            *old = (hash, Box::from(dir), fd, now);
+            return;
+        }
+        let slot = (hash, Box::from(dir), fd, now);
         if self.slots.len() < DIR_CACHE {
             self.slots.push(slot);
         } else {
@@ -255,7 +273,8 @@ impl Root {
     fn dir_handle(&self, dir: &[u8]) -> Result<Arc<OwnedFd>, Errno> {
         let hash = path_hash(dir);
         let ring = &self.dirs[thread_slot()];
-        if let Some(fd) = ring.lock().ok().and_then(|d| d.get(hash, dir)) {
+        let now = Instant::now();
+        if let Some(fd) = ring.lock().ok().and_then(|d| d.get(hash, dir, now)) {
             return Ok(fd);
         }
         let path = Path::new(std::ffi::OsStr::from_bytes(dir));
@@ -279,7 +298,7 @@ impl Root {
         };
         let fd = Arc::new(fd);
         if let Ok(mut d) = ring.lock() {
-            d.put(hash, dir, fd.clone());
+            d.put(hash, dir, fd.clone(), now);
         }
         Ok(fd)
     }
@@ -364,6 +383,27 @@ fn from_errno(e: Errno) -> Observation {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn a_folder_swapped_for_a_symlink_out_of_the_root_is_seen_once_its_handle_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("upload/u/ab")).unwrap();
+        std::fs::write(root.join("upload/u/ab/x.jpg"), b"abc").unwrap();
+        let r = Root::open(&root).unwrap();
+        let rel = Path::new("upload/u/ab/x.jpg");
+        assert!(matches!(r.observe(rel), Observation::File(_)));
+        // The folder moves out of the root and a symlink to it takes its place.
+        std::fs::rename(root.join("upload/u/ab"), dir.path().join("ab")).unwrap();
+        symlink(dir.path().join("ab"), root.join("upload/u/ab")).unwrap();
+        std::thread::sleep(DIR_TTL + std::time::Duration::from_millis(50));
+        assert_eq!(r.observe(rel), Observation::Escapes);
+        // Swapped back: seen again the same way.
+        std::fs::remove_file(root.join("upload/u/ab")).unwrap();
+        std::fs::create_dir(root.join("upload/u/ab")).unwrap();
+        std::thread::sleep(DIR_TTL + std::time::Duration::from_millis(50));
+        assert_eq!(r.observe(rel), Observation::NotFound);
+    }
 
     #[test]
     fn observes_files_dirs_fifos_and_escapes() {
