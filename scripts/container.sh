@@ -24,8 +24,10 @@ WORK=${WORK:-/var/tmp/immich-integrity-container}
 target_dir=${CARGO_TARGET_DIR:-target}
 mkdir -p "$WORK"
 
-pkg_of() { case "$1" in docker) echo docker.io ;; *) echo "$1" ;; esac; }
-for tool in "$ENGINE" debootstrap; do
+pkg_of() { case "$1" in docker | dockerd) echo docker.io ;; *) echo "$1" ;; esac; }
+# A docker client alone (a static binary in /usr/local/bin, say) cannot start an engine.
+daemon=""; [ "$ENGINE" = docker ] && daemon=dockerd
+for tool in "$ENGINE" $daemon debootstrap; do
   if ! command -v "$tool" >/dev/null; then
     echo "+ apt-get install $(pkg_of "$tool")" >&2
     apt-get update -qq
