@@ -11,7 +11,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates cargo-web rustc-web pkg-config clang libclang-dev \
       libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev \
-      libavdevice-dev \
+      libavdevice-dev libheif-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -27,10 +27,11 @@ RUN if [ -d vendor ]; then \
 
 FROM debian:${DEBIAN}-slim
 # FFmpeg's libraries decode videos and strict JPEGs at --level full; the ffmpeg package brings
-# them with every decoder Debian ships.
+# them with every decoder Debian ships. libheif decodes HEIC (libde265) and AVIF (dav1d)
+# through plugins it loads at start.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ffmpeg ca-certificates \
+      ffmpeg ca-certificates libheif1 libheif-plugin-libde265 libheif-plugin-dav1d \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 1000 --user-group --home-dir /state --create-home immich-integrity
 COPY --from=build /usr/local/bin/immich-integrity /usr/local/bin/immich-integrity
