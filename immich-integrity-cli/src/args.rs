@@ -72,7 +72,8 @@ pub(crate) struct LibraryArgs {
     batch_size: usize,
     /// Read an unfiltered scan's assets through the join query filtered scans use, not the
     /// three merged cursors (to measure one against the other; benches/dbstream.sh).
-    #[arg(long, hide = true, env = "IMMICH_INTEGRITY_JOIN_STREAM")]
+    #[arg(long, hide = true, env = "IMMICH_INTEGRITY_JOIN_STREAM",
+          value_parser = clap::builder::FalseyValueParser::new())]
     join_stream: bool,
 }
 
