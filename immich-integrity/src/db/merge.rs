@@ -2,7 +2,7 @@
 //! table by `id`, the exif sizes by `"assetId"` and the `asset_file` rows by `"assetId"`.
 //!
 //! The server runs three plain index scans instead of one merge join with an aggregate per
-//! asset (docs/benchmarks.md, "Fourth round": the backend's share of an unfiltered scan). The
+//! asset: less CPU in the backend, a little more here (docs/benchmarks.md, "Fourth round"). The
 //! rows come out exactly as the join's: the same size (the exif row of the asset, if any),
 //! the same files (built as the join's `"type:edited:path"` items, so `push_asset_files` sorts
 //! them alike), in the same id order. Each cursor holds at most one page here; rows of the

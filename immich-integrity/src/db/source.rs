@@ -271,7 +271,7 @@ async fn run(
         }
         let page = &queries.pages[index];
         index += 1;
-        // The last id delivered in this phase: after a reconnect the cursor is declared
+        // The last id delivered in this phase: after a reconnect the cursors are declared
         // again, to start right after it.
         let mut after: Option<(String, String)> = match (&start_after, page.name) {
             (Some(id), "asset") => Some((id.clone(), String::new())),
