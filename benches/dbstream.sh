@@ -91,7 +91,7 @@ print(f"{wall:.2f} {ru.ru_utime + ru.ru_stime:.2f} {ru.ru_maxrss / 1024:.0f} {su
 PY
 }
 
-echo "library: $rows assets in $dir"
+echo "library: $rows asset rows"
 "${scan[@]}" > /dev/null || true; find "$dir" -type f > /dev/null   # warm the caches
 printf '%-7s %-7s %5s %8s %8s %8s %11s\n' what stream round wall_s cpu_s rss_MiB backend_cpu_s
 for r in $(seq 1 "$rounds"); do
