@@ -70,6 +70,11 @@ pub(crate) struct LibraryArgs {
     /// Rows fetched per database round trip.
     #[arg(long, default_value_t = 2000, hide = true)]
     batch_size: usize,
+    /// Read an unfiltered scan's assets through the join query filtered scans use, not the
+    /// three merged cursors (to measure one against the other; benches/dbstream.sh).
+    #[arg(long, hide = true, env = "IMMICH_INTEGRITY_JOIN_STREAM",
+          value_parser = clap::builder::FalseyValueParser::new())]
+    join_stream: bool,
 }
 
 fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -269,6 +274,7 @@ pub(crate) fn scan_options(args: LibraryArgs) -> Result<ScanOptions, String> {
     opts.source.kinds = args.kinds;
     opts.source.limit = args.limit;
     opts.source.since = args.since;
+    opts.source.join_stream = args.join_stream;
     if opts.source.is_filtered() {
         tracing::info!(
             owners = ?opts.source.owners,

@@ -227,6 +227,11 @@ pub struct SourceOptions {
     /// same snapshot), so a progress display can show a total: see [`SourceInfo::total_rows`](crate::SourceInfo::total_rows).
     #[serde(default)]
     pub count_total: bool,
+    /// Read an unfiltered scan's assets through the one join query filtered scans use,
+    /// instead of three cursors merged by id (for measuring one against the other).
+    #[doc(hidden)]
+    #[serde(default)]
+    pub join_stream: bool,
 }
 
 /// `--shard K/N`: N processes, each with its own K in `0..N`, together cover every row exactly
@@ -274,6 +279,7 @@ impl SourceOptions {
             limit: None,
             since: None,
             count_total: false,
+            join_stream: false,
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub(crate) mod conn;
 pub(crate) mod filters;
+pub(crate) mod merge;
 pub(crate) mod rows;
 pub(crate) mod runtime;
 pub(crate) mod schema;

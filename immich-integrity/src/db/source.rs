@@ -2,15 +2,17 @@
 //!
 //! A dedicated thread owns a tokio runtime and one connection inside a
 //! `REPEATABLE READ READ ONLY` transaction (one consistent snapshot of a live server, and no
-//! write is possible). It reads the asset table in primary-key order through a server-side
-//! cursor, `FETCH`ing a page at a time (memory does not grow with the table, and the server
-//! runs one merge-join plan instead of a query per page), and hands each page to the checker
-//! through a bounded channel: when checking falls behind, the query side waits
+//! write is possible). It reads the asset table in primary-key order through server-side
+//! cursors, `FETCH`ing a page at a time (memory does not grow with the table, and the server
+//! runs one plan instead of a query per page): an unfiltered scan through three id-ordered
+//! cursors merged here (`merge`), a filtered one through one join. Each page goes to the
+//! checker through a bounded channel: when checking falls behind, the query side waits
 //! (backpressure) while the next page is already prefetched. After a lost connection the
-//! cursor is declared again on a new snapshot, starting after the last id delivered.
+//! cursors are declared again on a new snapshot, starting after the last id delivered.
 
 use super::conn::{connect, is_connection_lost, read_info, SourceInfo};
 use super::filters::{Filters, SourceOptions};
+use super::merge::Merger;
 use super::sql::{Fit, Queries, UncheckedPart};
 use crate::db::schema::Schema;
 use crate::error::{Error, Result};
@@ -269,30 +271,43 @@ async fn run(
         }
         let page = &queries.pages[index];
         index += 1;
-        // The last id delivered in this phase: after a reconnect the cursor is declared
+        // The last id delivered in this phase: after a reconnect the cursors are declared
         // again, to start right after it.
         let mut after: Option<(String, String)> = match (&start_after, page.name) {
             (Some(id), "asset") => Some((id.clone(), String::new())),
             _ => None,
         };
         let mut declared = false;
+        // The merged asset page reads three cursors; every other page one.
+        let mut merger = page.merge.as_ref().map(|_| Merger::new(opts.batch_size));
         let mut left = page.limit.unwrap_or(u64::MAX);
         while left > 0 {
             let batch_size = (opts.batch_size as u64).min(left);
             let res = async {
+                if let (Some(m), Some(with)) = (&mut merger, &page.merge) {
+                    return m
+                        .next_page(&mut conn, &queries, page, with, after.as_ref(), batch_size)
+                        .await;
+                }
                 if !declared {
                     page.declare(&mut conn, after.as_ref()).await?;
                     declared = true;
                 }
-                page.fetch(&mut conn, batch_size).await
+                let rows = page.fetch(&mut conn, batch_size).await?;
+                rows.iter().map(|r| (page.decode)(&queries, r)).collect()
             }
             .await;
-            let rows = match res {
-                Ok(rows) => rows,
+            // A decoding error is no lost connection: reconnect() hands it back, and it
+            // ends the stream.
+            let batch: Vec<AssetRow> = match res {
+                Ok(batch) => batch,
                 Err(err) => match reconnect(&opts, err, &mut attempts).await {
                     Ok((c, cause)) => {
                         conn = c;
                         declared = false;
+                        if let Some(m) = &mut merger {
+                            m.reset();
+                        }
                         let at = match &after {
                             Some((id, _)) => format!("after {} {id}", page.name),
                             None => format!("at the first {} row", page.name),
@@ -306,16 +321,7 @@ async fn run(
                     }
                 },
             };
-            let n = rows.len();
-            let batch: Result<Vec<AssetRow>> =
-                rows.iter().map(|r| (page.decode)(&queries, r)).collect();
-            let batch = match batch {
-                Ok(b) => b,
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            };
+            let n = batch.len();
             after = batch
                 .last()
                 .map(|r| (r.id.clone(), r.owner_id.clone()))
@@ -333,6 +339,9 @@ async fn run(
         }
         if declared {
             let _ = page.close(&mut conn).await;
+        }
+        if let (Some(m), Some(with)) = (&merger, &page.merge) {
+            m.close(&mut conn, page, with).await;
         }
     }
     let _ = sqlx::query("COMMIT").execute(&mut conn).await;
@@ -396,11 +405,30 @@ pub(crate) fn statements(schema: &Schema) -> Vec<(String, String)> {
         library: None,
         since: None,
     };
-    let queries = Queries::new(schema, &opts, &filters);
+    // The join (filtered scans) first, then what only the merged stream runs.
+    let mut joined = opts.clone();
+    joined.join_stream = true;
     let mut out = Vec::new();
-    for p in &queries.pages {
+    for p in &Queries::new(schema, &joined, &filters).pages {
         for (what, sql) in [("rows", &p.first), ("resume", &p.next), ("count", &p.count)] {
             out.push((format!("scan/orphans: {} {what}", p.name), sql.clone()));
+        }
+    }
+    for p in &Queries::new(schema, &opts, &filters).pages {
+        let Some(with) = &p.merge else { continue };
+        for (what, sql) in [("rows", &p.first), ("resume", &p.next)] {
+            out.push((
+                format!("scan/orphans: merged {} {what}", p.name),
+                sql.clone(),
+            ));
+        }
+        for c in with.all() {
+            for (what, sql) in [("rows", &c.first), ("resume", &c.next)] {
+                out.push((
+                    format!("scan/orphans: merged {} {what}", c.name),
+                    sql.clone(),
+                ));
+            }
         }
     }
     out

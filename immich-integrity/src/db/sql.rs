@@ -3,6 +3,7 @@
 
 use super::conn::prepare_all;
 use super::filters::{bind_all, Filters, Param, SourceOptions, Where};
+use super::merge::{self, Companions};
 use super::rows::{decode_single, get, get_files, get_path, AssetColumns};
 use crate::db::schema::{q, PersonKey, Schema};
 use crate::error::{Error, Result};
@@ -39,6 +40,9 @@ pub(super) struct Page {
     pub(super) keyed_by_owner: bool,
     /// Its queries were prepared and fit this database.
     pub(super) fitted: bool,
+    /// The merged asset page: its rows are the asset table's alone, and these cursors bring
+    /// the sizes and files (see `merge`).
+    pub(super) merge: Option<Companions>,
 }
 
 impl Page {
@@ -72,12 +76,17 @@ impl Page {
             decode,
             keyed_by_owner: owner.is_some(),
             fitted: false,
+            merge: None,
         }
     }
 
-    /// Its three statements.
-    pub(super) fn sqls(&self) -> [&str; 3] {
-        [&self.first, &self.next, &self.count]
+    /// Its statements: the cursor's, the count and those of its companion cursors.
+    pub(super) fn sqls(&self) -> Vec<&str> {
+        let mut all = vec![self.first.as_str(), &self.next, &self.count];
+        if let Some(m) = &self.merge {
+            all.extend(m.sqls());
+        }
+        all
     }
 
     /// Opens this page's cursor on the rows after `after` (its id and owner; from the first
@@ -145,8 +154,8 @@ pub(super) enum Fit {
 /// The SQL for each kind of row, built once from the detected schema's fixed identifiers.
 pub(super) struct Queries {
     pub(super) pages: Vec<Page>,
-    /// The asset page without the `asset_file` join: used when the full one does not fit
-    /// (a dropped `asset_file` column), so originals are still checked.
+    /// The asset page without the `asset_file` join (or cursor, when merged): used when the
+    /// full one does not fit (a dropped `asset_file` column), so originals are still checked.
     pub(super) assets_without_files: Option<Page>,
     /// File kinds to keep (empty: all).
     pub(super) kinds: Vec<FileKind>,
@@ -227,15 +236,19 @@ impl Queries {
             since(&mut w, "a.");
             in_shard(&mut w, "a.id");
             let count_from = format!("{} a", q(s.asset_table));
+            // Unfiltered: three cursors merged by id; filtered: one join (see `merge`).
+            let merged = merge::applies(opts);
             let page = |with_files: bool, w: Where| {
-                let (select, from) = asset_select(s, with_files);
-                Page::new(
+                let (select, from) = asset_select(s, with_files, merged);
+                let mut page = Page::new(
                     (&select, &from, &count_from),
                     w,
                     ("a.id", None),
                     opts.limit,
                     ("asset", decode_asset),
-                )
+                );
+                page.merge = merged.then(|| Companions::new(s, with_files));
+                page
             };
             if s.asset_file_table.is_some() {
                 assets_without_files = Some(page(false, w.clone()));
@@ -382,10 +395,16 @@ impl Queries {
     }
 }
 
-/// The asset page's select list and `FROM` clause (alias `a`).
-pub(super) fn asset_select(s: &Schema, with_files: bool) -> (String, String) {
+/// The asset page's select list and `FROM` clause (alias `a`). `merged`: the asset table's
+/// own columns only, the id as a binary uuid (the merge compares ids in the server's order).
+pub(super) fn asset_select(s: &Schema, with_files: bool, merged: bool) -> (String, String) {
+    let id = if merged {
+        "a.id AS id"
+    } else {
+        "a.id::text AS id"
+    };
     let mut cols = vec![
-        "a.id::text AS id".to_string(),
+        id.to_string(),
         "a.\"ownerId\"::text AS owner".into(),
         "a.\"libraryId\"::text AS library".into(),
         "a.type::text AS type".into(),
@@ -398,7 +417,7 @@ pub(super) fn asset_select(s: &Schema, with_files: bool) -> (String, String) {
     // index scans in one pass, where a subquery per row (an index probe for the size, a
     // sorted ARRAY(...) for the files) cost the server twice the CPU (README, Performance).
     let mut from = format!("{} a", q(s.asset_table));
-    match s.exif_table {
+    match s.exif_table.filter(|_| !merged) {
         Some(e) => {
             from.push_str(&format!(
                 " LEFT JOIN {} e ON e.\"assetId\" = a.id AND e.\"assetId\" {{after}}",
@@ -406,6 +425,7 @@ pub(super) fn asset_select(s: &Schema, with_files: bool) -> (String, String) {
             ));
             cols.push("e.\"fileSizeInByte\" AS size".into());
         }
+        None if merged => {}
         None => cols.push("NULL::int8 AS size".into()),
     }
     if let Some((p, t)) = s.preview_columns {
@@ -419,7 +439,7 @@ pub(super) fn asset_select(s: &Schema, with_files: bool) -> (String, String) {
         cols.push("a.\"sidecarPath\" AS sidecar".into());
     }
     // One text[] of "type:edited:path" per asset (NULL when it has no asset_file row).
-    if let Some(f) = s.asset_file_table.filter(|_| with_files) {
+    if let Some(f) = s.asset_file_table.filter(|_| with_files && !merged) {
         let edited = if s.has_asset_file_is_edited {
             "(CASE WHEN f.\"isEdited\" THEN '1' ELSE '0' END)"
         } else {
@@ -439,6 +459,19 @@ pub(super) fn asset_select(s: &Schema, with_files: bool) -> (String, String) {
 }
 
 pub(super) fn decode_asset(qs: &Queries, r: &PgRow) -> Result<AssetRow> {
+    let cols = asset_columns(qs, r, get(r, "id")?, get(r, "size")?, get_files(r))?;
+    Ok(cols.into_row(&qs.kinds))
+}
+
+/// The asset table's columns of row `r`, with the id, size and `asset_file` items given
+/// (read from the same row by the join, from the companion cursors by the merge).
+pub(super) fn asset_columns(
+    qs: &Queries,
+    r: &PgRow,
+    id: String,
+    size: Option<i64>,
+    files: Option<Vec<String>>,
+) -> Result<AssetColumns> {
     let opt = |present: bool, col: &'static str| -> Result<Option<String>> {
         if present {
             get_path(r, col)
@@ -446,23 +479,22 @@ pub(super) fn decode_asset(qs: &Queries, r: &PgRow) -> Result<AssetRow> {
             Ok(None)
         }
     };
-    let cols = AssetColumns {
-        id: get(r, "id")?,
+    Ok(AssetColumns {
+        id,
         owner: get(r, "owner")?,
         library: get(r, "library")?,
         asset_type: get(r, "type")?,
         checksum: get(r, "checksum")?,
         path_checksum: get(r, "path_checksum")?,
-        size: get(r, "size")?,
+        size,
         trashed: get(r, "trashed")?,
         original: get_path(r, "original")?,
         preview: opt(qs.has_preview_columns, "preview")?,
         thumbnail: opt(qs.has_preview_columns, "thumbnail")?,
         encoded: opt(qs.has_encoded_column, "encoded")?,
         sidecar: opt(qs.has_sidecar_column, "sidecar")?,
-        files: get_files(r),
-    };
-    Ok(cols.into_row(&qs.kinds))
+        files,
+    })
 }
 
 pub(super) fn decode_person(_: &Queries, r: &PgRow) -> Result<AssetRow> {
