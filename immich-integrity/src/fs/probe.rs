@@ -117,10 +117,18 @@ fn thread_slot() -> usize {
 /// Recently used directory handles beneath a root, by path (see [`DIR_CACHE`]).
 #[derive(Debug, Default)]
 struct DirRing {
-    /// (hash of the path, the path, the handle, when it was opened).
-    slots: Vec<(u64, Box<[u8]>, Arc<OwnedFd>, Instant)>,
+    slots: Vec<CachedDir>,
     /// Where the next new handle goes once the ring is full.
     next: usize,
+}
+
+/// One cached handle: the hash of its path, the path, the handle and when it was opened.
+#[derive(Debug)]
+struct CachedDir {
+    hash: u64,
+    dir: Box<[u8]>,
+    fd: Arc<OwnedFd>,
+    opened: Instant,
 }
 
 impl DirRing {
@@ -128,8 +136,8 @@ impl DirRing {
     fn get(&self, hash: u64, dir: &[u8], now: Instant) -> Option<Arc<OwnedFd>> {
         self.slots
             .iter()
-            .find(|(h, d, _, at)| *h == hash && &**d == dir && now.duration_since(*at) < DIR_TTL)
-            .map(|(_, _, fd, _)| fd.clone())
+            .find(|c| c.hash == hash && &*c.dir == dir && now.duration_since(c.opened) < DIR_TTL)
+            .map(|c| c.fd.clone())
     }
 
     fn put(&mut self, hash: u64, dir: &[u8], fd: Arc<OwnedFd>, now: Instant) {
@@ -137,12 +145,18 @@ impl DirRing {
         if let Some(old) = self
             .slots
             .iter_mut()
-            .find(|(h, d, ..)| *h == hash && &**d == dir)
+            .find(|c| c.hash == hash && &*c.dir == dir)
         {
-            *old = (hash, Box::from(dir), fd, now);
+            old.fd = fd;
+            old.opened = now;
             return;
         }
-        let slot = (hash, Box::from(dir), fd, now);
+        let slot = CachedDir {
+            hash,
+            dir: Box::from(dir),
+            fd,
+            opened: now,
+        };
         if self.slots.len() < DIR_CACHE {
             self.slots.push(slot);
         } else {
