@@ -14,7 +14,9 @@
 
 use super::filters::SourceOptions;
 use super::rows::{get_path, AssetColumns};
-use super::sql::{asset_columns, Page, Queries};
+use super::sql::{
+    asset_columns, close_cursor, cursor_name, declare_cursor, fetch_cursor, Page, Queries,
+};
 use crate::db::schema::{q, Schema};
 use crate::error::{Error, Result};
 use crate::model::AssetRow;
@@ -22,6 +24,10 @@ use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{Row, ValueRef};
 use std::collections::VecDeque;
 use uuid::Uuid;
+
+/// The companions' names (of their cursors, and of their statements in `doctor`).
+const EXIF: &str = "exif";
+const ASSET_FILE: &str = "asset_file";
 
 /// A table read alongside the asset table, in asset-id order.
 pub(super) struct Companion {
@@ -46,7 +52,7 @@ impl Companions {
     pub(super) fn new(s: &Schema, with_files: bool) -> Companions {
         let exif = s.exif_table.map(|e| {
             companion(
-                "exif",
+                EXIF,
                 &format!(
                     "SELECT e.\"assetId\" AS id, e.\"fileSizeInByte\" AS size FROM {} e \
                      WHERE e.\"assetId\" {{after}} ORDER BY e.\"assetId\"",
@@ -63,7 +69,7 @@ impl Companions {
             // No order within an asset: push_asset_files sorts its files, as it does the
             // join's aggregate.
             companion(
-                "asset_file",
+                ASSET_FILE,
                 &format!(
                     "SELECT f.\"assetId\" AS id, f.type::text AS type, {edited} AS edited, \
                      f.path AS path FROM {} f WHERE f.\"assetId\" {{after}} \
@@ -104,17 +110,51 @@ pub(super) fn applies(opts: &SourceOptions) -> bool {
     !opts.join_stream && !opts.is_filtered() && opts.shard.is_none()
 }
 
-/// One cursor's page, and whether the cursor has more.
+/// One companion cursor's current page, and whether the cursor has more.
 struct Buffer<T> {
+    cursor: String,
+    decode: fn(&PgRow) -> Result<(Uuid, T)>,
     rows: VecDeque<(Uuid, T)>,
     done: bool,
 }
 
 impl<T> Buffer<T> {
-    fn new() -> Self {
+    fn new(name: &str, decode: fn(&PgRow) -> Result<(Uuid, T)>) -> Self {
         Buffer {
+            cursor: cursor_name(name),
+            decode,
             rows: VecDeque::new(),
             done: false,
+        }
+    }
+
+    /// Hands the rows of asset `id` to `keep`, dropping those of assets before it (trashed
+    /// or gone, which the asset cursor skips); fetches the cursor's next page whenever this
+    /// one runs out.
+    async fn take(
+        &mut self,
+        conn: &mut PgConnection,
+        fetch: u64,
+        id: Uuid,
+        mut keep: impl FnMut(T),
+    ) -> Result<()> {
+        loop {
+            if self.rows.is_empty() && !self.done {
+                let rows = fetch_cursor(conn, &self.cursor, fetch).await?;
+                self.done = (rows.len() as u64) < fetch;
+                for r in &rows {
+                    self.rows.push_back((self.decode)(r)?);
+                }
+            }
+            match self.rows.front() {
+                Some((key, _)) if *key <= id => {
+                    let (key, value) = self.rows.pop_front().expect("a front row");
+                    if key == id {
+                        keep(value);
+                    }
+                }
+                _ => return Ok(()),
+            }
         }
     }
 }
@@ -122,7 +162,7 @@ impl<T> Buffer<T> {
 /// The merge's state across pages: which cursors are open and what each has buffered.
 pub(super) struct Merger {
     /// Rows per fetch of a companion cursor (the asset pages' size).
-    fetch: usize,
+    fetch: u64,
     declared: bool,
     sizes: Buffer<Option<i64>>,
     files: Buffer<String>,
@@ -131,17 +171,17 @@ pub(super) struct Merger {
 impl Merger {
     pub(super) fn new(fetch: usize) -> Merger {
         Merger {
-            fetch: fetch.max(1),
+            fetch: fetch.max(1) as u64,
             declared: false,
-            sizes: Buffer::new(),
-            files: Buffer::new(),
+            sizes: Buffer::new(EXIF, decode_size),
+            files: Buffer::new(ASSET_FILE, decode_file),
         }
     }
 
     /// After a lost connection: the cursors died with it, and what they had buffered is
     /// read again from the new ones (declared after the last delivered asset).
     pub(super) fn reset(&mut self) {
-        *self = Merger::new(self.fetch);
+        *self = Merger::new(self.fetch as usize);
     }
 
     /// The next page of at most `n` assets after `after` (the last delivered asset id and
@@ -170,34 +210,10 @@ impl Merger {
         for r in &assets {
             let id: Uuid = r.try_get(0).map_err(Error::query("id"))?;
             let mut size = None;
-            while let Some((key, s)) = self
-                .sizes
-                .front(conn, "exif", self.fetch, decode_size)
-                .await?
-            {
-                if *key > id {
-                    break;
-                }
-                if *key == id {
-                    size = *s;
-                }
-                self.sizes.rows.pop_front();
-            }
+            self.sizes.take(conn, self.fetch, id, |s| size = s).await?;
             let mut files: Option<Vec<String>> = None;
-            while let Some((key, _)) = self
-                .files
-                .front(conn, "asset_file", self.fetch, decode_file)
-                .await?
-            {
-                if *key > id {
-                    break;
-                }
-                let hit = *key == id;
-                let (_, item) = self.files.rows.pop_front().expect("a front row");
-                if hit {
-                    files.get_or_insert_with(Vec::new).push(item);
-                }
-            }
+            let keep = |f| files.get_or_insert_with(Vec::new).push(f);
+            self.files.take(conn, self.fetch, id, keep).await?;
             let cols: AssetColumns = asset_columns(qs, r, id.to_string(), size, files)?;
             out.push(cols.into_row(&qs.kinds));
         }
@@ -211,63 +227,20 @@ impl Merger {
         }
         let _ = page.close(conn).await;
         for c in with.all() {
-            let _ = sqlx::query(&format!("CLOSE {}", cursor(c)))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await;
+            let _ = close_cursor(conn, &cursor_name(c.name)).await;
         }
     }
-}
-
-impl<T> Buffer<T> {
-    /// The first buffered row, fetching the cursor's next page when the buffer is empty;
-    /// `None` at its end.
-    async fn front(
-        &mut self,
-        conn: &mut PgConnection,
-        name: &'static str,
-        fetch: usize,
-        decode: fn(&PgRow) -> Result<(Uuid, T)>,
-    ) -> Result<Option<&(Uuid, T)>> {
-        if self.rows.is_empty() && !self.done {
-            let sql = format!("FETCH FORWARD {fetch} FROM {}", cursor_name(name));
-            let rows = sqlx::query(&sql)
-                .persistent(false)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(Error::query("streaming rows"))?;
-            self.done = rows.len() < fetch;
-            for r in &rows {
-                self.rows.push_back(decode(r)?);
-            }
-        }
-        Ok(self.rows.front())
-    }
-}
-
-fn cursor_name(name: &str) -> String {
-    format!("immich_integrity_{name}")
-}
-
-fn cursor(c: &Companion) -> String {
-    cursor_name(c.name)
 }
 
 async fn declare(conn: &mut PgConnection, c: &Companion, after: Option<&str>) -> Result<()> {
-    let (sql, id) = match after {
-        None => (&c.first, None),
-        Some(id) => (&c.next, Some(id)),
-    };
-    let sql = format!("DECLARE {} NO SCROLL CURSOR FOR {sql}", cursor(c));
-    let mut query = sqlx::query(&sql).persistent(false);
-    if let Some(id) = id {
-        query = query.bind(id);
+    let cursor = cursor_name(c.name);
+    match after {
+        None => declare_cursor(conn, &cursor, &c.first, |q| q).await,
+        Some(id) => {
+            let id = id.to_string();
+            declare_cursor(conn, &cursor, &c.next, |q| q.bind(id)).await
+        }
     }
-    query
-        .execute(conn)
-        .await
-        .map_err(Error::query("streaming rows"))?;
-    Ok(())
 }
 
 fn decode_size(r: &PgRow) -> Result<(Uuid, Option<i64>)> {

@@ -9,7 +9,9 @@ use crate::db::schema::{q, PersonKey, Schema};
 use crate::error::{Error, Result};
 use crate::model::{AssetRow, Entity, FileKind};
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::postgres::{PgArguments, PgConnection, PgRow};
+use sqlx::query::Query;
+use sqlx::Postgres;
 use sqlx::Row;
 
 /// SQL (over alias `a`) that is true when `checksum` hashes the path, not the content.
@@ -100,45 +102,75 @@ impl Page {
             None => (&self.first, None),
             Some(k) => (&self.next, Some(k)),
         };
-        let sql = format!("DECLARE {} NO SCROLL CURSOR FOR {sql}", self.cursor());
-        let mut query = bind_all(sqlx::query(&sql), &self.params).persistent(false);
-        if let Some((id, owner)) = key {
-            query = query.bind(id);
-            if self.keyed_by_owner {
-                query = query.bind(owner);
+        declare_cursor(conn, &self.cursor(), sql, |mut query| {
+            query = bind_all(query, &self.params);
+            if let Some((id, owner)) = key {
+                query = query.bind(id.clone());
+                if self.keyed_by_owner {
+                    query = query.bind(owner.clone());
+                }
             }
-        }
-        query
-            .execute(conn)
-            .await
-            .map_err(Error::query("streaming rows"))?;
-        Ok(())
+            query
+        })
+        .await
     }
 
     /// The next `n` rows of the open cursor.
     pub(super) async fn fetch(&self, conn: &mut PgConnection, n: u64) -> Result<Vec<PgRow>> {
-        let sql = format!("FETCH FORWARD {n} FROM {}", self.cursor());
-        sqlx::query(&sql)
-            .persistent(false)
-            .fetch_all(conn)
-            .await
-            .map_err(Error::query("streaming rows"))
+        fetch_cursor(conn, &self.cursor(), n).await
     }
 
     pub(super) async fn close(&self, conn: &mut PgConnection) -> Result<()> {
-        sqlx::query(&format!("CLOSE {}", self.cursor()))
-            .persistent(false)
-            .execute(conn)
-            .await
-            .map_err(Error::query("closing the row cursor"))?;
-        Ok(())
+        close_cursor(conn, &self.cursor()).await
     }
 
     /// One cursor name per phase: a FETCH described for one phase's columns is never run
     /// against another's.
     pub(super) fn cursor(&self) -> String {
-        format!("immich_integrity_{}", self.name)
+        cursor_name(self.name)
     }
+}
+
+/// The server-side cursor of a phase or of a merged companion table.
+pub(super) fn cursor_name(name: &str) -> String {
+    format!("immich_integrity_{name}")
+}
+
+/// `DECLARE cursor NO SCROLL CURSOR FOR sql`, with the values `bind` adds.
+pub(super) async fn declare_cursor(
+    conn: &mut PgConnection,
+    cursor: &str,
+    sql: &str,
+    bind: impl for<'q> FnOnce(Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments>,
+) -> Result<()> {
+    let sql = format!("DECLARE {cursor} NO SCROLL CURSOR FOR {sql}");
+    bind(sqlx::query(&sql).persistent(false))
+        .execute(conn)
+        .await
+        .map_err(Error::query("streaming rows"))?;
+    Ok(())
+}
+
+/// The next `n` rows of an open cursor.
+pub(super) async fn fetch_cursor(
+    conn: &mut PgConnection,
+    cursor: &str,
+    n: u64,
+) -> Result<Vec<PgRow>> {
+    sqlx::query(&format!("FETCH FORWARD {n} FROM {cursor}"))
+        .persistent(false)
+        .fetch_all(conn)
+        .await
+        .map_err(Error::query("streaming rows"))
+}
+
+pub(super) async fn close_cursor(conn: &mut PgConnection, cursor: &str) -> Result<()> {
+    sqlx::query(&format!("CLOSE {cursor}"))
+        .persistent(false)
+        .execute(conn)
+        .await
+        .map_err(Error::query("closing the row cursor"))?;
+    Ok(())
 }
 
 /// What preparing a page's queries showed.
